@@ -1,0 +1,99 @@
+/**
+ * @module store
+ * The one seam between ipkeeper's logic and durable state.
+ *
+ * Every backend (memory, sqlite, etcd, kubernetes) implements `Store` and passes the same contract
+ * suite (`contract.ts`). Uniqueness of an address is enforced here, not in memory: the engine writes
+ * one claim per address with `create`, which succeeds for exactly one caller (DESIGN invariant 1).
+ * Release and GC delete with the version they read as a precondition (invariant 3).
+ *
+ * Keys are `<kind-plural>/<name>` for cluster-scoped objects and `<kind-plural>/<namespace>/<name>`
+ * for namespaced ones (e.g. `ippools/test-ippool`, `claims/default.10.6.168.133`). Every segment is
+ * validated by `validateKey` so no name can escape its kind (no `..`, no `/` inside a name).
+ */
+
+/** An opaque, backend-specific version: compare only for equality. */
+export type Version = string;
+
+/** A stored value with the version it was read at. */
+export interface Versioned<T = unknown> {
+  key: string;
+  value: T;
+  version: Version;
+}
+
+/** Outcome of `create`: the caller won (`created`) or someone else holds the key. */
+export type CreateResult<T = unknown> =
+  | { created: true; version: Version }
+  | { created: false; existing: Versioned<T> };
+
+/** Outcome of `update`/`delete` with a version precondition. */
+export type CasResult<T = unknown> =
+  | { ok: true; version: Version }
+  /** `current` is what is stored now, or undefined when the key is gone. */
+  | { ok: false; current: Versioned<T> | undefined };
+
+export type WatchEvent<T = unknown> =
+  | { type: 'put'; key: string; value: T; version: Version }
+  | { type: 'delete'; key: string; version: Version };
+
+export interface Watcher {
+  close(): void;
+}
+
+/**
+ * The store. All methods reject only on real failures (unreachable backend, corruption) with a
+ * `StoreError`; an expected outcome (key taken, version moved on) is a return value.
+ */
+export interface Store {
+  /** The backend's name, for logs and metrics: `memory`, `sqlite`, `etcd`, `kubernetes`. */
+  readonly backend: string;
+  get<T>(key: string): Promise<Versioned<T> | undefined>;
+  /** Every entry whose key starts with `prefix` (use a trailing `/`), in key order. */
+  list<T>(prefix: string): Promise<Versioned<T>[]>;
+  /** Create-if-absent. Exactly one of several concurrent callers gets `created: true`. */
+  create<T>(key: string, value: T): Promise<CreateResult<T>>;
+  /** Replace the value if the stored version equals `version`. */
+  update<T>(key: string, value: T, version: Version): Promise<CasResult<T>>;
+  /** Delete if the stored version equals `version`. A missing key is `{ ok: false, current: undefined }`. */
+  delete(key: string, version: Version): Promise<CasResult>;
+  /**
+   * Events for keys under `prefix`, after the call returns, in commit order per key. A watcher
+   * that falls behind or loses its backend calls `onReset` (if given); the caller then re-lists.
+   */
+  watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher;
+  close(): Promise<void>;
+}
+
+/** A real failure of the backend (not an expected outcome). `retryable` when a retry may succeed. */
+export class StoreError extends Error {
+  readonly retryable: boolean;
+  constructor(message: string, opts: { retryable: boolean; cause?: unknown }) {
+    super(message, { cause: opts.cause });
+    this.name = 'StoreError';
+    this.retryable = opts.retryable;
+  }
+}
+
+const SEGMENT = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+/**
+ * Checks that a key is `kind/name` or `kind/namespace/name` with DNS-subdomain-like segments.
+ * @throws StoreError (not retryable) naming the key and the bad segment.
+ */
+export function validateKey(key: string): void {
+  const parts = key.split('/');
+  if (parts.length < 2 || parts.length > 3) {
+    throw new StoreError(`store key "${key}" must be "kind/name" or "kind/namespace/name"`, {
+      retryable: false,
+    });
+  }
+  for (const p of parts) {
+    if (!SEGMENT.test(p) || p.includes('..')) {
+      throw new StoreError(
+        `store key "${key}": segment "${p}" must be lower-case letters, digits, "-" and "." (no "..", at most 253 characters)`,
+        { retryable: false },
+      );
+    }
+  }
+}
