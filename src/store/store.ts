@@ -12,8 +12,24 @@
  * validated by `validateKey` so no name can escape its kind (no `..`, no `/` inside a name).
  */
 
-/** An opaque, backend-specific version: compare only for equality. */
+/**
+ * A version: the store-wide revision at which a key was last written, as a decimal string. Every
+ * backend's revisions increase across the whole store (sqlite's counter, etcd's mod_revision,
+ * Kubernetes' resourceVersion in practice), so caches can drop an event older than what they hold
+ * with `versionNewer`. A delete (and its watch event) carries the revision of the deletion.
+ */
 export type Version = string;
+
+/**
+ * Whether `a` is a later revision than `b`. Versions that are not decimal (a backend that keeps
+ * them opaque) compare as "newer" whenever they differ, which degrades to last-event-wins.
+ */
+export function versionNewer(a: Version, b: Version): boolean {
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) {
+    return a.length !== b.length ? a.length > b.length : a > b;
+  }
+  return a !== b;
+}
 
 /** A stored value with the version it was read at. */
 export interface Versioned<T = unknown> {

@@ -1,0 +1,73 @@
+/**
+ * @module agent/metrics
+ * Prometheus metrics of one agent, on its own registry (so several agents can live in one process in
+ * tests). Names follow `ipkeeper_<noun>_<unit|total>`.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Ipam } from '../ipam/engine.ts';
+
+export interface AgentMetrics {
+  registry: Registry;
+  requests: Counter<'command' | 'result'>;
+  duration: Histogram<'command' | 'result'>;
+  errors: Counter<'code'>;
+}
+
+export function createMetrics(ipam: Ipam, opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ipkeeper_' });
+  const requests = new Counter({
+    name: 'ipkeeper_cni_requests_total',
+    help: 'CNI requests served by the agent, by command and result (ok or an error code)',
+    labelNames: ['command', 'result'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'ipkeeper_cni_request_duration_seconds',
+    help: 'Time the agent spent on a CNI request, by command and result',
+    labelNames: ['command', 'result'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: 'ipkeeper_errors_total',
+    help: 'Errors answered by the agent, by error code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const poolAddresses = new Gauge({
+    name: 'ipkeeper_pool_addresses',
+    help: 'Addresses of each pool by state: total, used, reserved, free',
+    labelNames: ['pool', 'state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of ipam.usage()) {
+        this.set({ pool: p.name, state: 'total' }, p.total);
+        this.set({ pool: p.name, state: 'used' }, p.used);
+        this.set({ pool: p.name, state: 'reserved' }, p.reserved);
+        this.set({ pool: p.name, state: 'free' }, p.free);
+      }
+    },
+  });
+  void poolAddresses;
+  const claims = new Gauge({
+    name: 'ipkeeper_claims',
+    help: 'Claims (held addresses) known to this agent',
+    registers: [registry],
+    collect() {
+      this.set(ipam.state.claims.size);
+    },
+  });
+  void claims;
+  const ready = new Gauge({
+    name: 'ipkeeper_ready',
+    help: '1 when the agent has loaded its store and serves requests',
+    registers: [registry],
+    collect() {
+      this.set(ipam.ready ? 1 : 0);
+    },
+  });
+  void ready;
+  return { registry, requests, duration, errors };
+}

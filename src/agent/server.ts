@@ -1,0 +1,309 @@
+/**
+ * @module agent/server
+ * The node agent: serves the CNI plugin and the CLI over a root-only unix socket (and, optionally,
+ * health/metrics over TCP on a loopback address), allocating through the engine.
+ *
+ * Routes (JSON): see `src/cni/protocol.ts` for `/v1/cni/*`; the CLI uses
+ *   POST /v1/apply {objects}      GET /v1/objects/:kind[/:name]      DELETE /v1/objects/:kind/:name
+ *   GET /v1/usage                 GET /healthz  GET /readyz  GET /metrics
+ */
+import { mkdirSync, chmodSync, existsSync, unlinkSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { connect } from 'node:net';
+import { hostname } from 'node:os';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import pino from 'pino';
+import { IpamError, isIpamError } from '../errors.ts';
+import type { Store } from '../store/store.ts';
+import { openStore } from '../store/open.ts';
+import { Ipam, type AllocateRequest, type Logger } from '../ipam/engine.ts';
+import { ObjectService } from '../ipam/objects.ts';
+import { resolveKind } from '../api/kinds.ts';
+import type { CniRequest } from '../cni/protocol.ts';
+import { createMetrics, type AgentMetrics } from './metrics.ts';
+
+export const DEFAULT_MAX_IN_FLIGHT = 1024;
+export const BODY_LIMIT_BYTES = 1 << 20;
+
+export interface AgentOptions {
+  /** Store URL (`sqlite:PATH`, `memory:`, `etcd://...`) or an open store. */
+  store: string | Store;
+  socket: string;
+  node?: string;
+  /** Also serve health, readiness and metrics on this loopback `host:port`. */
+  listen?: string;
+  logLevel?: string;
+  /** Requests served at once before the agent answers BUSY (CNI 11). */
+  maxInFlight?: number;
+  gcMinAgeMs?: number;
+  /** Collect process metrics (off in tests that start many agents). */
+  defaultMetrics?: boolean;
+}
+
+export interface Agent {
+  ipam: Ipam;
+  objects: ObjectService;
+  store: Store;
+  metrics: AgentMetrics;
+  socket: string;
+  /** The TCP address actually bound (when `listen` was given). */
+  httpAddress?: string;
+  close(): Promise<void>;
+}
+
+/** Whether something answers on the socket (a live agent) — a dead file may be replaced. */
+function socketAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function prepareSocket(path: string): Promise<void> {
+  // The directory is root-only: the socket allocates addresses for whoever connects.
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (existsSync(path)) {
+    if (!statSync(path).isSocket()) {
+      throw new IpamError('INVALID_CONFIG', `--socket ${path} exists and is not a socket; remove it or pick another path`);
+    }
+    if (await socketAlive(path)) {
+      throw new IpamError('INVALID_CONFIG', `another agent already listens on ${path}; stop it or pick another --socket`);
+    }
+    unlinkSync(path);
+  }
+}
+
+function podOwner(req: CniRequest): AllocateRequest['owner'] {
+  const a = req.args ?? {};
+  if (a.K8S_POD_NAME) {
+    return {
+      kind: 'Pod',
+      name: a.K8S_POD_NAME,
+      ...(a.K8S_POD_NAMESPACE ? { namespace: a.K8S_POD_NAMESPACE } : {}),
+      ...(a.K8S_POD_UID ? { uid: a.K8S_POD_UID } : {}),
+    };
+  }
+  return { kind: 'Container', name: req.containerId ?? 'unknown' };
+}
+
+function requireAttachment(req: CniRequest): { containerId: string; ifName: string } {
+  if (typeof req.containerId !== 'string' || req.containerId === '') {
+    throw new IpamError('INVALID_ENV', 'containerId (CNI_CONTAINERID) is required');
+  }
+  if (typeof req.ifName !== 'string' || req.ifName === '') {
+    throw new IpamError('INVALID_ENV', 'ifName (CNI_IFNAME) is required');
+  }
+  return { containerId: req.containerId, ifName: req.ifName };
+}
+
+function requireRequest(body: unknown): CniRequest {
+  if (body === null || typeof body !== 'object') throw new IpamError('DECODE_FAILED', 'request body must be a JSON object');
+  const r = body as CniRequest;
+  if (typeof r.network !== 'string' || r.network === '') {
+    throw new IpamError('INVALID_CONFIG', 'network (the CNI config "name") is required');
+  }
+  return { ...r, args: r.args ?? {}, ipam: r.ipam ?? { type: 'ipkeeper' } };
+}
+
+/**
+ * Opens the store, loads the engine, and serves. Resolves when the socket is listening and the
+ * engine is ready.
+ * @throws IpamError INVALID_CONFIG (bad store URL, socket in use), StoreError (store unreachable).
+ */
+export async function startAgent(opts: AgentOptions): Promise<Agent> {
+  const logger = pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
+  const store = typeof opts.store === 'string' ? await openStore(opts.store) : opts.store;
+  const node = opts.node ?? hostname();
+  const ipam = new Ipam({ store, node, log: logger as unknown as Logger, gcMinAgeMs: opts.gcMinAgeMs });
+  await ipam.start();
+  const objects = new ObjectService(store, ipam);
+  const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics });
+  const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  let inFlight = 0;
+
+  const sendError = (reply: FastifyReply, e: unknown, command: string): FastifyReply => {
+    const err = isIpamError(e)
+      ? e
+      : new IpamError('INTERNAL', `unexpected failure: ${e instanceof Error ? e.message : String(e)}`, {}, e);
+    if (err.code === 'INTERNAL') logger.error({ err: e, command }, 'internal error');
+    metrics.errors.inc({ code: err.code });
+    return reply.code(err.httpStatus).send(err.toJSON());
+  };
+
+  const build = (withApi: boolean): FastifyInstance => {
+    const app = Fastify({ bodyLimit: BODY_LIMIT_BYTES, logger: false });
+    app.get('/healthz', async () => ({ ok: true }));
+    app.get('/readyz', async (_req, reply) => {
+      if (!ipam.ready) return reply.code(503).send({ ready: false, reason: 'loading the store' });
+      return { ready: true, node, store: store.backend };
+    });
+    app.get('/metrics', async (_req, reply) => {
+      reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+    app.get('/v1/usage', async () => ipam.usage());
+    if (!withApi) return app;
+
+    const cni = (command: string, fn: (r: CniRequest) => Promise<unknown>) => {
+      return async (request: FastifyRequest, reply: FastifyReply) => {
+        if (inFlight >= maxInFlight) {
+          metrics.errors.inc({ code: 'BUSY' });
+          return reply
+            .code(429)
+            .send({ code: 'BUSY', message: `agent is serving ${inFlight} requests (limit ${maxInFlight}); retry` });
+        }
+        inFlight++;
+        const end = metrics.duration.startTimer({ command });
+        try {
+          const out = await fn(requireRequest(request.body));
+          end({ result: 'ok' });
+          metrics.requests.inc({ command, result: 'ok' });
+          return out;
+        } catch (e) {
+          const code = isIpamError(e) ? e.code : 'INTERNAL';
+          end({ result: code });
+          metrics.requests.inc({ command, result: code });
+          const r = requireRequestSafe(request.body);
+          logger.warn(
+            {
+              command,
+              code,
+              err: e instanceof Error ? e.message : String(e),
+              network: r?.network,
+              containerId: r?.containerId,
+              ifName: r?.ifName,
+              pod: r?.args?.K8S_POD_NAME ? `${r.args.K8S_POD_NAMESPACE ?? ''}/${r.args.K8S_POD_NAME}` : undefined,
+            },
+            'request failed',
+          );
+          return sendError(reply, e, command);
+        } finally {
+          inFlight--;
+        }
+      };
+    };
+
+    app.post(
+      '/v1/cni/add',
+      cni('ADD', async (r) => {
+        const { containerId, ifName } = requireAttachment(r);
+        return ipam.add({
+          cniNetwork: r.network,
+          containerId,
+          ifName,
+          owner: podOwner(r),
+          configPools: r.ipam.pools,
+          requestedIps: [...(r.requestedIps ?? []), ...(r.args.IP ? r.args.IP.split(',') : [])],
+          extraRoutes: r.ipam.routes,
+        });
+      }),
+    );
+    app.post(
+      '/v1/cni/del',
+      cni('DEL', async (r) => {
+        const { containerId, ifName } = requireAttachment(r);
+        await ipam.release({ cniNetwork: r.network, containerId, ifName });
+        return {};
+      }),
+    );
+    app.post(
+      '/v1/cni/check',
+      cni('CHECK', async (r) => {
+        const { containerId, ifName } = requireAttachment(r);
+        await ipam.check({ cniNetwork: r.network, containerId, ifName });
+        return {};
+      }),
+    );
+    app.post(
+      '/v1/cni/gc',
+      cni('GC', async (r) => ({ released: await ipam.gc(r.network, r.validAttachments ?? []) })),
+    );
+    app.post(
+      '/v1/cni/status',
+      cni('STATUS', async (r) => {
+        ipam.status(r.ipam.pools);
+        return {};
+      }),
+    );
+
+    const kindOf = (word: string): string => {
+      const info = resolveKind(word);
+      if (!info) throw new IpamError('NOT_FOUND', `unknown kind "${word}"; use ippool, reservedip or ipclaim`);
+      return info.kind;
+    };
+    app.post('/v1/apply', async (request, reply) => {
+      try {
+        const body = request.body as { objects?: unknown[] } | undefined;
+        if (!body || !Array.isArray(body.objects)) {
+          throw new IpamError('INVALID_OBJECT', 'body must be {"objects": [...]}');
+        }
+        return { results: await objects.apply(body.objects) };
+      } catch (e) {
+        return sendError(reply, e, 'apply');
+      }
+    });
+    app.get('/v1/objects/:kind', async (request, reply) => {
+      try {
+        return { items: await objects.list(kindOf((request.params as { kind: string }).kind)) };
+      } catch (e) {
+        return sendError(reply, e, 'get');
+      }
+    });
+    app.get('/v1/objects/:kind/:name', async (request, reply) => {
+      try {
+        const p = request.params as { kind: string; name: string };
+        return await objects.get(kindOf(p.kind), p.name);
+      } catch (e) {
+        return sendError(reply, e, 'get');
+      }
+    });
+    app.delete('/v1/objects/:kind/:name', async (request, reply) => {
+      try {
+        const p = request.params as { kind: string; name: string };
+        const q = request.query as { force?: string };
+        await objects.delete(kindOf(p.kind), p.name, { force: q.force === 'true' });
+        return { deleted: true };
+      } catch (e) {
+        return sendError(reply, e, 'delete');
+      }
+    });
+    return app;
+  };
+
+  await prepareSocket(opts.socket);
+  const app = build(true);
+  await app.listen({ path: opts.socket });
+  chmodSync(opts.socket, 0o600);
+  let http: FastifyInstance | undefined;
+  let httpAddress: string | undefined;
+  if (opts.listen) {
+    const m = /^(.+):(\d+)$/.exec(opts.listen);
+    if (!m) throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
+    http = build(false);
+    httpAddress = await http.listen({ host: m[1] as string, port: Number(m[2]) });
+  }
+  logger.info({ socket: opts.socket, store: store.backend, node, http: httpAddress }, 'agent ready');
+
+  return {
+    ipam,
+    objects,
+    store,
+    metrics,
+    socket: opts.socket,
+    ...(httpAddress ? { httpAddress } : {}),
+    async close() {
+      await app.close();
+      await http?.close();
+      await ipam.stop();
+      if (typeof opts.store === 'string') await store.close();
+    },
+  };
+}
+
+function requireRequestSafe(body: unknown): CniRequest | undefined {
+  return body !== null && typeof body === 'object' ? (body as CniRequest) : undefined;
+}

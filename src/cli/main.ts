@@ -1,0 +1,251 @@
+/**
+ * @module cli/main
+ * `ipkeeper`: run the agent, apply/get/delete objects through it, show usage, install the CNI plugin.
+ * Errors print one line `error: <message>` to stderr and exit 1 (2 for usage errors).
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { stringify } from 'yaml';
+import { isIpamError, IpamError } from '../errors.ts';
+import { DEFAULT_SOCKET } from '../cni/protocol.ts';
+import { parseManifests } from '../api/convert.ts';
+import { resolveKind, KINDS, type AnyObject, type IPClaim, type IPPool, type ReservedIP } from '../api/kinds.ts';
+import type { PoolUsage } from '../ipam/engine.ts';
+import { call, SOCKET_ENV } from './client.ts';
+import { renderTable } from './table.ts';
+
+const DEFAULT_STORE = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
+
+function socketOf(opts: { socket?: string }): string {
+  return opts.socket ?? process.env[SOCKET_ENV] ?? DEFAULT_SOCKET;
+}
+
+function readSource(path: string): { text: string; source: string }[] {
+  if (path === '-') return [{ text: readFileSync(0, 'utf8'), source: 'stdin' }];
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new IpamError('INVALID_OBJECT', `-f ${path}: no such file or directory`);
+  }
+  if (st.isDirectory()) {
+    return readdirSync(path)
+      .filter((n) => /\.(ya?ml|json)$/.test(n))
+      .sort()
+      .flatMap((n) => readSource(join(path, n)));
+  }
+  return [{ text: readFileSync(path, 'utf8'), source: path }];
+}
+
+function kindOrFail(word: string): string {
+  const info = resolveKind(word);
+  if (!info) {
+    const names = Object.values(KINDS).map((k) => k.singular);
+    throw new IpamError('INVALID_OBJECT', `unknown kind "${word}"; use one of ${names.join(', ')}`);
+  }
+  return info.kind;
+}
+
+function print(obj: unknown, output: string): void {
+  if (output === 'json') console.log(JSON.stringify(obj, null, 2));
+  else console.log(stringify(obj).trimEnd());
+}
+
+function table(kind: string, items: AnyObject[], wide: boolean, usage: PoolUsage[]): string {
+  if (kind === 'IPPool') {
+    const head = ['NAME', 'SUBNET', 'USED', 'TOTAL', 'FREE', 'RESERVED', 'DEFAULT', 'DISABLED'];
+    if (wide) head.push('NETWORK', 'VLAN', 'GATEWAY', 'IPS');
+    const rows = (items as IPPool[]).map((p) => {
+      const u = usage.find((x) => x.name === p.metadata.name);
+      const row = [
+        p.metadata.name,
+        p.spec.subnet,
+        String(u?.used ?? '?'),
+        String(u?.total ?? '?'),
+        String(u?.free ?? '?'),
+        String(u?.reserved ?? '?'),
+        String(p.spec.default === true),
+        String(p.spec.disable === true),
+      ];
+      if (wide) {
+        row.push(p.spec.network ?? 'default', String(p.spec.vlan ?? ''), p.spec.gateway ?? '', (p.spec.ips ?? []).join(','));
+      }
+      return row;
+    });
+    return renderTable(head, rows);
+  }
+  if (kind === 'ReservedIP') {
+    return renderTable(
+      ['NAME', 'IPS'],
+      (items as ReservedIP[]).map((r) => [r.metadata.name, r.spec.ips.join(',')]),
+    );
+  }
+  const head = ['IP', 'POOL', 'OWNER', 'INTERFACE', 'NODE'];
+  if (wide) head.push('NETWORK', 'CONTAINER', 'CREATED');
+  return renderTable(
+    head,
+    (items as IPClaim[]).map((c) => {
+      const o = c.spec.owner;
+      const row = [
+        c.spec.ip,
+        c.spec.pool,
+        `${o.kind}/${o.namespace ? `${o.namespace}/` : ''}${o.name}`,
+        c.spec.ifName ?? '',
+        c.spec.node ?? '',
+      ];
+      if (wide) row.push(c.spec.network, (c.spec.containerId ?? '').slice(0, 12), c.spec.createdAt);
+      return row;
+    }),
+  );
+}
+
+export function buildCli(): Command {
+  const program = new Command('ipkeeper')
+    .description('IP address management for Kubernetes underlay networks')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const socketOpt = () =>
+    new Option('--socket <path>', `agent socket (env ${SOCKET_ENV})`).default(undefined, DEFAULT_SOCKET);
+
+  program
+    .command('agent')
+    .description('run the node agent: serve the CNI plugin on a unix socket and allocate from the store')
+    .option('--store <url>', 'sqlite:PATH | memory: | etcd://host:port[,host:port...][/prefix]', DEFAULT_STORE)
+    .addOption(socketOpt())
+    .option('--node <name>', 'this node\'s name (default: the host name)')
+    .option('--listen <host:port>', 'also serve /healthz, /readyz and /metrics over TCP, e.g. 127.0.0.1:9610')
+    .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
+    .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
+    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string }) => {
+      const { startAgent } = await import('../agent/server.ts');
+      const agent = await startAgent({
+        store: o.store,
+        socket: socketOf(o),
+        ...(o.node ? { node: o.node } : {}),
+        ...(o.listen ? { listen: o.listen } : {}),
+        logLevel: o.logLevel,
+      });
+      const stop = async (): Promise<void> => {
+        await agent.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop());
+      process.once('SIGTERM', () => void stop());
+    });
+
+  program
+    .command('apply')
+    .description('create or update objects from YAML/JSON (ipkeeper kinds, or SpiderIPPool/SpiderReservedIP)')
+    .requiredOption('-f, --filename <path...>', 'file, directory, or - for stdin')
+    .addOption(socketOpt())
+    .addHelpText('after', '\nExample:\n  ipkeeper apply -f pools.yaml\n  cat pool.yaml | ipkeeper apply -f -')
+    .action(async (o: { filename: string[]; socket?: string }) => {
+      const objects = o.filename
+        .flatMap(readSource)
+        .flatMap(({ text, source }) => parseManifests(text, source))
+        .map((c) => c.object);
+      if (objects.length === 0) throw new IpamError('INVALID_OBJECT', 'no objects found in the input');
+      const r = await call<{ results: { kind: string; name: string; action: string }[] }>(
+        socketOf(o),
+        'POST',
+        '/v1/apply',
+        { objects },
+      );
+      for (const x of r.results) console.log(`${x.kind.toLowerCase()}/${x.name} ${x.action}`);
+    });
+
+  program
+    .command('get')
+    .description('list objects, or show one')
+    .argument('<kind>', 'ippool | reservedip | ipclaim (plural and short names work too)')
+    .argument('[name]')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'wide', 'yaml', 'json']).default('table'))
+    .addOption(socketOpt())
+    .addHelpText('after', '\nExamples:\n  ipkeeper get ippools\n  ipkeeper get ippool test-ippool -o yaml\n  ipkeeper get ipclaims -o wide')
+    .action(async (word: string, name: string | undefined, o: { output: string; socket?: string }) => {
+      const kind = kindOrFail(word);
+      const info = KINDS[kind];
+      const socket = socketOf(o);
+      const items = name
+        ? [await call<AnyObject>(socket, 'GET', `/v1/objects/${info?.plural}/${encodeURIComponent(name)}`)]
+        : (await call<{ items: AnyObject[] }>(socket, 'GET', `/v1/objects/${info?.plural}`)).items;
+      if (o.output === 'json' || o.output === 'yaml') {
+        print(name ? items[0] : { apiVersion: 'v1', kind: 'List', items }, o.output);
+        return;
+      }
+      const usage = kind === 'IPPool' ? await call<PoolUsage[]>(socket, 'GET', '/v1/usage') : [];
+      if (items.length === 0) {
+        console.error(`No ${info?.plural} found.`);
+        return;
+      }
+      console.log(table(kind, items, o.output === 'wide', usage));
+    });
+
+  program
+    .command('delete')
+    .description('delete an object')
+    .argument('<kind>')
+    .argument('<name>')
+    .option('--force', 'delete a pool that still holds claims')
+    .addOption(socketOpt())
+    .action(async (word: string, name: string, o: { force?: boolean; socket?: string }) => {
+      const kind = kindOrFail(word);
+      await call(
+        socketOf(o),
+        'DELETE',
+        `/v1/objects/${KINDS[kind]?.plural}/${encodeURIComponent(name)}${o.force ? '?force=true' : ''}`,
+      );
+      console.log(`${kind.toLowerCase()}/${name} deleted`);
+    });
+
+  program
+    .command('usage')
+    .description('every pool: used, free and reserved addresses, with a bar')
+    .addOption(socketOpt())
+    .option('-o, --output <format>', 'table | json', 'table')
+    .action(async (o: { socket?: string; output: string }) => {
+      const usage = await call<PoolUsage[]>(socketOf(o), 'GET', '/v1/usage');
+      if (o.output === 'json') return print(usage, 'json');
+      const bar = (p: PoolUsage): string => {
+        const width = 20;
+        const n = p.total === 0 ? 0 : Math.round(((p.used + p.reserved) / p.total) * width);
+        return `[${'#'.repeat(Math.min(n, width))}${'.'.repeat(Math.max(width - n, 0))}]`;
+      };
+      console.log(
+        renderTable(
+          ['POOL', 'SUBNET', 'USED', 'RESERVED', 'FREE', 'TOTAL', 'USAGE'],
+          usage.map((p) => [p.name, p.subnet, String(p.used), String(p.reserved), String(p.free), String(p.total), bar(p)]),
+        ),
+      );
+    });
+
+  program
+    .command('install-cni')
+    .description('install the self-contained CNI plugin executable as DIR/ipkeeper')
+    .option('--dir <dir>', 'CNI bin directory', '/opt/cni/bin')
+    .action(async (o: { dir: string }) => {
+      const { installCni } = await import('../cni/install.ts');
+      console.log(`installed ${await installCni(o.dir)}`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; never throws. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildCli();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2;
+      return;
+    }
+    const msg = isIpamError(e) ? e.message : e instanceof Error ? e.message : String(e);
+    process.stderr.write(`error: ${msg}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,686 @@
+/**
+ * @module ipam/engine
+ * Allocation and release. The engine proposes addresses from its cache (`IpamState`) and makes each
+ * one real with a single create-if-absent of the address's claim in the store: exactly one owner
+ * wins an address, whatever the cache believed (DESIGN invariant 1). No allocation rewrites a pool
+ * or any shared object (invariant 2); release deletes a claim only at the version it read
+ * (invariant 3); ADD is idempotent per network + container id + interface, DEL always succeeds on
+ * what is not there, and a multi-address ADD that fails half-way deletes what it made (invariant 4);
+ * reserved addresses are subtracted before any proposal (invariant 5).
+ *
+ * Errors: `IpamError` with POOL_EXHAUSTED, NO_POOL, POOL_NOT_FOUND, ADDRESS_RESERVED, ADDRESS_IN_USE,
+ * ADDRESS_NOT_IN_POOL, INVALID_CONFIG, NOT_FOUND, NOT_READY, STORE_UNAVAILABLE.
+ */
+import { IpamError } from '../errors.ts';
+import { StoreError, type Store, type Watcher } from '../store/store.ts';
+import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
+import { nextFree } from '../net/used-set.ts';
+import { API_VERSION, type ClaimOwner, type IPClaim, type Route } from '../api/kinds.ts';
+import type { IpamResult, ResultIp } from '../cni/protocol.ts';
+import { choosePools, type PoolChoice } from './choose.ts';
+import {
+  CLAIM_PREFIX,
+  IpamState,
+  POOL_PREFIX,
+  RESERVED_PREFIX,
+  attachmentKey,
+  type HeldClaim,
+} from './state.ts';
+import type { CompiledPool } from './pools.ts';
+
+export interface Clock {
+  now(): number;
+}
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+const silent: Logger = { info() {}, warn() {}, error() {} };
+
+/** How many lost create races one family of one ADD tolerates before it gives up (busy store). */
+export const MAX_RACES_PER_FAMILY = 64;
+/** CNI GC leaves claims younger than this alone: their ADD may still be in flight. */
+export const GC_MIN_AGE_MS = 60_000;
+export const DEFAULT_ROUTE_NIC = 'eth0';
+
+export interface AllocateRequest {
+  /** The CNI network configuration's name. */
+  cniNetwork: string;
+  containerId: string;
+  ifName: string;
+  owner: ClaimOwner;
+  /** Pools from the CNI config. */
+  configPools?: { ipv4?: string[]; ipv6?: string[] };
+  /** Exact addresses asked for (CNI `ips` capability, `IP=` arg). */
+  requestedIps?: string[];
+  /** Routes from the CNI config, added to every result. */
+  extraRoutes?: Route[];
+  /** The interface that gets the default route (`eth0` unless told). */
+  defaultRouteNic?: string;
+}
+
+export interface ReleaseRequest {
+  cniNetwork: string;
+  containerId: string;
+  ifName: string;
+}
+
+export interface EngineOptions {
+  store: Store;
+  node: string;
+  clock?: Clock;
+  random?: () => number;
+  log?: Logger;
+  gcMinAgeMs?: number;
+}
+
+export interface PoolUsage {
+  name: string;
+  family: Family;
+  network: string;
+  subnet: string;
+  total: number;
+  used: number;
+  reserved: number;
+  free: number;
+  claims: number;
+  default: boolean;
+  disabled: boolean;
+}
+
+const NS = (f: Family): string => (f === 4 ? 'IPv4' : 'IPv6');
+
+export class Ipam {
+  readonly state = new IpamState();
+  readonly node: string;
+  private readonly store: Store;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly log: Logger;
+  private readonly gcMinAgeMs: number;
+  private readonly watchers: Watcher[] = [];
+  private readonly cursors = new Map<string, bigint>();
+  /** Claim keys whose create had an unknown outcome, per attachment: checked on the next ADD/DEL. */
+  private readonly uncertain = new Map<string, Set<string>>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private started = false;
+  private resyncing: Promise<void> | undefined;
+
+  constructor(opts: EngineOptions) {
+    this.store = opts.store;
+    this.node = opts.node;
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? Math.random;
+    this.log = opts.log ?? silent;
+    this.gcMinAgeMs = opts.gcMinAgeMs ?? GC_MIN_AGE_MS;
+  }
+
+  get ready(): boolean {
+    return this.started && this.resyncing === undefined;
+  }
+
+  /**
+   * Loads pools, reservations and claims and keeps them current. Watches start before the list so
+   * no change between the two is lost; the cache orders both by version.
+   * @throws StoreError when the store cannot be read.
+   */
+  async start(): Promise<void> {
+    for (const prefix of [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]) {
+      this.watchers.push(
+        this.store.watch(
+          prefix,
+          (ev) => {
+            if (ev.type === 'put') this.state.put(ev.key, ev.value, ev.version);
+            else this.state.remove(ev.key, ev.version);
+          },
+          () => void this.resync(),
+        ),
+      );
+    }
+    await this.load();
+    this.started = true;
+  }
+
+  private async load(): Promise<void> {
+    for (const prefix of [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]) {
+      for (const e of await this.store.list(prefix)) this.state.put(e.key, e.value, e.version);
+    }
+  }
+
+  /** After a watch reset: forget and re-list. Allocation waits for it. */
+  resync(): Promise<void> {
+    this.resyncing ??= (async () => {
+      for (;;) {
+        try {
+          this.state.clear();
+          await this.load();
+          return;
+        } catch (e) {
+          this.log.warn({ err: String(e) }, 'resync failed; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    })().finally(() => {
+      this.resyncing = undefined;
+    });
+    return this.resyncing;
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.watchers.splice(0)) w.close();
+  }
+
+  /** Runs `fn` after every earlier call with the same key has finished. */
+  private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(key, tail);
+    void tail.then(() => {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    });
+    return next;
+  }
+
+  private ensureReady(): Promise<void> | void {
+    if (!this.started) throw new IpamError('NOT_READY', 'the agent is still loading its store; retry');
+    return this.resyncing;
+  }
+
+  // ---- ADD -------------------------------------------------------------------------------------
+
+  /**
+   * Gives the attachment one address per chosen family (all or nothing), or returns what it holds.
+   * @throws IpamError (see the module comment); StoreError failures become STORE_UNAVAILABLE.
+   */
+  add(req: AllocateRequest): Promise<IpamResult> {
+    const ak = attachmentKey(req.cniNetwork, req.containerId, req.ifName);
+    return this.serial(ak, async () => {
+      await this.ensureReady();
+      return this.wrapStore(() => this.addLocked(req, ak));
+    });
+  }
+
+  private async wrapStore<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof StoreError) {
+        throw new IpamError(
+          e.retryable ? 'STORE_UNAVAILABLE' : 'INTERNAL',
+          `store (${this.store.backend}) failed: ${e.message}`,
+          {},
+          e,
+        );
+      }
+      throw e;
+    }
+  }
+
+  private async addLocked(req: AllocateRequest, ak: string): Promise<IpamResult> {
+    const held = await this.heldBy(req, ak);
+    const choice = choosePools({ configPools: req.configPools }, this.state);
+    const wanted = this.wantedFamilies(req, choice);
+    const made: HeldClaim[] = [];
+    try {
+      for (const family of wanted) {
+        if (held.some((h) => h.claim.spec.family === family)) continue;
+        const requested = this.requestedFor(req, family);
+        const h =
+          requested !== undefined
+            ? await this.claimExact(req, family, requested, choice)
+            : await this.claimFree(req, family, choice);
+        made.push(h);
+      }
+    } catch (e) {
+      await this.rollback(made);
+      throw e;
+    }
+    const all = [...held, ...made].sort((a, b) => a.claim.spec.family - b.claim.spec.family);
+    if (made.length > 0) {
+      this.log.info(
+        {
+          event: 'allocate',
+          network: req.cniNetwork,
+          containerId: req.containerId,
+          ifName: req.ifName,
+          pod: podName(req.owner),
+          ips: made.map((h) => h.claim.spec.ip),
+          pools: made.map((h) => h.claim.spec.pool),
+        },
+        'allocated',
+      );
+    }
+    return this.result(all, req);
+  }
+
+  private wantedFamilies(req: AllocateRequest, choice: PoolChoice): Family[] {
+    const fams = new Set<Family>();
+    for (const f of [4, 6] as Family[]) if (choice.families[f]) fams.add(f);
+    for (const ip of req.requestedIps ?? []) fams.add(parseRequested(ip).family);
+    if (fams.size === 0) {
+      throw new IpamError(
+        'NO_POOL',
+        `no pool applies to pod ${podName(req.owner)} on network "${req.cniNetwork}": the CNI config names no ipam.pools and no pool is marked default: true; add "pools": {"ipv4": ["<pool>"]} to the ipam section or set spec.default: true on a pool`,
+        { rule: choice.rule },
+      );
+    }
+    return [...fams].sort();
+  }
+
+  private requestedFor(req: AllocateRequest, family: Family): bigint | undefined {
+    const list = (req.requestedIps ?? []).map(parseRequested).filter((a) => a.family === family);
+    if (list.length > 1) {
+      throw new IpamError(
+        'INVALID_CONFIG',
+        `more than one ${NS(family)} address requested (${list.map((a) => formatValue(family, a.value)).join(', ')}); ask for one per family`,
+      );
+    }
+    return list[0]?.value;
+  }
+
+  /** Claims this attachment holds, including any whose create had an unknown outcome. */
+  private async heldBy(req: ReleaseRequest, ak: string): Promise<HeldClaim[]> {
+    const doubtful = this.uncertain.get(ak);
+    if (doubtful) {
+      for (const key of doubtful) {
+        const e = await this.store.get<IPClaim>(key);
+        if (e) this.state.put(e.key, e.value, e.version);
+      }
+      this.uncertain.delete(ak);
+    }
+    return this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
+  }
+
+  private candidates(family: Family, choice: PoolChoice, notes: string[]): CompiledPool[] {
+    const out: CompiledPool[] = [];
+    for (const name of choice.families[family] ?? []) {
+      const e = this.state.pools.get(name);
+      if (!e) {
+        notes.push(`pool "${name}" does not exist`);
+        continue;
+      }
+      const p = e.compiled;
+      if (p.family !== family) {
+        notes.push(`pool "${name}" is ${NS(p.family)}, not ${NS(family)}`);
+        continue;
+      }
+      if (p.disabled) {
+        notes.push(`pool "${name}" is disabled (spec.disable: true)`);
+        continue;
+      }
+      out.push(p);
+    }
+    return out;
+  }
+
+  private newClaim(req: AllocateRequest, pool: CompiledPool, value: bigint): IPClaim {
+    const ip = formatValue(pool.family, value);
+    return {
+      apiVersion: API_VERSION,
+      kind: 'IPClaim',
+      metadata: { name: claimName(pool.network, pool.family, value) },
+      spec: {
+        network: pool.network,
+        ip,
+        family: pool.family,
+        pool: pool.name,
+        owner: req.owner,
+        cniNetwork: req.cniNetwork,
+        containerId: req.containerId,
+        ifName: req.ifName,
+        node: this.node,
+        createdAt: new Date(this.clock.now()).toISOString(),
+      },
+    };
+  }
+
+  /**
+   * Tries to create the claim of `value`. Returns the held claim, `undefined` when someone else holds
+   * it (the cache now knows the holder), and throws a StoreError when the outcome is unknown.
+   */
+  private async tryClaim(
+    req: AllocateRequest,
+    pool: CompiledPool,
+    value: bigint,
+  ): Promise<HeldClaim | undefined> {
+    const claim = this.newClaim(req, pool, value);
+    const key = CLAIM_PREFIX + claim.metadata.name;
+    const used = this.state.usedSet(pool.network, pool.family);
+    // Mark it taken while the create is in flight, so a concurrent ADD here proposes another one.
+    const marked = used.add(value);
+    let res;
+    try {
+      res = await this.store.create(key, claim);
+    } catch (e) {
+      const ak = attachmentKey(req.cniNetwork, req.containerId, req.ifName);
+      let set = this.uncertain.get(ak);
+      if (!set) this.uncertain.set(ak, (set = new Set()));
+      set.add(key);
+      if (marked && !this.state.claims.has(key)) used.delete(value);
+      throw e;
+    }
+    if (res.created) {
+      this.state.put(key, claim, res.version);
+      return this.state.claims.get(key);
+    }
+    if (marked && !this.state.claims.has(key)) used.delete(value);
+    this.state.put(key, res.existing.value, res.existing.version);
+    const other = res.existing.value as IPClaim;
+    if (sameAttachment(other, req)) return this.state.claims.get(key);
+    return undefined;
+  }
+
+  private async claimFree(req: AllocateRequest, family: Family, choice: PoolChoice): Promise<HeldClaim> {
+    const notes: string[] = [];
+    const pools = this.candidates(family, choice, notes);
+    let races = 0;
+    for (const pool of pools) {
+      const allowed = this.state.allowed(pool);
+      const used = this.state.usedSet(pool.network, pool.family);
+      for (;;) {
+        const from = this.cursors.get(pool.name) ?? allowed.nth(0n) ?? 0n;
+        const v = nextFree(allowed, used, from);
+        if (v === undefined) break;
+        const h = await this.tryClaim(req, pool, v);
+        if (h) {
+          // Next time start after this one, so a crash-looping pod does not get back the address
+          // its previous sandbox may still be tearing down (as host-local does).
+          this.cursors.set(pool.name, v + 1n);
+          return h;
+        }
+        // Lost a race to another agent: jump somewhere else in the pool to stop racing it.
+        races++;
+        if (races >= MAX_RACES_PER_FAMILY) {
+          throw new IpamError(
+            'STORE_UNAVAILABLE',
+            `lost ${races} races for a free ${NS(family)} address in pool "${pool.name}"; the store is busy, retry`,
+          );
+        }
+        const size = allowed.size();
+        const jump = size > 0n ? BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))) : 0n;
+        this.cursors.set(pool.name, allowed.nth(jump) ?? from);
+      }
+      notes.push(this.describeFull(pool));
+    }
+    throw this.exhausted(req, family, choice, notes);
+  }
+
+  private describeFull(pool: CompiledPool): string {
+    const u = this.state.usage(pool);
+    const res = this.state.reservationsIn(pool);
+    const resText =
+      res.length === 0
+        ? '0 reserved'
+        : `${u.reserved} reserved by ${res.map((r) => `"${r.name}"`).join(', ')}`;
+    return `pool "${pool.name}" has no free address (${u.total} addresses, ${resText}, ${u.used} in use)`;
+  }
+
+  private exhausted(req: AllocateRequest, family: Family, choice: PoolChoice, notes: string[]): IpamError {
+    const names = choice.families[family] ?? [];
+    return new IpamError(
+      names.length > 0 && notes.every((n) => n.includes('does not exist')) ? 'POOL_NOT_FOUND' : 'POOL_EXHAUSTED',
+      `no free ${NS(family)} address for pod ${podName(req.owner)} in pools ${names.map((n) => `"${n}"`).join(', ') || '(none)'} (chosen by ${choice.rule}): ${notes.join('; ')}. Fix: add addresses to a pool or a backup pool, remove a reservation, or release unused addresses (ipkeeper get ipclaims)`,
+      { family, pools: names, rule: choice.rule, notes },
+    );
+  }
+
+  private async claimExact(
+    req: AllocateRequest,
+    family: Family,
+    value: bigint,
+    choice: PoolChoice,
+  ): Promise<HeldClaim> {
+    const ip = formatValue(family, value);
+    const notes: string[] = [];
+    let pools = this.candidates(family, choice, notes);
+    if (pools.length === 0) {
+      // No pool chosen for this family: any enabled pool that holds the address may serve it.
+      pools = [...this.state.pools.values()]
+        .map((e) => e.compiled)
+        .filter((p) => p.family === family && !p.disabled);
+    }
+    const pool = pools.find((p) => p.allocatable.contains(value));
+    if (!pool) {
+      throw new IpamError(
+        'ADDRESS_NOT_IN_POOL',
+        `requested address ${ip} is not in any allowed pool (${pools.map((p) => `"${p.name}"`).join(', ') || 'none'}); ask for an address inside one of them or add it to a pool`,
+        { ip },
+      );
+    }
+    if (!this.state.allowed(pool).contains(value)) {
+      const by = [...this.state.reservations.entries()]
+        .filter(([, e]) => e.sets[family].contains(value))
+        .map(([n]) => `"${n}"`);
+      throw new IpamError(
+        'ADDRESS_RESERVED',
+        `requested address ${ip} is reserved by ReservedIP ${by.join(', ')}; ask for another address or delete the reservation`,
+        { ip, reservedBy: by },
+      );
+    }
+    const h = await this.tryClaim(req, pool, value);
+    if (!h) {
+      const holder = this.state.claims.get(CLAIM_PREFIX + claimName(pool.network, family, value));
+      const who = holder ? ownerText(holder.claim) : 'another owner';
+      throw new IpamError(
+        'ADDRESS_IN_USE',
+        `requested address ${ip} in pool "${pool.name}" is held by ${who}; ask for another address or release it first`,
+        { ip, holder: holder?.claim.spec.owner },
+      );
+    }
+    return h;
+  }
+
+  private async rollback(made: HeldClaim[]): Promise<void> {
+    for (const h of made) {
+      try {
+        const r = await this.store.delete(h.key, h.version);
+        if (r.ok) this.state.remove(h.key, r.version);
+      } catch (e) {
+        // The ADD fails anyway; a claim we could not delete stays with this attachment and is
+        // released by the runtime's DEL (which follows a failed ADD) or by GC.
+        this.log.warn({ key: h.key, err: String(e) }, 'rollback could not delete a claim');
+      }
+    }
+  }
+
+  private result(held: HeldClaim[], req: AllocateRequest): IpamResult {
+    const ips: ResultIp[] = [];
+    const routes: { dst: string; gw?: string }[] = [];
+    const defaultNic = req.defaultRouteNic ?? DEFAULT_ROUTE_NIC;
+    for (const h of held) {
+      const pe = this.state.pools.get(h.claim.spec.pool);
+      const pool = pe?.compiled;
+      const bits = pool?.subnet.bits ?? (h.claim.spec.family === 4 ? 32 : 128);
+      ips.push({
+        address: `${h.claim.spec.ip}/${bits}`,
+        ...(pool?.gateway ? { gateway: pool.gateway } : {}),
+        pool: h.claim.spec.pool,
+      });
+      for (const r of pool?.routes ?? []) {
+        const gw = r.gw ?? pool?.gateway;
+        routes.push(gw ? { dst: r.dst, gw } : { dst: r.dst });
+      }
+      if (pool?.gateway && req.ifName === defaultNic) {
+        const dst = h.claim.spec.family === 4 ? '0.0.0.0/0' : '::/0';
+        if (!routes.some((r) => r.dst === dst)) routes.push({ dst, gw: pool.gateway });
+      }
+    }
+    for (const r of req.extraRoutes ?? []) routes.push(r);
+    return { ips, routes };
+  }
+
+  // ---- DEL, CHECK, GC, STATUS --------------------------------------------------------------------
+
+  /**
+   * Releases what the attachment holds. Succeeds when it holds nothing. A claim that moved on to
+   * another owner meanwhile is left alone.
+   * @throws IpamError STORE_UNAVAILABLE when the store cannot be written (the runtime retries DEL).
+   */
+  release(req: ReleaseRequest): Promise<number> {
+    const ak = attachmentKey(req.cniNetwork, req.containerId, req.ifName);
+    return this.serial(ak, async () => {
+      await this.ensureReady();
+      return this.wrapStore(async () => {
+        let n = 0;
+        for (const h of await this.heldBy(req, ak)) if (await this.deleteClaim(h, req)) n++;
+        if (n > 0) {
+          this.log.info(
+            { event: 'release', network: req.cniNetwork, containerId: req.containerId, ifName: req.ifName, count: n },
+            'released',
+          );
+        }
+        return n;
+      });
+    });
+  }
+
+  /** Deletes a claim at its version; re-reads once if the cache was behind. */
+  private async deleteClaim(h: HeldClaim, req: ReleaseRequest | undefined): Promise<boolean> {
+    let version = h.version;
+    for (let i = 0; i < 3; i++) {
+      const r = await this.store.delete(h.key, version);
+      if (r.ok) {
+        this.state.remove(h.key, r.version);
+        return true;
+      }
+      if (!r.current) {
+        this.state.remove(h.key, version === h.version ? bump(version) : version);
+        return false;
+      }
+      this.state.put(r.current.key, r.current.value, r.current.version);
+      // Still ours (our own update we had not seen)? Then delete that version; else it was reused.
+      if (req && !sameAttachment(r.current.value as IPClaim, req)) return false;
+      if (!req) return false;
+      version = r.current.version;
+    }
+    return false;
+  }
+
+  /**
+   * CHECK: the attachment must still hold an address for each family it was given.
+   * @throws IpamError NOT_FOUND naming the attachment.
+   */
+  async check(req: ReleaseRequest): Promise<void> {
+    await this.ensureReady();
+    const held = this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
+    if (held.length === 0) {
+      throw new IpamError(
+        'NOT_FOUND',
+        `no address is held for container ${req.containerId} interface ${req.ifName} on network "${req.cniNetwork}"`,
+        { ...req },
+      );
+    }
+  }
+
+  /**
+   * CNI GC: releases this node's claims on `cniNetwork` whose attachment is not in `valid`, if older
+   * than the minimum age (an ADD may be in flight for a younger one). Each delete carries the
+   * version read, so an address reused meanwhile is never freed.
+   * @returns how many claims were released.
+   */
+  async gc(cniNetwork: string, valid: { containerID: string; ifname: string }[]): Promise<number> {
+    await this.ensureReady();
+    const keep = new Set(valid.map((v) => `${v.containerID}/${v.ifname}`));
+    const cutoff = this.clock.now() - this.gcMinAgeMs;
+    const doomed = [...this.state.claims.values()].filter((h) => {
+      const s = h.claim.spec;
+      return (
+        s.cniNetwork === cniNetwork &&
+        s.node === this.node &&
+        !keep.has(`${s.containerId}/${s.ifName}`) &&
+        Date.parse(s.createdAt) <= cutoff
+      );
+    });
+    return this.wrapStore(async () => {
+      let n = 0;
+      for (const h of doomed) {
+        const s = h.claim.spec;
+        const ak = attachmentKey(cniNetwork, s.containerId ?? '', s.ifName ?? '');
+        const ok = await this.serial(ak, () => this.deleteClaim(h, undefined));
+        if (ok) n++;
+      }
+      if (n > 0) this.log.info({ event: 'gc', network: cniNetwork, count: n }, 'gc released claims');
+      return n;
+    });
+  }
+
+  /**
+   * STATUS: ready, and at least one address can be given for every family the config asks for.
+   * @throws IpamError NOT_READY saying why.
+   */
+  status(configPools?: { ipv4?: string[]; ipv6?: string[] }): void {
+    if (!this.ready) throw new IpamError('NOT_READY', 'the agent is still loading its store');
+    const choice = choosePools({ configPools }, this.state);
+    for (const f of [4, 6] as Family[]) {
+      if (!choice.families[f]) continue;
+      const notes: string[] = [];
+      const pools = this.candidates(f, choice, notes);
+      if (!pools.some((p) => this.state.usage(p).free > 0n)) {
+        throw new IpamError(
+          'NOT_READY',
+          `no ${NS(f)} address can be given: ${[...notes, ...pools.map((p) => this.describeFull(p))].join('; ') || 'no pool'}`,
+        );
+      }
+    }
+  }
+
+  /** Usage of every pool, sorted by name (derived from the cache; may lag the store briefly). */
+  usage(): PoolUsage[] {
+    return [...this.state.pools.values()]
+      .map(({ compiled: p }) => {
+        const u = this.state.usage(p);
+        return {
+          name: p.name,
+          family: p.family,
+          network: p.network,
+          subnet: `${formatValue(p.family, p.subnet.base)}/${p.subnet.bits}`,
+          total: Number(u.total),
+          used: Number(u.used),
+          reserved: Number(u.reserved),
+          free: Number(u.free),
+          claims: this.state.claimCountOf(p.name),
+          default: p.isDefault,
+          disabled: p.disabled,
+        };
+      })
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+}
+
+function bump(v: string): string {
+  return /^\d+$/.test(v) ? String(BigInt(v) + 1n) : v;
+}
+
+/** The claim's store name: `<network>.<address key>`, one per address per network. */
+export function claimName(network: string, family: Family, value: bigint): string {
+  return `${network}.${addrKey({ family, value })}`;
+}
+
+function parseRequested(ip: string): { family: Family; value: bigint } {
+  try {
+    // `runtimeConfig.ips` may carry a prefix length (`10.1.0.5/24`): the address is what counts.
+    const a = parseAddr(ip.split('/')[0] ?? ip);
+    return { family: a.family, value: a.value };
+  } catch (e) {
+    throw new IpamError('INVALID_CONFIG', `requested address "${ip}" is not an IP address`, { ip }, e);
+  }
+}
+
+function sameAttachment(c: IPClaim, req: ReleaseRequest): boolean {
+  return (
+    c.spec.cniNetwork === req.cniNetwork && c.spec.containerId === req.containerId && c.spec.ifName === req.ifName
+  );
+}
+
+export function podName(o: ClaimOwner): string {
+  return o.namespace ? `${o.namespace}/${o.name}` : o.name;
+}
+
+function ownerText(c: IPClaim): string {
+  const o = c.spec.owner;
+  return `${o.kind} ${podName(o)}${c.spec.containerId ? ` (container ${c.spec.containerId.slice(0, 12)})` : ''}`;
+}

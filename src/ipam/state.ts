@@ -1,0 +1,285 @@
+/**
+ * @module ipam/state
+ * The engine's in-memory view of the store: pools (compiled), reservations, and every claim indexed
+ * by address, by attachment and by pool. It is a cache fed by the store's list + watch and by the
+ * engine's own acknowledged writes; it only ever *proposes* a free address. Uniqueness is decided by
+ * the store's create-if-absent of the claim (DESIGN invariant 1), so a stale cache costs a retry,
+ * never a duplicate.
+ *
+ * Events are applied by version: an event older than what the cache holds for that key (including a
+ * remembered deletion) is dropped, so an own write applied directly is never undone by a late watch
+ * event of an earlier revision.
+ */
+import { versionNewer, type Version } from '../store/store.ts';
+import { parseAddr, type Family } from '../net/addr.ts';
+import { IntervalSet } from '../net/interval-set.ts';
+import { UsedSet } from '../net/used-set.ts';
+import { parseRange } from '../net/range.ts';
+import type { IPClaim, IPPool, ReservedIP } from '../api/kinds.ts';
+import { compilePool, type CompiledPool } from './pools.ts';
+
+export const POOL_PREFIX = 'ippools/';
+export const RESERVED_PREFIX = 'reservedips/';
+export const CLAIM_PREFIX = 'ipclaims/';
+
+export interface HeldClaim {
+  key: string;
+  claim: IPClaim;
+  version: Version;
+  value: bigint;
+}
+
+export interface PoolEntry {
+  obj: IPPool;
+  version: Version;
+  compiled: CompiledPool;
+}
+
+export interface ReservationEntry {
+  obj: ReservedIP;
+  version: Version;
+  sets: Record<Family, IntervalSet>;
+}
+
+/** `<cni network>/<container id>/<interface>`: one CNI attachment. */
+export function attachmentKey(cniNetwork: string, containerId: string, ifName: string): string {
+  return `${cniNetwork}/${containerId}/${ifName}`;
+}
+
+const TOMBSTONE_LIMIT = 100_000;
+
+export class IpamState {
+  readonly pools = new Map<string, PoolEntry>();
+  readonly reservations = new Map<string, ReservationEntry>();
+  readonly claims = new Map<string, HeldClaim>();
+  private readonly used = new Map<string, UsedSet>();
+  private readonly byAttachment = new Map<string, Set<string>>();
+  private readonly byPool = new Map<string, number>();
+  /** Deleted keys and the revision of their deletion, so a late put of an older revision is dropped. */
+  private readonly tombstones = new Map<string, Version>();
+  private reservedUnion: Record<Family, IntervalSet> | undefined;
+  private readonly allowedCache = new Map<string, IntervalSet>();
+
+  // ---- feeding ---------------------------------------------------------------------------------
+
+  private fresh(key: string, version: Version, current: Version | undefined): boolean {
+    if (current !== undefined && !versionNewer(version, current)) return false;
+    const dead = this.tombstones.get(key);
+    if (dead !== undefined && !versionNewer(version, dead)) return false;
+    return true;
+  }
+
+  private bury(key: string, version: Version): void {
+    this.tombstones.set(key, version);
+    if (this.tombstones.size > TOMBSTONE_LIMIT) {
+      // Oldest first (insertion order); an event this late is far older than any watch lag.
+      const first = this.tombstones.keys().next().value;
+      if (first !== undefined) this.tombstones.delete(first);
+    }
+  }
+
+  /** Applies a put of any kind we cache; returns whether it changed anything. */
+  put(key: string, value: unknown, version: Version): boolean {
+    if (key.startsWith(CLAIM_PREFIX)) return this.putClaim(key, value as IPClaim, version);
+    if (key.startsWith(POOL_PREFIX)) return this.putPool(key, value as IPPool, version);
+    if (key.startsWith(RESERVED_PREFIX)) return this.putReservation(key, value as ReservedIP, version);
+    return false;
+  }
+
+  /** Applies a delete; returns whether it changed anything. */
+  remove(key: string, version: Version): boolean {
+    if (key.startsWith(CLAIM_PREFIX)) {
+      const held = this.claims.get(key);
+      if (held && !versionNewer(version, held.version)) return false;
+      this.bury(key, version);
+      if (held) this.dropClaim(held);
+      return held !== undefined;
+    }
+    if (key.startsWith(POOL_PREFIX)) {
+      const name = key.slice(POOL_PREFIX.length);
+      const e = this.pools.get(name);
+      if (e && !versionNewer(version, e.version)) return false;
+      this.bury(key, version);
+      this.pools.delete(name);
+      this.allowedCache.delete(name);
+      return e !== undefined;
+    }
+    if (key.startsWith(RESERVED_PREFIX)) {
+      const name = key.slice(RESERVED_PREFIX.length);
+      const e = this.reservations.get(name);
+      if (e && !versionNewer(version, e.version)) return false;
+      this.bury(key, version);
+      this.reservations.delete(name);
+      this.reservationsChanged();
+      return e !== undefined;
+    }
+    return false;
+  }
+
+  private putPool(key: string, obj: IPPool, version: Version): boolean {
+    const name = key.slice(POOL_PREFIX.length);
+    if (!this.fresh(key, version, this.pools.get(name)?.version)) return false;
+    let compiled: CompiledPool;
+    try {
+      compiled = compilePool(obj);
+    } catch {
+      // An invalid pool can only come from a write that bypassed validation (a hand edit of the
+      // store); it must not stop the agent, so it is ignored (and shown as invalid by `check`).
+      return false;
+    }
+    this.pools.set(name, { obj, version, compiled });
+    this.allowedCache.delete(name);
+    return true;
+  }
+
+  private putReservation(key: string, obj: ReservedIP, version: Version): boolean {
+    const name = key.slice(RESERVED_PREFIX.length);
+    if (!this.fresh(key, version, this.reservations.get(name)?.version)) return false;
+    const r4: { first: bigint; last: bigint }[] = [];
+    const r6: { first: bigint; last: bigint }[] = [];
+    for (const item of obj.spec?.ips ?? []) {
+      try {
+        const r = parseRange(item);
+        (r.family === 4 ? r4 : r6).push(r);
+      } catch {
+        // Same as for pools: validated on apply; a bad hand-written item reserves nothing.
+      }
+    }
+    this.reservations.set(name, {
+      obj,
+      version,
+      sets: { 4: IntervalSet.of(4, r4), 6: IntervalSet.of(6, r6) },
+    });
+    this.reservationsChanged();
+    return true;
+  }
+
+  private reservationsChanged(): void {
+    this.reservedUnion = undefined;
+    this.allowedCache.clear();
+  }
+
+  private putClaim(key: string, claim: IPClaim, version: Version): boolean {
+    const prev = this.claims.get(key);
+    if (!this.fresh(key, version, prev?.version)) return false;
+    let value: bigint;
+    try {
+      value = parseAddr(claim.spec.ip).value;
+    } catch {
+      return false;
+    }
+    if (prev) this.dropClaim(prev);
+    const held: HeldClaim = { key, claim, version, value };
+    this.claims.set(key, held);
+    this.usedSet(claim.spec.network, claim.spec.family).add(value);
+    const s = claim.spec;
+    if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
+      const ak = attachmentKey(s.cniNetwork, s.containerId, s.ifName);
+      let set = this.byAttachment.get(ak);
+      if (!set) this.byAttachment.set(ak, (set = new Set()));
+      set.add(key);
+    }
+    this.byPool.set(s.pool, (this.byPool.get(s.pool) ?? 0) + 1);
+    this.tombstones.delete(key);
+    return true;
+  }
+
+  private dropClaim(held: HeldClaim): void {
+    this.claims.delete(held.key);
+    const s = held.claim.spec;
+    this.usedSet(s.network, s.family).delete(held.value);
+    if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
+      const ak = attachmentKey(s.cniNetwork, s.containerId, s.ifName);
+      const set = this.byAttachment.get(ak);
+      set?.delete(held.key);
+      if (set && set.size === 0) this.byAttachment.delete(ak);
+    }
+    const n = (this.byPool.get(s.pool) ?? 1) - 1;
+    if (n <= 0) this.byPool.delete(s.pool);
+    else this.byPool.set(s.pool, n);
+  }
+
+  /** Forgets everything (before a full re-list after a watch reset). */
+  clear(): void {
+    this.pools.clear();
+    this.reservations.clear();
+    this.claims.clear();
+    this.used.clear();
+    this.byAttachment.clear();
+    this.byPool.clear();
+    this.tombstones.clear();
+    this.reservationsChanged();
+  }
+
+  // ---- queries ---------------------------------------------------------------------------------
+
+  usedSet(network: string, family: Family): UsedSet {
+    const k = `${network}/${family}`;
+    let s = this.used.get(k);
+    if (!s) this.used.set(k, (s = new UsedSet(family)));
+    return s;
+  }
+
+  reserved(family: Family): IntervalSet {
+    if (!this.reservedUnion) {
+      let r4 = IntervalSet.empty(4);
+      let r6 = IntervalSet.empty(6);
+      for (const e of this.reservations.values()) {
+        r4 = r4.union(e.sets[4]);
+        r6 = r6.union(e.sets[6]);
+      }
+      this.reservedUnion = { 4: r4, 6: r6 };
+    }
+    return this.reservedUnion[family];
+  }
+
+  /** What a pool may hand out now: its allocatable addresses minus every reservation. */
+  allowed(pool: CompiledPool): IntervalSet {
+    let s = this.allowedCache.get(pool.name);
+    if (!s) {
+      s = pool.allocatable.difference(this.reserved(pool.family));
+      this.allowedCache.set(pool.name, s);
+    }
+    return s;
+  }
+
+  /** Which reservations cover addresses of this pool, and how many each. */
+  reservationsIn(pool: CompiledPool): { name: string; count: bigint }[] {
+    const out: { name: string; count: bigint }[] = [];
+    for (const [name, e] of this.reservations) {
+      const n = e.sets[pool.family].intersect(pool.allocatable).size();
+      if (n > 0n) out.push({ name, count: n });
+    }
+    return out;
+  }
+
+  claimsOf(cniNetwork: string, containerId: string, ifName: string): HeldClaim[] {
+    const keys = this.byAttachment.get(attachmentKey(cniNetwork, containerId, ifName));
+    if (!keys) return [];
+    const out: HeldClaim[] = [];
+    for (const k of keys) {
+      const h = this.claims.get(k);
+      if (h) out.push(h);
+    }
+    return out;
+  }
+
+  claimCountOf(pool: string): number {
+    return this.byPool.get(pool) ?? 0;
+  }
+
+  /** Usage of one pool: every figure counts addresses, not claims of other pools. */
+  usage(pool: CompiledPool): { total: bigint; used: bigint; reserved: bigint; free: bigint } {
+    const total = pool.allocatable.size();
+    const allowed = this.allowed(pool);
+    const used = this.usedSet(pool.network, pool.family);
+    const usedInPool = used.countIn(pool.allocatable);
+    const usedAllowed = used.countIn(allowed);
+    return {
+      total,
+      used: usedInPool,
+      reserved: total - allowed.size(),
+      free: allowed.size() - usedAllowed,
+    };
+  }
+}
