@@ -116,8 +116,13 @@ export function buildCli(): Command {
     .option('--node <name>', 'this node\'s name (default: the host name)')
     .option('--listen <host:port>', 'also serve /healthz, /readyz and /metrics over TCP, e.g. 127.0.0.1:9610')
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
+    .option('--gc-min-age <ms>', 'CNI GC leaves claims younger than this alone (an ADD may be in flight)', '60000')
     .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
-    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string }) => {
+    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string }) => {
+      const gcMinAgeMs = Number(o.gcMinAge);
+      if (!Number.isInteger(gcMinAgeMs) || gcMinAgeMs < 0) {
+        throw new IpamError('INVALID_CONFIG', `--gc-min-age ${o.gcMinAge} must be a whole number of milliseconds, e.g. 60000`);
+      }
       const { startAgent } = await import('../agent/server.ts');
       const agent = await startAgent({
         store: o.store,
@@ -125,6 +130,7 @@ export function buildCli(): Command {
         ...(o.node ? { node: o.node } : {}),
         ...(o.listen ? { listen: o.listen } : {}),
         logLevel: o.logLevel,
+        gcMinAgeMs,
       });
       const stop = async (): Promise<void> => {
         await agent.close();
