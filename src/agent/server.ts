@@ -18,6 +18,15 @@ import type { Store } from '../store/store.ts';
 import { openStore } from '../store/open.ts';
 import { Ipam, type AllocateRequest, type Logger } from '../ipam/engine.ts';
 import { ObjectService } from '../ipam/objects.ts';
+import {
+  LEASE_RENEW_MS,
+  NODE_DEAD_MS,
+  NodeLeaseSource,
+  RECLAIM_GRACE_MS,
+  Reclaimer,
+  renewLease,
+} from '../ipam/reclaim.ts';
+import { LABEL_PATTERN } from '../api/kinds.ts';
 import { resolveKind } from '../api/kinds.ts';
 import type { CniRequest } from '../cni/protocol.ts';
 import { createMetrics, type AgentMetrics } from './metrics.ts';
@@ -38,7 +47,13 @@ export interface AgentOptions {
   gcMinAgeMs?: number;
   /** Collect process metrics (off in tests that start many agents). */
   defaultMetrics?: boolean;
+  /** How often the leak reclaimer scans (0: never). */
+  reclaimIntervalMs?: number;
+  nodeDeadMs?: number;
+  reclaimGraceMs?: number;
 }
+
+export const RECLAIM_INTERVAL_MS = 30_000;
 
 export interface Agent {
   ipam: Ipam;
@@ -117,10 +132,33 @@ function requireRequest(body: unknown): CniRequest {
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const logger = pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
   const store = typeof opts.store === 'string' ? await openStore(opts.store) : opts.store;
-  const node = opts.node ?? hostname();
+  const node = opts.node ?? hostname().toLowerCase();
+  if (!new RegExp(LABEL_PATTERN).test(node) || node.length > 63) {
+    throw new IpamError('INVALID_CONFIG', `--node "${node}" must be a DNS label (lower-case letters, digits, "-"), like a Kubernetes node name`);
+  }
   const ipam = new Ipam({ store, node, log: logger as unknown as Logger, gcMinAgeMs: opts.gcMinAgeMs });
   await ipam.start();
   const objects = new ObjectService(store, ipam);
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, what: string, fn: () => Promise<unknown>): void => {
+    const t = setInterval(() => {
+      fn().catch((e: unknown) => logger.warn({ err: String(e), task: what }, 'background task failed; retrying next round'));
+    }, ms);
+    t.unref();
+    timers.push(t);
+  };
+  await renewLease(store, node, { now: Date.now });
+  every(LEASE_RENEW_MS, 'lease', () => renewLease(store, node, { now: Date.now }));
+  const reclaimer = new Reclaimer({
+    store,
+    state: ipam.state,
+    sources: [new NodeLeaseSource(store, { now: Date.now }, opts.nodeDeadMs ?? NODE_DEAD_MS)],
+    clock: { now: Date.now },
+    graceMs: opts.reclaimGraceMs ?? RECLAIM_GRACE_MS,
+    log: logger as unknown as Logger,
+  });
+  const reclaimEvery = opts.reclaimIntervalMs ?? RECLAIM_INTERVAL_MS;
+  if (reclaimEvery > 0) every(reclaimEvery, 'reclaim', () => reclaimer.scan());
   const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics });
   const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   let inFlight = 0;
@@ -296,6 +334,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     socket: opts.socket,
     ...(httpAddress ? { httpAddress } : {}),
     async close() {
+      for (const t of timers) clearInterval(t);
       await app.close();
       await http?.close();
       await ipam.stop();
