@@ -227,6 +227,14 @@ export function buildCli(): Command {
     });
 
   program
+    .command('crds')
+    .description('print the CustomResourceDefinitions of every ipkeeper kind (kubectl apply -f -)')
+    .action(async () => {
+      const { crdsYaml } = await import('../api/crd.ts');
+      process.stdout.write(crdsYaml());
+    });
+
+  program
     .command('install-cni')
     .description('install the self-contained CNI plugin executable as DIR/ipkeeper')
     .option('--dir <dir>', 'CNI bin directory', '/opt/cni/bin')

@@ -1,0 +1,33 @@
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { allCrds, crdsYaml } from './crd.ts';
+import { KINDS } from './kinds.ts';
+
+it('deploy/crds/ipkeeper.io.yaml is what `ipkeeper crds` prints (regenerate: node scripts/gen-docs.ts)', () => {
+  assert.equal(readFileSync(new URL('../../deploy/crds/ipkeeper.io.yaml', import.meta.url), 'utf8'), crdsYaml());
+});
+
+it('every kind has a CRD with a structural schema (no const, anyOf or patternProperties)', () => {
+  const crds = allCrds();
+  assert.equal(crds.length, Object.keys(KINDS).length);
+  const walk = (s: unknown, path: string): void => {
+    if (s === null || typeof s !== 'object') return;
+    for (const bad of ['const', 'anyOf', 'patternProperties', '$id', '~kind']) {
+      assert.ok(!(bad in (s as object)), `${path} has ${bad}`);
+    }
+    for (const [k, v] of Object.entries(s)) walk(v, `${path}.${k}`);
+  };
+  for (const c of crds) walk(c, String((c.metadata as { name: string }).name));
+});
+
+it('an IPPool CRD has the status subresource and the usage printer columns', () => {
+  const pool = allCrds().find((c) => (c.metadata as { name: string }).name === 'ippools.ipkeeper.io') as any;
+  const v = pool.spec.versions[0];
+  assert.deepEqual(v.subresources, { status: {} });
+  assert.deepEqual(
+    v.additionalPrinterColumns.filter((c: { priority?: number }) => !c.priority).map((c: { name: string }) => c.name),
+    ['Subnet', 'Used', 'Total', 'Default', 'Disabled', 'Age'],
+  );
+  assert.deepEqual(pool.spec.names.shortNames, ['ipp', 'pool', 'pools']);
+});
