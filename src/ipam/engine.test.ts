@@ -353,6 +353,18 @@ describe('objects: safe changes', () => {
     await rejects(objs.get('IPPool', 'p'), 'NOT_FOUND');
   });
 
+  it('refuses a pool whose addresses overlap another pool of the same network', async () => {
+    const { objs } = await setup([pool('a', { subnet: '10.6.0.0/16', ips: ['10.6.168.131-10.6.168.133'] })]);
+    await rejects(
+      objs.apply([pool('b', { subnet: '10.6.0.0/16', ips: ['10.6.168.133-10.6.168.140'] })]),
+      'INVALID_OBJECT',
+      /overlaps IPPool "a" in network "default" at 10\.6\.168\.133/,
+    );
+    // Disjoint ranges of one subnet, or the same range in another network, are fine.
+    await objs.apply([pool('b', { subnet: '10.6.0.0/16', ips: ['10.6.168.134-10.6.168.140'] })]);
+    await objs.apply([pool('c', { subnet: '10.6.0.0/16', ips: ['10.6.168.131'], network: 'vlan20' })]);
+  });
+
   it('validates every object before writing any', async () => {
     const { objs, store } = await setup();
     await rejects(

@@ -47,6 +47,30 @@ export class ObjectService {
     return info;
   }
 
+  /**
+   * Refuses a pool whose addresses overlap another pool's in the same network: one address must
+   * have one pool, or usage, reservations and fixed IPs become ambiguous.
+   */
+  private checkOverlap(next: IPPool, batch: AnyObject[]): void {
+    const n = compilePool(next);
+    const others = new Map<string, IPPool>();
+    for (const [name, e] of this.ipam.state.pools) others.set(name, e.obj);
+    for (const o of batch) if (o.kind === 'IPPool') others.set(o.metadata.name, o as IPPool);
+    others.delete(next.metadata.name);
+    for (const [name, other] of others) {
+      const p = compilePool(other);
+      if (p.network !== n.network || p.family !== n.family) continue;
+      const both = p.allocatable.intersect(n.allocatable);
+      if (!both.isEmpty()) {
+        throw new IpamError(
+          'INVALID_OBJECT',
+          `IPPool "${next.metadata.name}": spec.ips overlaps IPPool "${name}" in network "${n.network}" at ${both.toStrings().slice(0, 3).join(', ')}; give each pool its own addresses (or put them in different spec.network)`,
+          { field: 'spec.ips', overlaps: name },
+        );
+      }
+    }
+  }
+
   /** Refuses a pool change that would strand an address in use. */
   private checkPoolChange(next: IPPool): void {
     const prev = this.ipam.state.pools.get(next.metadata.name);
@@ -88,7 +112,10 @@ export class ObjectService {
           kind: o.kind,
         });
       }
-      if (o.kind === 'IPPool') this.checkPoolChange(o as IPPool);
+      if (o.kind === 'IPPool') {
+        this.checkPoolChange(o as IPPool);
+        this.checkOverlap(o as IPPool, valid);
+      }
     }
     const out: ApplyOutcome[] = [];
     for (const o of valid) {

@@ -42,5 +42,7 @@ export async function mutate<T>(
     const r = await store.update(key, next, cur.version);
     if (r.ok) return { action: 'updated', value: next, version: r.version };
   }
-  throw new IpamError('CONFLICT', `"${key}" kept changing underneath (${MUTATE_ATTEMPTS} attempts); retry`, { key });
+  throw new IpamError('CONFLICT', `"${key}" kept changing underneath (${MUTATE_ATTEMPTS} attempts); retry`, {
+    key,
+  });
 }

@@ -40,8 +40,7 @@ export interface Versioned<T = unknown> {
 
 /** Outcome of `create`: the caller won (`created`) or someone else holds the key. */
 export type CreateResult<T = unknown> =
-  | { created: true; version: Version }
-  | { created: false; existing: Versioned<T> };
+  { created: true; version: Version } | { created: false; existing: Versioned<T> };
 
 /** Outcome of `update`/`delete` with a version precondition. */
 export type CasResult<T = unknown> =

@@ -1,0 +1,364 @@
+/**
+ * The etcd store against real etcd: the contract suite on a 1-member and a 3-member cluster, plus
+ * what only this backend promises (URL parsing, the key layout, versions that are etcd revisions,
+ * watches that resume after their stream breaks).
+ *
+ * Each `open()` gets a fresh key prefix, so tests sharing a cluster never see each other's keys.
+ * `reopen` kills every member with SIGKILL and starts them again before opening the same prefix:
+ * an acknowledged write must have been on disk (the members run with fsync).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Etcd3 } from 'etcd3';
+import { IpamError } from '../errors.ts';
+import { storeContract } from './contract.ts';
+import { DEFAULT_PREFIX, openEtcdStore, parseEtcdUrl } from './etcd.ts';
+import type { EtcdStore } from './etcd.ts';
+import { StoreError } from './store.ts';
+import type { Store, WatchEvent } from './store.ts';
+import { startEtcdCluster } from '../../test/etcd/cluster.ts';
+import type { EtcdCluster } from '../../test/etcd/cluster.ts';
+
+/** Hang guard: a watch event that never comes fails the test instead of hanging the file. */
+async function guard<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting for ${what} after 20 s`)), 20_000);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+let prefixes = 0;
+function freshPrefix(): string {
+  return `/ipkeeper-test/${process.pid}-${++prefixes}/`;
+}
+
+for (const size of [1, 3] as const) {
+  let cluster: EtcdCluster | undefined;
+  const prefixOf = new WeakMap<Store, string>();
+  const clusterOf = (): EtcdCluster => {
+    assert.ok(cluster, 'etcd cluster not started');
+    return cluster;
+  };
+
+  describe(`etcd (${size} member${size === 1 ? '' : 's'})`, () => {
+    before(async () => {
+      cluster = await startEtcdCluster(size);
+    });
+    after(async () => {
+      await cluster?.stopAll();
+    });
+
+    const open = async (): Promise<Store> => {
+      const prefix = freshPrefix();
+      const s = await openEtcdStore(clusterOf().url, { prefix });
+      prefixOf.set(s, prefix);
+      return s;
+    };
+
+    storeContract(`etcd (${size} member${size === 1 ? '' : 's'}) contract`, open, {
+      reopen: async (s) => {
+        const prefix = prefixOf.get(s);
+        assert.ok(prefix);
+        await s.close();
+        const c = clusterOf();
+        await Promise.all(c.members.map((_, i) => c.stop(i, 'SIGKILL')));
+        await Promise.all(c.members.map((_, i) => c.start(i)));
+        await c.waitHealthy();
+        const again = await openEtcdStore(c.url, { prefix });
+        prefixOf.set(again, prefix);
+        return again;
+      },
+    });
+  });
+}
+
+describe('parseEtcdUrl', () => {
+  const GOOD: { name: string; url: string; hosts: string[]; prefix: string | undefined }[] = [
+    { name: 'one host', url: 'etcd://127.0.0.1:2379', hosts: ['127.0.0.1:2379'], prefix: undefined },
+    {
+      name: 'three hosts and a prefix',
+      url: 'etcd://10.0.0.1:2379,10.0.0.2:22379,etcd-3.example.com:2379/ipkeeper/prod',
+      hosts: ['10.0.0.1:2379', '10.0.0.2:22379', 'etcd-3.example.com:2379'],
+      prefix: '/ipkeeper/prod/',
+    },
+    { name: 'default port', url: 'etcd://etcd', hosts: ['etcd:2379'], prefix: undefined },
+    { name: 'IPv6 in brackets', url: 'etcd://[fd00::1]:2379/x/', hosts: ['[fd00::1]:2379'], prefix: '/x/' },
+    { name: 'bare slash is no prefix', url: 'etcd://h:1/', hosts: ['h:1'], prefix: undefined },
+    { name: 'highest port', url: 'etcd://h:65535', hosts: ['h:65535'], prefix: undefined },
+  ];
+  for (const c of GOOD) {
+    it(`accepts ${c.name}`, () => {
+      assert.deepEqual(parseEtcdUrl(c.url), { hosts: c.hosts, prefix: c.prefix });
+    });
+  }
+
+  const BAD: { name: string; url: string; why: RegExp }[] = [
+    { name: 'http scheme', url: 'http://127.0.0.1:2379', why: /must start with etcd:\/\// },
+    { name: 'no host', url: 'etcd:///ipkeeper', why: /names no host/ },
+    { name: 'empty host in a list', url: 'etcd://a:1,,b:2', why: /host "" is not host:port/ },
+    { name: 'port 0', url: 'etcd://h:0', why: /port 0/ },
+    { name: 'port 65536', url: 'etcd://h:65536', why: /port 65536/ },
+    { name: 'port not a number', url: 'etcd://h:abc', why: /not host:port/ },
+    { name: 'octal-looking IPv4', url: 'etcd://010.0.0.1:2379', why: /not an IPv4 address/ },
+    { name: 'IPv6 without brackets', url: 'etcd://fd00::1:2379', why: /not host:port/ },
+    { name: 'bad IPv6', url: 'etcd://[fd00::g]:2379', why: /not an IPv6 address/ },
+    { name: 'query string', url: 'etcd://h:1?timeout=1', why: /query strings/ },
+    { name: 'dot-dot in prefix', url: 'etcd://h:1/a/../b', why: /prefix "\/a\/..\/b"/ },
+    { name: 'empty segment in prefix', url: 'etcd://h:1/a//b', why: /prefix/ },
+  ];
+  for (const c of BAD) {
+    it(`rejects ${c.name} with INVALID_CONFIG naming the value and the form`, () => {
+      assert.throws(
+        () => parseEtcdUrl(c.url),
+        (e: unknown) => {
+          assert.ok(e instanceof IpamError);
+          assert.equal(e.code, 'INVALID_CONFIG');
+          assert.match(e.message, c.why);
+          assert.ok(e.message.includes(`"${c.url}"`), e.message);
+          assert.ok(e.message.includes('etcd://host:port[,host:port...][/prefix]'), e.message);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('openEtcdStore rejects a bad URL before connecting', async () => {
+    await assert.rejects(openEtcdStore('etcd://'), (e: unknown) => e instanceof IpamError);
+  });
+});
+
+describe('EtcdStore on one member', () => {
+  let cluster: EtcdCluster;
+  let raw: Etcd3;
+  before(async () => {
+    cluster = await startEtcdCluster(1);
+    raw = new Etcd3({ hosts: cluster.endpoints });
+  });
+  after(async () => {
+    raw.close();
+    await cluster.stopAll();
+  });
+
+  it('keeps store key k at etcd key prefix + k, as JSON, with version = mod_revision', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(`${cluster.url}${prefix.slice(0, -1)}`);
+    try {
+      const r = await s.create('claims/default.10.0.0.1', { owner: 'pod-a' });
+      assert.ok(r.created);
+      const kv = (await raw.get(`${prefix}claims/default.10.0.0.1`).exec()).kvs[0];
+      assert.ok(kv);
+      assert.equal(kv.value.toString(), '{"owner":"pod-a"}');
+      assert.equal(kv.mod_revision, r.version);
+      assert.equal(kv.create_revision, r.version);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('uses /ipkeeper/ when neither the URL nor the options name a prefix', async () => {
+    const s = await openEtcdStore(cluster.url);
+    try {
+      assert.equal((s as EtcdStore).prefix, DEFAULT_PREFIX);
+      const r = await s.create(`tests/default-prefix-${process.pid}`, 1);
+      assert.ok(r.created);
+      assert.equal(await raw.get(`/ipkeeper/tests/default-prefix-${process.pid}`).string(), '1');
+      assert.ok((await s.delete(`tests/default-prefix-${process.pid}`, r.version)).ok);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('writes nothing to any key but the one written (no shared counter)', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    try {
+      const c = await s.create('claims/a', { n: 1 });
+      assert.ok(c.created);
+      const u = await s.update('claims/a', { n: 2 }, c.version);
+      assert.ok(u.ok);
+      await s.create('claims/b', { n: 1 });
+      const keys = await raw.getAll().prefix(prefix).keys();
+      assert.deepEqual(keys.sort(), [`${prefix}claims/a`, `${prefix}claims/b`]);
+      const a = (await raw.get(`${prefix}claims/a`).exec()).kvs[0];
+      assert.equal(a?.version, '2', 'the key was written exactly twice');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('lists across pages: every key once, in order', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 7 });
+    try {
+      const want: string[] = [];
+      for (let i = 0; i < 50; i++) want.push(`claims/k${String(i).padStart(2, '0')}`);
+      await Promise.all(want.map((k, i) => s.create(k, i)));
+      const got = await s.list<number>('claims/');
+      assert.deepEqual(
+        got.map((e) => [e.key, e.value]),
+        want.map((k, i) => [k, i]),
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('lists across pages as one snapshot while writers add keys at both ends', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 5 });
+    try {
+      await Promise.all(
+        Array.from({ length: 60 }, (_, i) => s.create(`claims/m${String(i).padStart(2, '0')}`, i)),
+      );
+      // The writer creates a-<i> (sorts first) and then z-<i> (sorts last). In one snapshot, z-<i>
+      // present means a-<i> present; a list that read its later pages at a newer revision could
+      // hold z-<i> without a-<i>.
+      let stop = false;
+      const writer = (async () => {
+        for (let i = 0; !stop; i++) {
+          await s.create(`claims/a-${i}`, i);
+          await s.create(`claims/z-${i}`, i);
+        }
+      })();
+      try {
+        for (let round = 0; round < 5; round++) {
+          const keys = new Set((await s.list('claims/')).map((e) => e.key));
+          for (const k of keys) {
+            if (k.startsWith('claims/z-')) assert.ok(keys.has(`claims/a-${k.slice(9)}`), `${k} without a-`);
+          }
+        }
+      } finally {
+        stop = true;
+        await writer;
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('reports a stored value that is not JSON as a StoreError that is not retryable', async () => {
+    const prefix = freshPrefix();
+    await raw.put(`${prefix}claims/bad`).value('{not json');
+    const s = await openEtcdStore(cluster.url, { prefix });
+    try {
+      const notJson = (e: unknown): boolean =>
+        e instanceof StoreError && !e.retryable && /claims\/bad.*not JSON/.test(e.message);
+      await assert.rejects(s.get('claims/bad'), notJson);
+      await assert.rejects(s.list('claims/'), notJson);
+      await assert.rejects(s.create('claims/bad', {}), notJson);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('refuses a value etcd cannot hold (over its 1.5 MiB request limit), not retryable', async () => {
+    const s = await openEtcdStore(cluster.url, { prefix: freshPrefix() });
+    try {
+      await assert.rejects(
+        s.create('claims/huge', 'x'.repeat(1600 * 1024)),
+        (e: unknown) => e instanceof StoreError && !e.retryable && e.cause !== undefined,
+      );
+      assert.equal(await s.get('claims/huge'), undefined);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('rejects every call after close() with a StoreError that is not retryable', async () => {
+    const s = await openEtcdStore(cluster.url, { prefix: freshPrefix() });
+    await s.close();
+    const closed = (e: unknown): boolean => e instanceof StoreError && !e.retryable;
+    await assert.rejects(s.get('claims/a'), closed);
+    await assert.rejects(s.list('claims/'), closed);
+    await assert.rejects(s.create('claims/a', {}), closed);
+    await assert.rejects(s.update('claims/a', {}, '1'), closed);
+    await assert.rejects(s.delete('claims/a', '1'), closed);
+    assert.throws(() => s.watch('claims/', () => {}), closed);
+  });
+
+  it('list then watch has no gap, even when other calls moved the store on in between', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    try {
+      await s.list('claims/');
+      // Written by someone else after our list, before our watch: the watch must still see it,
+      // although this store's own later write has seen a newer revision than the put.
+      await raw.put(`${prefix}claims/between`).value('1');
+      assert.ok((await s.create('ippools/p', {})).created);
+      const seen: WatchEvent[] = [];
+      const got = new Promise<void>((resolve) => {
+        const w = s.watch('claims/', (ev) => {
+          seen.push(ev);
+          w.close();
+          resolve();
+        });
+      });
+      await guard('the put of claims/between', got);
+      assert.equal(seen[0]?.key, 'claims/between');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('calls onReset when etcd compacted the history a watch needs, then keeps delivering', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    try {
+      // The store's newest known revision is from open(); writes by others move etcd past it, and a
+      // compaction then removes the history the watch would start from.
+      for (let i = 0; i < 3; i++) await raw.put(`${prefix}other/${i}`).value('1');
+      const head = (await raw.get(`${prefix}other/2`).exec()).header.revision;
+      await raw.kv.compact({ revision: head, physical: true });
+      let resets = 0;
+      const events: WatchEvent[] = [];
+      let wake: () => void = () => {};
+      const w = s.watch(
+        'claims/',
+        (ev) => {
+          events.push(ev);
+          wake();
+        },
+        () => resets++,
+      );
+      try {
+        const c = await s.create('claims/after-compaction', { n: 1 });
+        assert.ok(c.created);
+        await guard(
+          'the put of claims/after-compaction',
+          new Promise<void>((resolve) => {
+            wake = () => {
+              if (events.some((e) => e.key === 'claims/after-compaction')) resolve();
+            };
+            wake();
+          }),
+        );
+        assert.equal(resets, 1);
+        assert.deepEqual(events, [
+          { type: 'put', key: 'claims/after-compaction', value: { n: 1 }, version: c.version },
+        ]);
+      } finally {
+        w.close();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('EtcdStore without a cluster', () => {
+  it('openEtcdStore fails with a retryable StoreError within the deadline when nothing listens', async () => {
+    // Port 1 on loopback: nothing listens there, connections are refused at once.
+    await assert.rejects(openEtcdStore('etcd://127.0.0.1:1', { timeoutMs: 300 }), (e: unknown) => {
+      assert.ok(e instanceof StoreError, String(e));
+      assert.equal(e.retryable, true);
+      assert.match(e.message, /127\.0\.0\.1:1/);
+      assert.ok(e.cause instanceof Error);
+      return true;
+    });
+  });
+});

@@ -1,0 +1,740 @@
+/**
+ * @module store/etcd
+ * `EtcdStore`: the `Store` on a real etcd v3 cluster, shared by the agents of several hosts.
+ *
+ * Layout: store key `k` is etcd key `prefix + k` (default prefix `/ipkeeper/`), its value the JSON
+ * text. A version is the key's `mod_revision` in decimal — etcd's store-wide revision, which only
+ * grows, so a deleted and recreated key never gets an old version back (DESIGN invariant 3).
+ *
+ * Every write is one etcd transaction on its own key, so writers of different keys never contend and
+ * nothing is a hot key (DESIGN invariant 2):
+ *
+ *   create   If(create_revision(k) == 0) Then(put k)    Else(get k)
+ *   update   If(mod_revision(k) == v)    Then(put k)    Else(get k)
+ *   delete   If(mod_revision(k) == v)    Then(delete k) Else(get k)
+ *
+ * The write happens at the transaction's header revision, which is the version handed back.
+ *
+ * Failures. Every call has a deadline (5 s unless `timeoutMs` says otherwise) and fails with a
+ * `StoreError` carrying the etcd error as `cause`. Reads are retried on another member until the
+ * deadline. A write is retried only when it provably never reached etcd (no connection, or a
+ * proposal that raft dropped); once it may have been sent, a lost answer makes its outcome unknown —
+ * etcd may still commit it — so it fails with a retryable StoreError instead of being re-sent: a
+ * re-sent create would find its own first attempt and report the key as taken by someone else. The
+ * etcd3 client's own retries are switched off for the same reason.
+ *
+ * Watch. One etcd watch stream per watcher, on the prefix, starting just after the newest revision
+ * this store has seen, so nothing committed after `watch` returns is missed — or, when this store
+ * listed a covering prefix in the last few seconds, just after that list's revision, so the
+ * list-then-watch pattern has no gap either, even when other calls moved the store's revision on
+ * in between. Such a watch may deliver events from before the call; they are older than what the
+ * caller holds (`versionNewer` tells). A broken stream is reopened from the revision after the last one delivered,
+ * so a member crash loses and repeats nothing and needs no `onReset`; `onReset` is called when
+ * etcd has compacted the history the watcher still needs, or cancels the watch, after which the
+ * watcher resumes from the oldest revision etcd still has.
+ */
+import { isIP } from 'node:net';
+import {
+  ClientClosedError,
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdPermissionDeniedError,
+  GRPCInvalidArgumentError,
+  GRPCNotImplementedError,
+  GRPCUnauthenticatedError,
+} from 'etcd3';
+import type {
+  IDuplexStream,
+  IEvent,
+  IKeyValue,
+  IOptions,
+  IResponseHeader,
+  IWatchRequest,
+  IWatchResponse,
+} from 'etcd3';
+import { IpamError } from '../errors.ts';
+import { toJson } from './memory.ts';
+import { StoreError, validateKey } from './store.ts';
+import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+
+export const DEFAULT_PREFIX = '/ipkeeper/';
+export const DEFAULT_TIMEOUT_MS = 5_000;
+export const DEFAULT_PORT = 2379;
+/** Keys per range request of `list`; halved while a page is larger than the client accepts. */
+export const LIST_PAGE_KEYS = 10_000;
+const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+/** Retry backoff for reads and unsent writes: doubles from the first value up to the cap. */
+const RETRY_FIRST_MS = 20;
+const RETRY_CAP_MS = 250;
+/** Watch reconnect backoff. */
+const WATCH_RETRY_FIRST_MS = 50;
+const WATCH_RETRY_CAP_MS = 2_000;
+/**
+ * How long a `list` counts as "just listed" for a `watch` of a prefix it covers: the watch starts
+ * after the oldest such list's revision. Only affects how far back a watch starts, never what it
+ * misses.
+ */
+const LIST_WATCH_WINDOW_MS = 10_000;
+const LIST_WATCH_ENTRIES = 64;
+/**
+ * Slack after the deadline before a call is abandoned without the client's answer. gRPC enforces
+ * the deadline itself; this only guarantees that no call can hang, whatever the client does.
+ */
+const BACKSTOP_GRACE_MS = 250;
+
+const URL_FORM = 'etcd://host:port[,host:port...][/prefix]';
+
+export interface EtcdStoreOptions {
+  /** etcd key prefix, ending in `/` (one is added when missing). Default `/ipkeeper/`. */
+  prefix?: string;
+  /** Deadline of every call, retries included, in ms. Default 5000. */
+  timeoutMs?: number;
+  /** Keys per range request of `list` (default 10 000); small values let tests cross pages. */
+  listPageKeys?: number;
+}
+
+/** An `etcd://` URL taken apart. */
+export interface EtcdUrl {
+  /** `host:port` each, IPv6 in brackets. */
+  hosts: string[];
+  /** The prefix from the URL path, normalized to end in `/`; undefined when the URL has none. */
+  prefix: string | undefined;
+}
+
+function invalidUrl(url: string, why: string): IpamError {
+  return new IpamError(
+    'INVALID_CONFIG',
+    `etcd URL "${url}" is invalid: ${why}; expected ${URL_FORM}, e.g. etcd://10.0.0.1:2379,10.0.0.2:2379/ipkeeper`,
+    { field: 'store', value: url, expected: URL_FORM },
+  );
+}
+
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+const PREFIX = /^(\/[A-Za-z0-9._-]+)+\/?$/;
+
+function normalizePrefix(prefix: string): string | undefined {
+  if (prefix === '' || prefix === '/') return undefined;
+  if (!PREFIX.test(prefix) || prefix.split('/').some((s) => s === '.' || s === '..')) return undefined;
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+/**
+ * Parses `etcd://host:port[,host:port...][/prefix]`. A host without a port gets 2379; an IPv6
+ * address goes in brackets (`[fd00::1]:2379`).
+ * @throws IpamError INVALID_CONFIG naming the value and the expected form.
+ */
+export function parseEtcdUrl(url: string): EtcdUrl {
+  const m = /^etcd:\/\/([^/?#]*)(\/[^?#]*)?$/.exec(url);
+  if (!m) {
+    if (/[?#]/.test(url) && url.startsWith('etcd://'))
+      throw invalidUrl(url, 'query strings are not supported');
+    throw invalidUrl(url, 'it must start with etcd://');
+  }
+  const [, hostList = '', path = ''] = m;
+  if (hostList === '') throw invalidUrl(url, 'it names no host');
+  const hosts = hostList.split(',').map((h) => {
+    const hm = /^(\[[^\]]*\]|[^:]*)(?::(\d{1,5}))?$/.exec(h);
+    if (!hm || hm[1] === '') throw invalidUrl(url, `host "${h}" is not host:port`);
+    const host = hm[1]!;
+    const port = hm[2] === undefined ? DEFAULT_PORT : Number(hm[2]);
+    if (port < 1 || port > 65535) throw invalidUrl(url, `port ${hm[2]} of "${h}" is not 1-65535`);
+    if (host.startsWith('[')) {
+      if (isIP(host.slice(1, -1)) !== 6) throw invalidUrl(url, `"${host}" is not an IPv6 address`);
+    } else if (/^[\d.]+$/.test(host) ? isIP(host) !== 4 : !HOSTNAME.test(host)) {
+      throw invalidUrl(url, `"${host}" is not an IPv4 address or host name`);
+    }
+    return `${host}:${port}`;
+  });
+  let prefix: string | undefined;
+  if (path !== '' && path !== '/') {
+    prefix = normalizePrefix(path);
+    if (prefix === undefined) {
+      throw invalidUrl(url, `prefix "${path}" must be /-separated names of letters, digits, ".", "_", "-"`);
+    }
+  }
+  return { hosts, prefix };
+}
+
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/**
+ * A fault-handling "policy" that runs the call once. etcd3's default retries a failed call up to
+ * three times on another member — including a transaction that may already have committed — and
+ * opens a per-member circuit for 5 s after three failures. Both would break the write rule above
+ * or slow down recovery, so this module does its own retrying.
+ */
+const RUN_ONCE = {
+  execute: <R>(fn: (ctx: { signal: AbortSignal; attempt: number }) => PromiseLike<R> | R): Promise<R> =>
+    Promise.resolve().then(() => fn({ signal: new AbortController().signal, attempt: 0 })),
+} as unknown as Policy;
+
+/**
+ * What a failed call tells us: `unsent` — it provably never reached etcd, any call may be re-sent;
+ * `unknown` — it may have been applied; `fatal` — retrying cannot help.
+ */
+type Failure = 'unsent' | 'unknown' | 'fatal';
+
+const UNSENT =
+  /No connection established|Channel closed before call started|Name resolution failed|raft proposal dropped|etcdserver: too many requests|etcdserver: no leader/;
+const FATAL =
+  /etcdserver: request is too large|etcdserver: too many operations in txn request|message larger than max/i;
+
+function classify(e: unknown): Failure {
+  if (
+    e instanceof GRPCInvalidArgumentError ||
+    e instanceof GRPCNotImplementedError ||
+    e instanceof GRPCUnauthenticatedError ||
+    e instanceof EtcdPermissionDeniedError ||
+    e instanceof EtcdAuthenticationFailedError ||
+    e instanceof ClientClosedError
+  ) {
+    return 'fatal';
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  if (FATAL.test(msg)) return 'fatal';
+  if (UNSENT.test(msg)) return 'unsent';
+  return 'unknown';
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Backoff before retry number `attempt` (1-based), with ±50 % jitter so retries spread out. */
+function backoff(attempt: number, firstMs: number, capMs: number): number {
+  const base = Math.min(capMs, firstMs * 2 ** Math.min(attempt - 1, 16));
+  return Math.round(base * (0.5 + Math.random()));
+}
+
+/** The smallest key greater than every key starting with `prefix` (etcd's range_end for a prefix). */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]); // all 0xff: to the end of the keyspace
+}
+
+/** A canonical etcd revision: a positive decimal int64 without leading zeros. */
+function isRevision(v: string): boolean {
+  return /^[1-9]\d{0,18}$/.test(v) && BigInt(v) <= 0x7fffffffffffffffn;
+}
+
+/**
+ * The etcd store. Every method rejects with a `StoreError`: not retryable for an invalid key, a
+ * value JSON cannot carry, a stored value that is not JSON, a request etcd refuses (too large,
+ * permission denied) or a call after `close()`; retryable for an unreachable or leaderless cluster,
+ * a missed deadline and a write whose outcome is unknown.
+ */
+export class EtcdStore implements Store {
+  readonly backend = 'etcd';
+  /** The etcd key prefix, ending in `/`. */
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  readonly hosts: readonly string[];
+  private readonly listPageKeys: number;
+  private readonly client: Etcd3;
+  private readonly watchers = new Set<EtcdWatcher>();
+  /** Newest etcd revision seen in any response: where a new watch starts (after it). */
+  private revision = 0n;
+  /** Recent lists (newest last): a watch of a prefix they cover starts after their revision. */
+  private recentLists: { prefix: string; revision: bigint; at: number }[] = [];
+  private closed = false;
+
+  /**
+   * Makes a client for `hosts` (`host:port` each) without contacting etcd; `openEtcdStore` also
+   * checks that the cluster answers. A watch started before the first call of any other method
+   * starts at the revision current when etcd registers it.
+   */
+  constructor(hosts: readonly string[], opts: EtcdStoreOptions = {}) {
+    const prefix = opts.prefix === undefined ? DEFAULT_PREFIX : normalizePrefix(opts.prefix);
+    if (prefix === undefined) {
+      throw new IpamError(
+        'INVALID_CONFIG',
+        `etcd prefix "${opts.prefix}" is invalid: expected /-separated names of letters, digits, ".", "_", "-", e.g. /ipkeeper/`,
+        { field: 'prefix', value: opts.prefix },
+      );
+    }
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new IpamError('INVALID_CONFIG', `etcd timeout ${timeoutMs} ms must be a positive number`, {
+        field: 'timeoutMs',
+        value: timeoutMs,
+      });
+    }
+    if (hosts.length === 0) throw new IpamError('INVALID_CONFIG', 'etcd store needs at least one host');
+    this.prefix = prefix;
+    this.timeoutMs = timeoutMs;
+    this.hosts = [...hosts];
+    this.listPageKeys = Math.max(1, Math.floor(opts.listPageKeys ?? LIST_PAGE_KEYS));
+    this.client = new Etcd3({
+      hosts: this.hosts.map((h) => `http://${h}`),
+      faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
+      grpcOptions: {
+        'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
+        // Notice a member that vanished without closing the connection (a watch would stall).
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+      },
+    });
+  }
+
+  async get<T>(key: string): Promise<Versioned<T> | undefined> {
+    this.check(key);
+    const k = this.etcdKey(key);
+    const res = await this.call('get', key, false, (deadline) =>
+      this.client.kv.range({ key: k }, { deadline }),
+    );
+    this.saw(res.header);
+    return this.decode<T>(res.kvs[0]);
+  }
+
+  /** Pages through the prefix at one revision, so the result is one consistent snapshot. */
+  async list<T>(prefix: string): Promise<Versioned<T>[]> {
+    this.check();
+    const start = Buffer.from(this.prefix + prefix);
+    const end = prefixEnd(start);
+    const snapshot = await this.call('list', `${prefix}*`, false, async (deadline) => {
+      const out: Versioned<T>[] = [];
+      let from = start;
+      let revision = '0';
+      let limit = this.listPageKeys;
+      for (;;) {
+        let res;
+        try {
+          res = await this.client.kv.range({ key: from, range_end: end, limit, revision }, { deadline });
+        } catch (e) {
+          // A page of big values can exceed what the client accepts: ask for fewer keys.
+          if (/RESOURCE_EXHAUSTED|larger than max/i.test(messageOf(e)) && limit > 1) {
+            limit = Math.ceil(limit / 2);
+            continue;
+          }
+          throw e;
+        }
+        this.saw(res.header);
+        if (revision === '0') revision = res.header.revision;
+        for (const kv of res.kvs) out.push(this.decode<T>(kv)!);
+        const last = res.kvs.at(-1);
+        if (!res.more || !last) return { entries: out, revision: BigInt(revision) };
+        from = Buffer.concat([last.key, Buffer.from([0])]);
+      }
+    });
+    this.recentLists.push({ prefix, revision: snapshot.revision, at: Date.now() });
+    if (this.recentLists.length > LIST_WATCH_ENTRIES) this.recentLists.shift();
+    return snapshot.entries;
+  }
+
+  async create<T>(key: string, value: T): Promise<CreateResult<T>> {
+    this.check(key);
+    const k = this.etcdKey(key);
+    const json = toJson(key, value);
+    const res = await this.call('create', key, true, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: 0 }],
+          success: [{ request_put: { key: k, value: Buffer.from(json) } }],
+          failure: [{ request_range: { key: k } }],
+        },
+        { deadline },
+      ),
+    );
+    this.saw(res.header);
+    if (res.succeeded) return { created: true, version: res.header.revision };
+    const existing = this.decode<T>(res.responses[0]?.response_range?.kvs[0]);
+    if (!existing) {
+      // The transaction is atomic: its compare saw the key, so its get must return it.
+      throw new StoreError(`etcd create "${key}": key exists but the transaction returned no value`, {
+        retryable: true,
+      });
+    }
+    return { created: false, existing };
+  }
+
+  async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {
+    this.check(key);
+    const json = toJson(key, value);
+    return this.compareAndWrite<T>('update', key, version, {
+      request_put: { key: this.etcdKey(key), value: Buffer.from(json) },
+    });
+  }
+
+  async delete(key: string, version: Version): Promise<CasResult> {
+    this.check(key);
+    return this.compareAndWrite('delete', key, version, { request_delete_range: { key: this.etcdKey(key) } });
+  }
+
+  watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher {
+    this.check();
+    const w = new EtcdWatcher({
+      client: this.client,
+      key: Buffer.from(this.prefix + prefix),
+      prefixLength: Buffer.byteLength(this.prefix),
+      from: this.watchStart(prefix),
+      onEvent: onEvent as (ev: WatchEvent) => void,
+      onReset,
+      onClose: (self) => this.watchers.delete(self),
+    });
+    this.watchers.add(w);
+    w.start();
+    return w;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of [...this.watchers]) w.close();
+    this.client.close();
+  }
+
+  /** The first revision a new watch of `prefix` delivers (see the module doc); 0 for "now". */
+  private watchStart(prefix: string): bigint {
+    const now = Date.now();
+    this.recentLists = this.recentLists.filter((l) => now - l.at <= LIST_WATCH_WINDOW_MS);
+    let after = this.revision;
+    for (const l of this.recentLists) {
+      if (prefix.startsWith(l.prefix) && l.revision < after) after = l.revision;
+    }
+    return after === 0n ? 0n : after + 1n;
+  }
+
+  /** update and delete: the write `op` if the key's mod_revision is `version`, else a read. */
+  private async compareAndWrite<T>(
+    what: 'update' | 'delete',
+    key: string,
+    version: Version,
+    op: { request_put: { key: Buffer; value: Buffer } } | { request_delete_range: { key: Buffer } },
+  ): Promise<CasResult<T>> {
+    if (!isRevision(version)) {
+      // Not a version this backend hands out (and "0" would match a missing key): it cannot match.
+      return { ok: false, current: await this.get<T>(key) };
+    }
+    const k = this.etcdKey(key);
+    const res = await this.call(what, key, true, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: [{ key: k, target: 'Mod', result: 'Equal', mod_revision: version }],
+          success: [op],
+          failure: [{ request_range: { key: k } }],
+        },
+        { deadline },
+      ),
+    );
+    this.saw(res.header);
+    if (res.succeeded) return { ok: true, version: res.header.revision };
+    return { ok: false, current: this.decode<T>(res.responses[0]?.response_range?.kvs[0]) };
+  }
+
+  /**
+   * Runs `fn` until it succeeds, fails for good, or the deadline passes (see the module doc for
+   * which failures are retried). `subject` names the key or prefix in messages.
+   */
+  private async call<R>(
+    op: string,
+    subject: string,
+    write: boolean,
+    fn: (deadline: number) => Promise<R>,
+  ): Promise<R> {
+    const deadline = Date.now() + this.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const backstop = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new StoreError(
+              `etcd ${op} "${subject}": no answer from ${this.hosts.join(',')} within ${this.timeoutMs} ms${write ? '; the write may or may not have been applied' : ''}`,
+              { retryable: true },
+            ),
+          ),
+        this.timeoutMs + BACKSTOP_GRACE_MS,
+      );
+    });
+    const attempts = this.attempts(op, subject, write, deadline, fn);
+    attempts.catch(() => {}); // settled later by the race below, or abandoned to the backstop
+    try {
+      return await Promise.race([attempts, backstop]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async attempts<R>(
+    op: string,
+    subject: string,
+    write: boolean,
+    deadline: number,
+    fn: (deadline: number) => Promise<R>,
+  ): Promise<R> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn(deadline);
+      } catch (e) {
+        if (e instanceof StoreError) throw e;
+        if (this.closed) throw new StoreError('etcd store is closed', { retryable: false, cause: e });
+        const what = `etcd ${op} "${subject}"`;
+        const failure = classify(e);
+        if (failure === 'fatal') {
+          throw new StoreError(`${what} refused: ${messageOf(e)}`, { retryable: false, cause: e });
+        }
+        if (failure === 'unknown' && write) {
+          throw new StoreError(
+            `${what} failed: ${messageOf(e)}; the write may or may not have been applied, read the key before retrying`,
+            { retryable: true, cause: e },
+          );
+        }
+        const wait = backoff(attempt, RETRY_FIRST_MS, RETRY_CAP_MS);
+        if (Date.now() + wait >= deadline) {
+          throw new StoreError(
+            `${what} failed after ${attempt} attempt(s) within ${this.timeoutMs} ms on ${this.hosts.join(',')}: ${messageOf(e)}`,
+            { retryable: true, cause: e },
+          );
+        }
+        await sleep(wait);
+      }
+    }
+  }
+
+  private check(key?: string): void {
+    if (this.closed) throw new StoreError('etcd store is closed', { retryable: false });
+    if (key !== undefined) validateKey(key);
+  }
+
+  private etcdKey(key: string): Buffer {
+    return Buffer.from(this.prefix + key);
+  }
+
+  private saw(header: IResponseHeader): void {
+    const r = BigInt(header.revision);
+    if (r > this.revision) this.revision = r;
+  }
+
+  private decode<T>(kv: IKeyValue | undefined): Versioned<T> | undefined {
+    if (!kv) return undefined;
+    const key = kv.key.toString('utf8').slice(this.prefix.length);
+    return { key, value: parseValue<T>(key, kv.value), version: kv.mod_revision };
+  }
+}
+
+/** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
+function parseValue<T>(key: string, bytes: Buffer): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch (cause) {
+    throw new StoreError(`etcd key "${key}" holds a value that is not JSON (${bytes.length} bytes)`, {
+      retryable: false,
+      cause,
+    });
+  }
+}
+
+interface WatchSpec {
+  client: Etcd3;
+  /** The full etcd key prefix watched. */
+  key: Buffer;
+  /** Bytes of the store prefix to strip from event keys. */
+  prefixLength: number;
+  /** First revision to deliver; 0 for "from when etcd registers the watch". */
+  from: bigint;
+  onEvent: (ev: WatchEvent) => void;
+  onReset: (() => void) | undefined;
+  onClose: (w: EtcdWatcher) => void;
+}
+
+/**
+ * One watcher: its own etcd watch stream, reopened after every break from the revision after the
+ * last one delivered. Events are delivered in etcd's commit order; a revision delivered once is
+ * never delivered again.
+ */
+class EtcdWatcher implements Watcher {
+  private readonly spec: WatchSpec;
+  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private closed = false;
+  private failures = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** Newest revision delivered: events at or below it are replays after a reconnect. */
+  private delivered: bigint;
+  /**
+   * Where a new stream starts: every revision below it was delivered or, by a progress
+   * notification, shown to hold nothing for this prefix.
+   */
+  private resumeFrom: bigint;
+
+  constructor(spec: WatchSpec) {
+    this.spec = spec;
+    this.resumeFrom = spec.from;
+    this.delivered = spec.from > 0n ? spec.from - 1n : 0n;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.drop();
+    this.spec.onClose(this);
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.spec.client.watchClient.watch().then(
+      (stream) => {
+        stream.on('error', (e) => this.broken(stream, e));
+        stream.on('end', () => this.broken(stream, new Error('etcd ended the watch stream')));
+        if (this.closed) {
+          stream.cancel();
+          return;
+        }
+        this.stream = stream;
+        stream.on('data', (res) => this.receive(stream, res));
+        stream.write({
+          create_request: {
+            key: this.spec.key,
+            range_end: prefixEnd(this.spec.key),
+            ...(this.resumeFrom > 0n ? { start_revision: this.resumeFrom.toString() } : {}),
+            progress_notify: true,
+          },
+        });
+      },
+      (e: unknown) => this.retryLater(e),
+    );
+  }
+
+  private receive(stream: IDuplexStream<IWatchRequest, IWatchResponse>, res: IWatchResponse): void {
+    if (stream !== this.stream || this.closed) return;
+    if (res.canceled) {
+      this.drop();
+      const compacted = BigInt(res.compact_revision || '0');
+      if (compacted > 0n) {
+        // The history from resumeFrom is gone: events were lost. Carry on from what etcd still has.
+        this.resumeFrom = compacted;
+        this.reset();
+        this.connect();
+      } else {
+        this.reset();
+        this.retryLater(new Error(`etcd cancelled the watch: ${res.cancel_reason || 'no reason given'}`));
+      }
+      return;
+    }
+    if (res.created) {
+      this.failures = 0;
+      if (this.resumeFrom === 0n) {
+        this.resumeFrom = BigInt(res.header.revision) + 1n;
+        this.delivered = this.resumeFrom - 1n;
+      }
+      return;
+    }
+    if (res.events.length === 0) {
+      // A progress notification: etcd sends it only to a watcher that has caught up to this revision.
+      const next = BigInt(res.header.revision) + 1n;
+      if (next > this.resumeFrom) this.resumeFrom = next;
+      return;
+    }
+    // All events of one revision come in one response, so `delivered` moves once per response.
+    let newest = this.delivered;
+    for (const ev of res.events) {
+      const rev = BigInt(ev.kv.mod_revision);
+      if (rev <= this.delivered) continue;
+      if (rev > newest) newest = rev;
+      this.deliver(ev);
+      if (this.closed) return;
+    }
+    this.delivered = newest;
+    if (newest + 1n > this.resumeFrom) this.resumeFrom = newest + 1n;
+  }
+
+  private deliver(ev: IEvent): void {
+    const key = ev.kv.key.subarray(this.spec.prefixLength).toString('utf8');
+    let event: WatchEvent;
+    if (ev.type === 'Delete') {
+      event = { type: 'delete', key, version: ev.kv.mod_revision };
+    } else {
+      try {
+        event = { type: 'put', key, value: parseValue(key, ev.kv.value), version: ev.kv.mod_revision };
+      } catch {
+        // Not our JSON: the watcher cannot say what the key holds. A re-list reports the bad key.
+        this.reset();
+        return;
+      }
+    }
+    try {
+      this.spec.onEvent(event);
+    } catch (e) {
+      // A throwing listener is the caller's bug: surface it as an uncaught error, like an
+      // EventEmitter would, without losing the rest of this response's events.
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+
+  private reset(): void {
+    if (this.closed || !this.spec.onReset) return;
+    try {
+      this.spec.onReset();
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+
+  private broken(stream: IDuplexStream<IWatchRequest, IWatchResponse>, e: unknown): void {
+    if (stream !== this.stream) return; // an old stream we dropped on purpose
+    this.drop();
+    this.retryLater(e);
+  }
+
+  /** Reconnects after a backoff; the error is why (kept for debugging, the watcher never gives up). */
+  private retryLater(_e: unknown): void {
+    if (this.closed) return;
+    this.failures++;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => this.connect(),
+      backoff(this.failures, WATCH_RETRY_FIRST_MS, WATCH_RETRY_CAP_MS),
+    );
+  }
+
+  private drop(): void {
+    const s = this.stream;
+    this.stream = undefined;
+    if (!s) return;
+    // Half-close first: etcd3 treats an error on a still-writable stream as a member failure and
+    // resets that member's connections, which our own cancel must not do.
+    s.end();
+    s.cancel();
+  }
+}
+
+/**
+ * Opens the store at `url` (`etcd://host:port[,host:port...][/prefix]`) and checks that the cluster
+ * answers a read within the deadline. `opts.prefix` wins over the URL's prefix.
+ * @throws IpamError INVALID_CONFIG for a malformed URL, prefix or timeout.
+ * @throws StoreError (retryable) when no member answers within the deadline.
+ */
+export async function openEtcdStore(url: string, opts: EtcdStoreOptions = {}): Promise<Store> {
+  const parsed = parseEtcdUrl(url);
+  const store = new EtcdStore(parsed.hosts, {
+    prefix: opts.prefix ?? parsed.prefix,
+    timeoutMs: opts.timeoutMs,
+    listPageKeys: opts.listPageKeys,
+  });
+  try {
+    // Also learns the current revision, so the first watch starts right after it.
+    await store.get('ipkeeper/open-check');
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  return store;
+}

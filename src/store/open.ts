@@ -1,0 +1,103 @@
+/**
+ * @module store/open
+ * Turns a store URL (`--store`, the agent config) into a `Store`.
+ *
+ *   memory:                               in-process, nothing survives (tests, demos)
+ *   sqlite:PATH                           the embedded durable store; PATH absolute or relative to the cwd
+ *   etcd://host:port[,host:port...][/prefix]   a real etcd v3 cluster (see etcd.ts)
+ *   kubernetes: | k8s:                    the CRDs, through the API server (see kubernetes.ts)
+ *
+ * Backends are imported on demand, so `memory:` does not load node:sqlite and nothing loads the etcd
+ * or Kubernetes clients unless asked for.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { IpamError } from '../errors.ts';
+import type { Store } from './store.ts';
+import type { SqliteStoreOptions } from './sqlite.ts';
+
+export const DEFAULT_STORE_URL = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
+
+export const STORE_URL_FORMS = [
+  'memory:',
+  'sqlite:/absolute/path.db',
+  'sqlite:relative/path.db',
+  'etcd://host:port[,host:port...][/prefix]',
+  'kubernetes:',
+] as const;
+
+export interface OpenStoreOptions {
+  sqlite?: SqliteStoreOptions;
+}
+
+function invalid(url: string, why: string): IpamError {
+  return new IpamError(
+    'INVALID_CONFIG',
+    `store URL "${url}" ${why}; use one of: ${STORE_URL_FORMS.join(', ')}`,
+    { field: 'store', value: url, accepted: [...STORE_URL_FORMS] },
+  );
+}
+
+/**
+ * Loads an optional backend module and its opener.
+ * @throws IpamError INVALID_CONFIG when this build has no such module (e.g. a trimmed bundle),
+ *   INTERNAL when it lacks the opener; a failure inside the module's own imports propagates.
+ */
+async function loadBackend(url: string, file: string, fn: string): Promise<(url: string) => Promise<Store>> {
+  if (!existsSync(fileURLToPath(new URL(file, import.meta.url)))) {
+    throw new IpamError('INVALID_CONFIG', `store URL "${url}": this build has no ${file.slice(2)} backend`, {
+      field: 'store',
+      value: url,
+    });
+  }
+  // A computed specifier keeps the type check independent of files written elsewhere.
+  const m = (await import(file)) as Record<string, unknown>;
+  const open = m[fn];
+  if (typeof open !== 'function') {
+    throw new IpamError('INTERNAL', `store backend ${file} does not export ${fn}()`, { file, fn });
+  }
+  return open as (url: string) => Promise<Store>;
+}
+
+/**
+ * Opens the store a URL names.
+ * @throws IpamError INVALID_CONFIG for a URL of no accepted form (the message lists them) or a
+ *   backend this build lacks; StoreError when the backend cannot open (e.g. the sqlite file cannot
+ *   be created); whatever the etcd/kubernetes openers throw.
+ */
+export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<Store> {
+  const colon = url.indexOf(':');
+  const scheme = colon < 0 ? '' : url.slice(0, colon).toLowerCase();
+  const rest = colon < 0 ? '' : url.slice(colon + 1);
+  switch (scheme) {
+    case 'memory': {
+      if (rest !== '' && rest !== '//') throw invalid(url, 'takes nothing after "memory:"');
+      const { MemoryStore } = await import('./memory.ts');
+      return new MemoryStore();
+    }
+    case 'sqlite': {
+      // `sqlite:///abs` is accepted as a courtesy for URL-minded users; `sqlite://host/...` is not.
+      let path = rest;
+      if (path.startsWith('//')) {
+        if (!path.startsWith('///')) throw invalid(url, 'names a host; a sqlite path has none');
+        path = path.slice(2);
+      }
+      if (path === '') throw invalid(url, 'has no file path');
+      if (path.includes('\0')) throw invalid(url, 'has a NUL byte in its path');
+      const { SqliteStore } = await import('./sqlite.ts');
+      return new SqliteStore(path, opts.sqlite);
+    }
+    case 'etcd': {
+      if (!rest.startsWith('//') || rest.length <= 2) throw invalid(url, 'names no etcd endpoint');
+      const open = await loadBackend(url, './etcd.ts', 'openEtcdStore');
+      return open(url);
+    }
+    case 'kubernetes':
+    case 'k8s': {
+      const open = await loadBackend(url, './kubernetes.ts', 'openKubernetesStore');
+      return open(url);
+    }
+    default:
+      throw invalid(url, scheme === '' ? 'has no scheme' : `has an unknown scheme "${scheme}:"`);
+  }
+}
