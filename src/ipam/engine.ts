@@ -17,7 +17,8 @@ import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
 import { API_VERSION, type ClaimOwner, type IPClaim, type Route } from '../api/kinds.ts';
 import type { IpamResult, ResultIp } from '../cni/protocol.ts';
-import { choosePools, type PoolChoice } from './choose.ts';
+import { choosePools, excludedBecause, type FilterContext, type PoolChoice } from './choose.ts';
+import { EMPTY_VIEW, type ClusterView } from './cluster-view.ts';
 import {
   CLAIM_PREFIX,
   IpamState,
@@ -75,6 +76,8 @@ export interface EngineOptions {
   random?: () => number;
   log?: Logger;
   gcMinAgeMs?: number;
+  /** Pods, namespaces and nodes (Kubernetes mode); embedded mode knows none. */
+  view?: ClusterView;
 }
 
 export interface PoolUsage {
@@ -101,6 +104,7 @@ export class Ipam {
   private readonly random: () => number;
   private readonly log: Logger;
   private readonly gcMinAgeMs: number;
+  readonly view: ClusterView;
   private readonly watchers: Watcher[] = [];
   private readonly cursors = new Map<string, bigint>();
   /** Claim keys whose create had an unknown outcome, per attachment: checked on the next ADD/DEL. */
@@ -116,6 +120,24 @@ export class Ipam {
     this.random = opts.random ?? Math.random;
     this.log = opts.log ?? silent;
     this.gcMinAgeMs = opts.gcMinAgeMs ?? GC_MIN_AGE_MS;
+    this.view = opts.view ?? EMPTY_VIEW;
+  }
+
+  /** What the view knows of the request's pod, namespace and this node. */
+  private context(req: { cniNetwork: string; owner?: ClaimOwner }): FilterContext {
+    const ns = req.owner?.namespace;
+    const pod = ns && req.owner?.kind === 'Pod' ? this.view.pod(ns, req.owner.name) : undefined;
+    const namespace = ns ? this.view.namespace(ns) : undefined;
+    const node = this.view.node(this.node);
+    return {
+      cniNetwork: req.cniNetwork,
+      nodeName: this.node,
+      ...(ns ? { podNamespace: ns } : {}),
+      ...(pod ? { pod } : {}),
+      ...(namespace ? { namespace } : {}),
+      ...(node ? { node } : {}),
+      live: this.view.live,
+    };
   }
 
   get ready(): boolean {
@@ -222,7 +244,16 @@ export class Ipam {
 
   private async addLocked(req: AllocateRequest, ak: string): Promise<IpamResult> {
     const held = await this.heldBy(req, ak);
-    const choice = choosePools({ configPools: req.configPools }, this.state);
+    const ctx = this.context(req);
+    const choice = choosePools(
+      {
+        ...(req.configPools ? { configPools: req.configPools } : {}),
+        ifName: req.ifName,
+        ...(ctx.pod ? { pod: ctx.pod } : {}),
+        ...(ctx.namespace ? { namespace: ctx.namespace } : {}),
+      },
+      this.state,
+    );
     const wanted = this.wantedFamilies(req, choice);
     const made: HeldClaim[] = [];
     try {
@@ -231,8 +262,8 @@ export class Ipam {
         const requested = this.requestedFor(req, family);
         const h =
           requested !== undefined
-            ? await this.claimExact(req, family, requested, choice)
-            : await this.claimFree(req, family, choice);
+            ? await this.claimExact(req, family, requested, choice, ctx)
+            : await this.claimFree(req, family, choice, ctx);
         made.push(h);
       }
     } catch (e) {
@@ -295,7 +326,7 @@ export class Ipam {
     return this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
   }
 
-  private candidates(family: Family, choice: PoolChoice, notes: string[]): CompiledPool[] {
+  private candidates(family: Family, choice: PoolChoice, notes: string[], ctx: FilterContext): CompiledPool[] {
     const out: CompiledPool[] = [];
     for (const name of choice.families[family] ?? []) {
       const e = this.state.pools.get(name);
@@ -308,8 +339,9 @@ export class Ipam {
         notes.push(`pool "${name}" is ${NS(p.family)}, not ${NS(family)}`);
         continue;
       }
-      if (p.disabled) {
-        notes.push(`pool "${name}" is disabled (spec.disable: true)`);
+      const why = excludedBecause(p, ctx);
+      if (why) {
+        notes.push(why);
         continue;
       }
       out.push(p);
@@ -374,9 +406,14 @@ export class Ipam {
     return undefined;
   }
 
-  private async claimFree(req: AllocateRequest, family: Family, choice: PoolChoice): Promise<HeldClaim> {
+  private async claimFree(
+    req: AllocateRequest,
+    family: Family,
+    choice: PoolChoice,
+    ctx: FilterContext,
+  ): Promise<HeldClaim> {
     const notes: string[] = [];
-    const pools = this.candidates(family, choice, notes);
+    const pools = this.candidates(family, choice, notes, ctx);
     let races = 0;
     for (const pool of pools) {
       const allowed = this.state.allowed(pool);
@@ -433,22 +470,23 @@ export class Ipam {
     family: Family,
     value: bigint,
     choice: PoolChoice,
+    ctx: FilterContext,
   ): Promise<HeldClaim> {
     const ip = formatValue(family, value);
     const notes: string[] = [];
-    let pools = this.candidates(family, choice, notes);
-    if (pools.length === 0) {
-      // No pool chosen for this family: any enabled pool that holds the address may serve it.
+    let pools = this.candidates(family, choice, notes, ctx);
+    if (pools.length === 0 && !choice.families[family]) {
+      // No pool chosen for this family: any pool that holds the address and admits the pod serves it.
       pools = [...this.state.pools.values()]
         .map((e) => e.compiled)
-        .filter((p) => p.family === family && !p.disabled);
+        .filter((p) => p.family === family && excludedBecause(p, ctx) === undefined);
     }
     const pool = pools.find((p) => p.allocatable.contains(value));
     if (!pool) {
       throw new IpamError(
         'ADDRESS_NOT_IN_POOL',
-        `requested address ${ip} is not in any allowed pool (${pools.map((p) => `"${p.name}"`).join(', ') || 'none'}); ask for an address inside one of them or add it to a pool`,
-        { ip },
+        `requested address ${ip} is not in any allowed pool (${pools.map((p) => `"${p.name}"`).join(', ') || 'none'}${notes.length > 0 ? `; ${notes.join('; ')}` : ''}); ask for an address inside one of them or add it to a pool`,
+        { ip, notes },
       );
     }
     if (!this.state.allowed(pool).contains(value)) {
@@ -612,13 +650,15 @@ export class Ipam {
    * STATUS: ready, and at least one address can be given for every family the config asks for.
    * @throws IpamError NOT_READY saying why.
    */
-  status(configPools?: { ipv4?: string[]; ipv6?: string[] }): void {
+  status(configPools?: { ipv4?: string[]; ipv6?: string[] }, cniNetwork = ''): void {
     if (!this.ready) throw new IpamError('NOT_READY', 'the agent is still loading its store');
-    const choice = choosePools({ configPools }, this.state);
+    const choice = choosePools(configPools ? { configPools } : {}, this.state);
+    // STATUS has no pod: only the pod-independent filters (disable, node, network) can apply.
+    const ctx: FilterContext = { cniNetwork, nodeName: this.node, live: this.view.live, podIndependent: true };
     for (const f of [4, 6] as Family[]) {
       if (!choice.families[f]) continue;
       const notes: string[] = [];
-      const pools = this.candidates(f, choice, notes);
+      const pools = this.candidates(f, choice, notes, ctx);
       if (!pools.some((p) => this.state.usage(p).free > 0n)) {
         throw new IpamError(
           'NOT_READY',
