@@ -37,45 +37,48 @@ function freshPrefix(): string {
   return `/ipkeeper-test/${process.pid}-${++prefixes}/`;
 }
 
-for (const size of [1, 3] as const) {
-  let cluster: EtcdCluster | undefined;
-  const prefixOf = new WeakMap<Store, string>();
-  const clusterOf = (): EtcdCluster => {
-    assert.ok(cluster, 'etcd cluster not started');
-    return cluster;
-  };
-
-  describe(`etcd (${size} member${size === 1 ? '' : 's'})`, () => {
-    before(async () => {
-      cluster = await startEtcdCluster(size);
-    });
-    after(async () => {
-      await cluster?.stopAll();
-    });
-
-    const open = async (): Promise<Store> => {
-      const prefix = freshPrefix();
-      const s = await openEtcdStore(clusterOf().url, { prefix });
-      prefixOf.set(s, prefix);
-      return s;
+// The two clusters are independent: their suites run side by side (each suite's own tests in order).
+describe('etcd contract', { concurrency: 2 }, () => {
+  for (const size of [1, 3] as const) {
+    let cluster: EtcdCluster | undefined;
+    const prefixOf = new WeakMap<Store, string>();
+    const clusterOf = (): EtcdCluster => {
+      assert.ok(cluster, 'etcd cluster not started');
+      return cluster;
     };
 
-    storeContract(`etcd (${size} member${size === 1 ? '' : 's'}) contract`, open, {
-      reopen: async (s) => {
-        const prefix = prefixOf.get(s);
-        assert.ok(prefix);
-        await s.close();
-        const c = clusterOf();
-        await Promise.all(c.members.map((_, i) => c.stop(i, 'SIGKILL')));
-        await Promise.all(c.members.map((_, i) => c.start(i)));
-        await c.waitHealthy();
-        const again = await openEtcdStore(c.url, { prefix });
-        prefixOf.set(again, prefix);
-        return again;
-      },
+    describe(`etcd (${size} member${size === 1 ? '' : 's'})`, { concurrency: 1 }, () => {
+      before(async () => {
+        cluster = await startEtcdCluster(size);
+      });
+      after(async () => {
+        await cluster?.stopAll();
+      });
+
+      const open = async (): Promise<Store> => {
+        const prefix = freshPrefix();
+        const s = await openEtcdStore(clusterOf().url, { prefix });
+        prefixOf.set(s, prefix);
+        return s;
+      };
+
+      storeContract(`etcd (${size} member${size === 1 ? '' : 's'}) contract`, open, {
+        reopen: async (s) => {
+          const prefix = prefixOf.get(s);
+          assert.ok(prefix);
+          await s.close();
+          const c = clusterOf();
+          await Promise.all(c.members.map((_, i) => c.stop(i, 'SIGKILL')));
+          await Promise.all(c.members.map((_, i) => c.start(i)));
+          await c.waitHealthy();
+          const again = await openEtcdStore(c.url, { prefix });
+          prefixOf.set(again, prefix);
+          return again;
+        },
+      });
     });
-  });
-}
+  }
+});
 
 describe('parseEtcdUrl', () => {
   const GOOD: { name: string; url: string; hosts: string[]; prefix: string | undefined }[] = [
@@ -90,6 +93,7 @@ describe('parseEtcdUrl', () => {
     { name: 'IPv6 in brackets', url: 'etcd://[fd00::1]:2379/x/', hosts: ['[fd00::1]:2379'], prefix: '/x/' },
     { name: 'bare slash is no prefix', url: 'etcd://h:1/', hosts: ['h:1'], prefix: undefined },
     { name: 'highest port', url: 'etcd://h:65535', hosts: ['h:65535'], prefix: undefined },
+    { name: 'an upper-case scheme', url: 'ETCD://h:1', hosts: ['h:1'], prefix: undefined },
   ];
   for (const c of GOOD) {
     it(`accepts ${c.name}`, () => {

@@ -23,15 +23,15 @@
  * re-sent create would find its own first attempt and report the key as taken by someone else. The
  * etcd3 client's own retries are switched off for the same reason.
  *
- * Watch. One etcd watch stream per watcher, on the prefix, starting just after the newest revision
- * this store has seen, so nothing committed after `watch` returns is missed — or, when this store
- * listed a covering prefix in the last few seconds, just after that list's revision, so the
- * list-then-watch pattern has no gap either, even when other calls moved the store's revision on
- * in between. Such a watch may deliver events from before the call; they are older than what the
- * caller holds (`versionNewer` tells). A broken stream is reopened from the revision after the last one delivered,
- * so a member crash loses and repeats nothing and needs no `onReset`; `onReset` is called when
- * etcd has compacted the history the watcher still needs, or cancels the watch, after which the
- * watcher resumes from the oldest revision etcd still has.
+ * Watch. One etcd watch stream per watcher, on the prefix. It starts just after the newest
+ * revision this store has seen, so nothing committed after `watch` returns is missed; when this
+ * store listed a covering prefix in the last few seconds, it starts just after that list's revision
+ * instead, so list-then-watch has no gap even if other calls moved the store on in between. Either
+ * way a watch may deliver a few events from before the call, older than what the caller holds
+ * (`versionNewer` tells). A broken stream is reopened from the revision after the last one
+ * delivered, so a member crash loses and repeats nothing and needs no `onReset`. `onReset` is
+ * called when etcd has compacted history the watcher still needs, or cancels the watch; the watcher
+ * then resumes from the oldest revision etcd still has.
  */
 import { isIP } from 'node:net';
 import {
@@ -125,10 +125,9 @@ function normalizePrefix(prefix: string): string | undefined {
  * @throws IpamError INVALID_CONFIG naming the value and the expected form.
  */
 export function parseEtcdUrl(url: string): EtcdUrl {
-  const m = /^etcd:\/\/([^/?#]*)(\/[^?#]*)?$/.exec(url);
+  const m = /^etcd:\/\/([^/?#]*)(\/[^?#]*)?$/i.exec(url);
   if (!m) {
-    if (/[?#]/.test(url) && url.startsWith('etcd://'))
-      throw invalidUrl(url, 'query strings are not supported');
+    if (/[?#]/.test(url) && /^etcd:\/\//i.test(url)) throw invalidUrl(url, 'query strings are not supported');
     throw invalidUrl(url, 'it must start with etcd://');
   }
   const [, hostList = '', path = ''] = m;
@@ -278,12 +277,10 @@ export class EtcdStore implements Store {
     this.client = new Etcd3({
       hosts: this.hosts.map((h) => `http://${h}`),
       faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
-      grpcOptions: {
-        'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
-        // Notice a member that vanished without closing the connection (a watch would stall).
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-      },
+      // No gRPC keepalive: etcd counts a client ping on a connection without an open stream as
+      // abuse and, after three, drops the connection with every call on it (too_many_pings) — which
+      // turns healthy writes into ones with unknown outcome.
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
     });
   }
 
