@@ -135,8 +135,68 @@ export function crdFor(info: KindInfo): Json {
   };
 }
 
+/**
+ * The CustomResourceDefinition of `KeyValue` (`keyvalues.ipkeeper.io`): cluster-scoped, `spec.key`
+ * a string, `spec.value` any JSON (`x-kubernetes-preserve-unknown-fields`, `nullable` so a null
+ * value is not pruned).
+ */
+export function keyValueCrd(): Record<string, unknown> {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `keyvalues.${GROUP}` },
+    spec: {
+      group: GROUP,
+      scope: 'Cluster',
+      names: {
+        kind: 'KeyValue',
+        listKind: 'KeyValueList',
+        plural: 'keyvalues',
+        singular: 'keyvalue',
+        shortNames: ['ipkv'],
+      },
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description:
+                'ipkeeper state that is not one of its kinds (node leases, ...), one store key per object; written by ipkeeper only',
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: {
+                  type: 'object',
+                  required: ['key'],
+                  properties: {
+                    key: { type: 'string', description: 'the store key, e.g. nodeleases/node-1' },
+                    value: {
+                      description: 'the stored JSON value, verbatim',
+                      nullable: true,
+                      'x-kubernetes-preserve-unknown-fields': true,
+                    },
+                  },
+                },
+              },
+              required: ['spec'],
+            },
+          },
+          additionalPrinterColumns: [
+            { name: 'Key', type: 'string', jsonPath: '.spec.key' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+        },
+      ],
+    },
+  };
+}
+
 export function allCrds(): Json[] {
-  return Object.values(KINDS).map(crdFor);
+  return [...Object.values(KINDS).map(crdFor), keyValueCrd()];
 }
 
 /** Every CRD as one multi-document YAML stream. */

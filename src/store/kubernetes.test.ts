@@ -1,0 +1,975 @@
+/**
+ * The Kubernetes store against a real kube-apiserver v1.20.2 (test/kube/cluster.ts): the contract
+ * suite with every key a KeyValue object (`native: false`), the native mapping of our kinds onto
+ * their CRs (objects written by kubectl-like clients appear in list and watch, the status
+ * subresource, what the server refuses), the engine allocating and releasing through it, and the
+ * parts that need no server (URL, KeyValue names).
+ *
+ * One control plane for the file. Isolation: before each test that needs an empty store, every
+ * object of our resources is deleted (DELETE of the collection). Run against an external cluster
+ * (IPKEEPER_TEST_KUBECONFIG) only when it is a throwaway one: these tests install ipkeeper's CRDs
+ * and delete every ipkeeper object in it.
+ */
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import fc from 'fast-check';
+import Type from 'typebox';
+import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
+import { IpamError } from '../errors.ts';
+import { API_VERSION, KINDS, NAME_PATTERN, type KindInfo } from '../api/kinds.ts';
+import { crdFor } from '../api/crd.ts';
+import { Ipam } from '../ipam/engine.ts';
+import { ObjectService } from '../ipam/objects.ts';
+import { kubeRequest, startTestCluster, type TestCluster } from '../../test/kube/cluster.ts';
+import { storeContract } from './contract.ts';
+import { openStore } from './open.ts';
+import type { KubernetesStore } from './kubernetes.ts';
+import {
+  KEY_KIND_LABEL,
+  keyKindLabel,
+  keyValueCrd,
+  keyValueName,
+  openKubernetesStore,
+  parseKubernetesUrl,
+  type KubernetesStoreOptions,
+} from './kubernetes.ts';
+import { StoreError, validateKey } from './store.ts';
+import type { WatchEvent } from './store.ts';
+
+const CRDS_FILE = new URL('../../deploy/crds/ipkeeper.io.yaml', import.meta.url);
+const BASE = '/apis/ipkeeper.io/v1alpha1';
+/** Hang guard for waiting on watch events and CRDs; nothing asserts how fast anything is. */
+const DEADLINE_MS = 30_000;
+const POLL_MS = 50;
+
+/** A namespaced kind of our group, only for these tests: KINDS has none yet. */
+const TEST_THING: KindInfo = {
+  kind: 'TestThing',
+  plural: 'testthings',
+  singular: 'testthing',
+  shortNames: [],
+  namespaced: true,
+  schema: Type.Object({
+    apiVersion: Type.Literal(API_VERSION),
+    kind: Type.Literal('TestThing'),
+    metadata: Type.Object({ name: Type.String() }),
+    spec: Type.Object({ n: Type.Integer() }),
+  }),
+  userApplied: false,
+};
+
+let cluster: TestCluster | undefined;
+const clusterOf = (): TestCluster => {
+  assert.ok(cluster, 'cluster not started');
+  return cluster;
+};
+const url = (): string => `kubernetes:${clusterOf().kubeconfigPath}`;
+
+async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() - started > DEADLINE_MS)
+      throw new Error(`still waiting for ${what} after ${DEADLINE_MS} ms`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** POSTs a CRD (an existing one is left as it is) and waits until it is Established. */
+async function installCrd(c: TestCluster, crd: Record<string, any>): Promise<void> {
+  const path = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+  const r = await kubeRequest(c, 'POST', path, crd);
+  assert.ok(
+    [201, 409].includes(r.status),
+    `CRD ${crd.metadata.name}: HTTP ${r.status} ${JSON.stringify(r.body)}`,
+  );
+  await until(`CRD ${crd.metadata.name} Established`, async () => {
+    const g = await kubeRequest(c, 'GET', `${path}/${crd.metadata.name}`);
+    const ok = (g.body?.status?.conditions ?? []).some(
+      (x: any) => x.type === 'Established' && x.status === 'True',
+    );
+    return ok ? true : undefined;
+  });
+}
+
+/** Deletes every object of our resources: the next test starts from an empty store. */
+async function wipe(): Promise<void> {
+  const c = clusterOf();
+  for (const plural of ['keyvalues', 'ippools', 'reservedips', 'ipclaims']) {
+    const r = await kubeRequest(c, 'DELETE', `${BASE}/${plural}`);
+    assert.equal(r.status, 200, `wipe ${plural}: ${JSON.stringify(r.body)}`);
+  }
+  // A namespaced resource has no cluster-wide delete-collection.
+  for (const o of (await kubeRequest(c, 'GET', `${BASE}/testthings`)).body.items ?? []) {
+    await kubeRequest(
+      c,
+      'DELETE',
+      `${BASE}/namespaces/${o.metadata.namespace}/testthings/${o.metadata.name}`,
+    );
+  }
+}
+
+before(async () => {
+  cluster = await startTestCluster();
+  const docs = parseAllDocuments(readFileSync(CRDS_FILE, 'utf8')).map(
+    (d) => d.toJSON() as Record<string, any>,
+  );
+  assert.ok(docs.length >= 3, 'deploy/crds has the CRDs of our kinds');
+  for (const crd of [...docs, keyValueCrd(), crdFor(TEST_THING)]) await installCrd(cluster, crd);
+});
+
+after(async () => {
+  await cluster?.stop();
+});
+
+/** Collects watch events; `until` waits for a condition over them. */
+class Events {
+  readonly events: WatchEvent[] = [];
+  resets = 0;
+  readonly onEvent = (e: WatchEvent): void => {
+    this.events.push(e);
+  };
+  readonly onReset = (): void => {
+    this.resets++;
+  };
+  has(type: 'put' | 'delete', key: string, version?: string): boolean {
+    return this.events.some(
+      (e) => e.type === type && e.key === key && (version === undefined || e.version === version),
+    );
+  }
+  wait(type: 'put' | 'delete', key: string, version?: string): Promise<true> {
+    return until(`${type} ${key}${version ? ` @${version}` : ''} in ${JSON.stringify(this.events)}`, () =>
+      this.has(type, key, version) ? true : undefined,
+    );
+  }
+}
+
+async function rejectsWith(p: Promise<unknown>, retryable: boolean, re: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof StoreError, `expected StoreError, got ${String(e)}`);
+    assert.equal(e.retryable, retryable, e.message);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+// ---- the contract, every key a KeyValue -------------------------------------------------------
+
+storeContract(
+  'kubernetes (KeyValue) contract',
+  async () => {
+    await wipe();
+    return openKubernetesStore(url(), { native: false, listPageSize: 64 });
+  },
+  {
+    // The data lives in the API server; a reopen is a new client that must see the same entries
+    // and versions.
+    reopen: async (s) => {
+      await s.close();
+      return openKubernetesStore(url(), { native: false, listPageSize: 64 });
+    },
+    watchDeadlineMs: DEADLINE_MS,
+  },
+);
+
+// ---- native mapping ----------------------------------------------------------------------------
+
+function pool(name: string, spec: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return { apiVersion: API_VERSION, kind: 'IPPool', metadata: { name }, spec, ...extra };
+}
+
+/** What the server adds to an object we wrote, which the store keeps. */
+function serverFields(v: any): { uid: string; creationTimestamp: string; generation: number } {
+  return {
+    uid: v.metadata.uid,
+    creationTimestamp: v.metadata.creationTimestamp,
+    generation: v.metadata.generation,
+  };
+}
+
+describe('kubernetes store: our kinds are their CRs', () => {
+  let store: KubernetesStore;
+  const open = async (opts: KubernetesStoreOptions = {}): Promise<KubernetesStore> =>
+    (await openKubernetesStore(url(), opts)) as KubernetesStore;
+
+  beforeEach(async () => {
+    await wipe();
+    store = await open();
+  });
+
+  // node:test runs afterEach-like cleanup through the test's own finally; keep it explicit.
+  const t = (name: string, fn: () => Promise<void>): void => {
+    it(name, async () => {
+      try {
+        await fn();
+      } finally {
+        await store.close();
+      }
+    });
+  };
+
+  t('an IPPool written through the store is the object the API server holds, and reads back', async () => {
+    const written = pool(
+      'p1',
+      { subnet: '10.6.0.0/16', ips: ['10.6.168.131-10.6.168.133'] },
+      {
+        metadata: { name: 'p1', labels: { team: 'a' }, resourceVersion: '1', uid: 'made-up', generation: 9 },
+      },
+    );
+    const r = await store.create('ippools/p1', written);
+    assert.ok(r.created);
+    const api = await kubeRequest(clusterOf(), 'GET', `${BASE}/ippools/p1`);
+    assert.equal(api.status, 200);
+    assert.equal(api.body.metadata.resourceVersion, r.version);
+    assert.deepEqual(api.body.spec, written.spec);
+    assert.deepEqual(api.body.metadata.labels, { team: 'a' });
+    assert.notEqual(api.body.metadata.uid, 'made-up', 'the server owns uid');
+    const got = await store.get<any>('ippools/p1');
+    assert.ok(got);
+    assert.equal(got.version, r.version);
+    assert.deepEqual(got.value, {
+      apiVersion: API_VERSION,
+      kind: 'IPPool',
+      metadata: { name: 'p1', labels: { team: 'a' }, ...serverFields(api.body) },
+      spec: written.spec,
+    });
+    assert.equal(got.value.metadata.generation, 1);
+  });
+
+  t(
+    'update: at the current version it writes, at a stale one it reports the current, a missing key fails',
+    async () => {
+      const c = await store.create('ippools/p1', pool('p1', { subnet: '10.6.0.0/16' }));
+      assert.ok(c.created);
+      const cur = await store.get<any>('ippools/p1');
+      const next = { ...cur!.value, spec: { subnet: '10.6.0.0/16', gateway: '10.6.0.1' } };
+      const u = await store.update('ippools/p1', next, c.version);
+      assert.ok(u.ok);
+      assert.notEqual(u.version, c.version);
+      const stale = await store.update('ippools/p1', { ...next, spec: { subnet: '10.7.0.0/16' } }, c.version);
+      assert.equal(stale.ok, false);
+      assert.ok(!stale.ok && stale.current);
+      assert.equal(stale.current.version, u.version);
+      assert.deepEqual((stale.current.value as any).spec, { subnet: '10.6.0.0/16', gateway: '10.6.0.1' });
+      assert.equal((stale.current.value as any).metadata.generation, 2, 'the spec change bumped generation');
+      assert.deepEqual(
+        await store.update('ippools/nope', pool('nope', { subnet: '10.8.0.0/16' }), u.version),
+        {
+          ok: false,
+          current: undefined,
+        },
+      );
+      assert.equal((await kubeRequest(clusterOf(), 'GET', `${BASE}/ippools/nope`)).status, 404);
+    },
+  );
+
+  t(
+    'delete: a stale version fails; the current one deletes, at the revision its DELETED event carries',
+    async () => {
+      const log = new Events();
+      const w = store.watch('ipclaims/', log.onEvent, log.onReset);
+      try {
+        const claim = {
+          apiVersion: API_VERSION,
+          kind: 'IPClaim',
+          metadata: { name: 'default.10.0.0.1' },
+          spec: {
+            network: 'default',
+            ip: '10.0.0.1',
+            family: 4,
+            pool: 'p1',
+            owner: { kind: 'Pod', namespace: 'default', name: 'a', uid: 'u1' },
+            createdAt: '2026-01-01T00:00:00Z',
+          },
+        };
+        const c = await store.create('ipclaims/default.10.0.0.1', claim);
+        assert.ok(c.created);
+        const u = await store.update(
+          'ipclaims/default.10.0.0.1',
+          { ...claim, spec: { ...claim.spec, node: 'n1' } },
+          c.version,
+        );
+        assert.ok(u.ok);
+        const stale = await store.delete('ipclaims/default.10.0.0.1', c.version);
+        assert.equal(stale.ok, false);
+        assert.equal(!stale.ok && stale.current?.version, u.version);
+        for (const bogus of ['', '0', '-1', 'abc']) {
+          assert.equal(
+            (await store.delete('ipclaims/default.10.0.0.1', bogus)).ok,
+            false,
+            `version "${bogus}"`,
+          );
+        }
+        const d = await store.delete('ipclaims/default.10.0.0.1', u.version);
+        assert.ok(d.ok);
+        assert.ok(
+          BigInt(d.version) > BigInt(u.version),
+          `deletion ${d.version} after the last write ${u.version}`,
+        );
+        await log.wait('delete', 'ipclaims/default.10.0.0.1', d.version);
+        assert.equal(
+          (await kubeRequest(clusterOf(), 'GET', `${BASE}/ipclaims/default.10.0.0.1`)).status,
+          404,
+        );
+        assert.deepEqual(await store.delete('ipclaims/default.10.0.0.1', u.version), {
+          ok: false,
+          current: undefined,
+        });
+        assert.deepEqual(
+          log.events.map((e) => [e.type, e.version]),
+          [
+            ['put', c.version],
+            ['put', u.version],
+            ['delete', d.version],
+          ],
+        );
+        assert.equal(log.resets, 0);
+      } finally {
+        w.close();
+      }
+    },
+  );
+
+  t('objects written straight through the API (kubectl) appear in list and watch', async () => {
+    const pools = new Events();
+    const reserved = new Events();
+    const ws = [store.watch('ippools/', pools.onEvent), store.watch('reservedips/', reserved.onEvent)];
+    try {
+      const p = await kubeRequest(
+        clusterOf(),
+        'POST',
+        `${BASE}/ippools`,
+        pool('by-kubectl', { subnet: '10.9.0.0/24' }),
+      );
+      assert.equal(p.status, 201);
+      const rv = p.body.metadata.resourceVersion as string;
+      const r = await kubeRequest(clusterOf(), 'POST', `${BASE}/reservedips`, {
+        apiVersion: API_VERSION,
+        kind: 'ReservedIP',
+        metadata: { name: 'gw' },
+        spec: { ips: ['10.9.0.1'] },
+      });
+      assert.equal(r.status, 201);
+      await pools.wait('put', 'ippools/by-kubectl', rv);
+      await reserved.wait('put', 'reservedips/gw', r.body.metadata.resourceVersion);
+      const put = pools.events[0] as any;
+      assert.deepEqual(put.value.spec, { subnet: '10.9.0.0/24' });
+      assert.equal(
+        put.value.metadata.resourceVersion,
+        undefined,
+        "the version is the entry's, not the value's",
+      );
+      assert.equal(put.value.metadata.managedFields, undefined);
+      assert.deepEqual(
+        (await store.list('ippools/')).map((e) => [e.key, e.version]),
+        [['ippools/by-kubectl', rv]],
+      );
+      assert.deepEqual(
+        (await store.list('')).map((e) => e.key),
+        ['ippools/by-kubectl', 'reservedips/gw'],
+      );
+      const patched = await kubeRequest(clusterOf(), 'PATCH', `${BASE}/ippools/by-kubectl`, {
+        spec: { vlan: 7 },
+      });
+      assert.equal(patched.status, 200);
+      await pools.wait('put', 'ippools/by-kubectl', patched.body.metadata.resourceVersion);
+      const del = await kubeRequest(clusterOf(), 'DELETE', `${BASE}/ippools/by-kubectl`);
+      assert.equal(del.status, 200);
+      assert.equal(del.body.kind, 'Status', 'v1.20 answers a CR delete with a Status...');
+      assert.equal(del.body.metadata.resourceVersion, undefined, '...that carries no resourceVersion');
+      await pools.wait('delete', 'ippools/by-kubectl');
+      const last = pools.events.at(-1)!;
+      assert.ok(
+        BigInt(last.version) > BigInt(patched.body.metadata.resourceVersion),
+        'the DELETED event carries the revision of the deletion, after the last write',
+      );
+      assert.deepEqual(
+        pools.events.map((e) => e.type),
+        ['put', 'put', 'delete'],
+      );
+      assert.deepEqual(
+        reserved.events.map((e) => e.key),
+        ['reservedips/gw'],
+      );
+    } finally {
+      for (const w of ws) w.close();
+    }
+  });
+
+  t('status goes through the status subresource: written when given, kept when not', async () => {
+    const c = await store.create(
+      'ippools/s1',
+      pool('s1', { subnet: '10.6.0.0/24' }, { status: { used: 3, total: 254 } }),
+    );
+    assert.ok(c.created);
+    let api = await kubeRequest(clusterOf(), 'GET', `${BASE}/ippools/s1`);
+    assert.deepEqual(api.body.status, { used: 3, total: 254 });
+    assert.equal(api.body.metadata.resourceVersion, c.version, 'the version is that of the status write');
+    const u = await store.update(
+      'ippools/s1',
+      pool('s1', { subnet: '10.6.0.0/24', gateway: '10.6.0.1' }, { status: { used: 4, total: 254 } }),
+      c.version,
+    );
+    assert.ok(u.ok);
+    api = await kubeRequest(clusterOf(), 'GET', `${BASE}/ippools/s1`);
+    assert.deepEqual([api.body.spec.gateway, api.body.status.used], ['10.6.0.1', 4]);
+    assert.equal(api.body.metadata.resourceVersion, u.version);
+    const u2 = await store.update('ippools/s1', pool('s1', { subnet: '10.6.0.0/24' }), u.version);
+    assert.ok(u2.ok);
+    const got = await store.get<any>('ippools/s1');
+    assert.equal(got?.version, u2.version);
+    assert.deepEqual(
+      [got?.value.spec, got?.value.status],
+      [{ subnet: '10.6.0.0/24' }, { used: 4, total: 254 }],
+    );
+  });
+
+  t("refuses values that are not objects of the key's kind, and keys of the wrong shape", async () => {
+    const cases: { name: string; key: string; value: unknown; re: RegExp }[] = [
+      { name: 'not an object', key: 'ippools/x', value: [1], re: /must be a IPPool object/ },
+      {
+        name: 'another kind',
+        key: 'ippools/x',
+        value: { kind: 'ReservedIP', spec: {} },
+        re: /is a ReservedIP/,
+      },
+      {
+        name: 'another apiVersion',
+        key: 'ippools/x',
+        value: { apiVersion: 'v1', spec: {} },
+        re: /apiVersion "v1"/,
+      },
+      {
+        name: 'another name',
+        key: 'ippools/x',
+        value: pool('y', { subnet: '10.0.0.0/8' }),
+        re: /metadata.name "y"/,
+      },
+      {
+        name: 'a namespace on a cluster-scoped kind',
+        key: 'ippools/x',
+        value: { metadata: { name: 'x', namespace: 'n' } },
+        re: /cluster-scoped/,
+      },
+      {
+        name: 'three segments for a cluster-scoped kind',
+        key: 'ippools/a/b',
+        value: {},
+        re: /ippools\/<name>/,
+      },
+      {
+        name: 'a lone surrogate',
+        key: 'nodeleases/n1',
+        value: { s: 'a\ud800b' },
+        re: /lone UTF-16 surrogate/,
+      },
+    ];
+    for (const c of cases) {
+      await rejectsWith(store.create(c.key, c.value), false, c.re);
+    }
+    assert.deepEqual((await kubeRequest(clusterOf(), 'GET', `${BASE}/ippools`)).body.items, []);
+  });
+
+  t('what the API server rejects fails with its message, not retryable', async () => {
+    await rejectsWith(
+      store.create('ippools/bad', pool('bad', { subnet: '10.0.0.0/8', vlan: 5000 })),
+      false,
+      /HTTP 422.*spec\.vlan/,
+    );
+    await rejectsWith(
+      store.create('ippools/a.-b', pool('a.-b', { subnet: '10.0.0.0/8' })),
+      false,
+      /RFC 1123/,
+    );
+    const c = await store.create('ippools/ok', pool('ok', { subnet: '10.0.0.0/8' }));
+    assert.ok(c.created);
+    await rejectsWith(
+      store.update('ippools/ok', pool('ok', { subnet: '10.0.0.0/8', vlan: -1 }), c.version),
+      false,
+      /spec\.vlan/,
+    );
+    assert.equal((await store.get('ippools/ok'))?.version, c.version);
+  });
+
+  t(
+    'other keys are KeyValue objects beside the CRs, and a list of everything merges them in key order',
+    async () => {
+      const lease = await store.create('nodeleases/node-1', { renewedAt: 5 });
+      assert.ok(lease.created);
+      assert.ok((await store.create('ippools/p', pool('p', { subnet: '10.0.0.0/8' }))).created);
+      const kv = await kubeRequest(
+        clusterOf(),
+        'GET',
+        `${BASE}/keyvalues/${keyValueName('nodeleases/node-1')}`,
+      );
+      assert.equal(kv.status, 200);
+      assert.deepEqual(kv.body.spec, { key: 'nodeleases/node-1', value: { renewedAt: 5 } });
+      assert.equal(kv.body.metadata.labels[KEY_KIND_LABEL], 'nodeleases');
+      assert.deepEqual(
+        (await store.list('')).map((e) => e.key),
+        ['ippools/p', 'nodeleases/node-1'],
+      );
+      assert.deepEqual(
+        (await store.list('n')).map((e) => e.key),
+        ['nodeleases/node-1'],
+      );
+      assert.deepEqual(await store.list('ippools/q'), []);
+    },
+  );
+
+  t('an object with finalizers is only marked by delete, and goes when they are removed', async () => {
+    const held = pool(
+      'held',
+      { subnet: '10.0.0.0/8' },
+      { metadata: { name: 'held', finalizers: ['ipkeeper.io/test'] } },
+    );
+    const c = await store.create('ippools/held', held);
+    assert.ok(c.created);
+    const log = new Events();
+    const w = store.watch('ippools/', log.onEvent);
+    try {
+      const d = await store.delete('ippools/held', c.version);
+      assert.ok(d.ok);
+      const marked = await store.get<any>('ippools/held');
+      assert.equal(marked?.version, d.version);
+      assert.ok(marked?.value.metadata.deletionTimestamp, 'marked for deletion');
+      const meta = { ...marked!.value.metadata, finalizers: [] };
+      assert.ok((await store.update('ippools/held', { ...marked!.value, metadata: meta }, d.version)).ok);
+      await log.wait('delete', 'ippools/held');
+      assert.equal(await store.get('ippools/held'), undefined);
+    } finally {
+      w.close();
+    }
+  });
+
+  t('watchFrom a version the server no longer has calls onReset, then carries on', async () => {
+    const log = new Events();
+    const w = store.watchFrom('ippools/', '1', log.onEvent, log.onReset);
+    try {
+      await until('a reset', () => (log.resets > 0 ? true : undefined));
+      const c = await store.create('ippools/after-reset', pool('after-reset', { subnet: '10.0.0.0/8' }));
+      assert.ok(c.created);
+      await log.wait('put', 'ippools/after-reset', c.version);
+      assert.equal(log.resets, 1);
+    } finally {
+      w.close();
+    }
+  });
+
+  t("namespaced kinds map to objects in the key's namespace", async () => {
+    await store.close();
+    store = await open({ kinds: [...Object.values(KINDS), TEST_THING] });
+    const ns = `kv-test-${process.pid}`;
+    const n = await kubeRequest(clusterOf(), 'POST', '/api/v1/namespaces', { metadata: { name: ns } });
+    assert.ok([201, 409].includes(n.status));
+    const log = new Events();
+    const w = store.watch(`testthings/${ns}/`, log.onEvent);
+    try {
+      const thing = (name: string, k: number) => ({
+        apiVersion: API_VERSION,
+        kind: 'TestThing',
+        metadata: { name },
+        spec: { n: k },
+      });
+      const a = await store.create(`testthings/${ns}/a`, thing('a', 1));
+      assert.ok(a.created);
+      assert.ok((await store.create('testthings/default/a', thing('a', 2))).created);
+      const api = await kubeRequest(clusterOf(), 'GET', `${BASE}/namespaces/${ns}/testthings/a`);
+      assert.deepEqual([api.body.metadata.namespace, api.body.spec.n], [ns, 1]);
+      assert.deepEqual(
+        (await store.list(`testthings/${ns}/`)).map((e) => [e.key, (e.value as any).metadata.namespace]),
+        [[`testthings/${ns}/a`, ns]],
+      );
+      assert.deepEqual(
+        (await store.list('testthings/')).map((e) => e.key),
+        ['testthings/default/a', `testthings/${ns}/a`],
+      );
+      await log.wait('put', `testthings/${ns}/a`, a.version);
+      const d = await store.delete(`testthings/${ns}/a`, a.version);
+      assert.ok(d.ok);
+      await log.wait('delete', `testthings/${ns}/a`, d.version);
+      assert.deepEqual(
+        log.events.map((e) => e.key),
+        [`testthings/${ns}/a`, `testthings/${ns}/a`],
+        'the other namespace is not watched',
+      );
+      await rejectsWith(store.get('testthings/a'), false, /namespaced/);
+      await rejectsWith(
+        store.create(`testthings/${ns}/b`, { metadata: { namespace: 'other' } }),
+        false,
+        /namespace "other"/,
+      );
+    } finally {
+      w.close();
+    }
+  });
+});
+
+// ---- the engine on this backend -----------------------------------------------------------------
+
+describe('kubernetes store: the engine allocates and releases through it', () => {
+  before(wipe);
+
+  it('20 concurrent allocations make 20 IPClaim objects; releases delete them; a second agent follows by watch', async () => {
+    const a = await openKubernetesStore(url());
+    const b = await openKubernetesStore(url());
+    const ipamA = new Ipam({ store: a, node: 'node-a' });
+    const ipamB = new Ipam({ store: b, node: 'node-b' });
+    try {
+      await ipamA.start();
+      await ipamB.start();
+      const objs = new ObjectService(a, ipamA);
+      await objs.apply([
+        pool('kpool', { subnet: '10.20.0.0/24', ips: ['10.20.0.10-10.20.0.40'], gateway: '10.20.0.1' }),
+      ]);
+      await until('agent B to see the pool', () => (ipamB.state.pools.has('kpool') ? true : undefined));
+      const reqs = Array.from({ length: 20 }, (_, i) => ({
+        cniNetwork: 'net1',
+        containerId: `ctr-${i}`,
+        ifName: 'eth0',
+        owner: { kind: 'Pod', namespace: 'default', name: `pod-${i}`, uid: `uid-${i}` },
+        configPools: { ipv4: ['kpool'] },
+      }));
+      // Half through each agent: they race for the same addresses, the API server decides.
+      const results = await Promise.all(reqs.map((r, i) => (i % 2 ? ipamB : ipamA).add(r)));
+      const ips = results.map((r) => r.ips[0]!.address.split('/')[0]!);
+      assert.equal(new Set(ips).size, 20, `distinct addresses: ${ips.join(' ')}`);
+      const claims = await kubeRequest(clusterOf(), 'GET', `${BASE}/ipclaims`);
+      assert.equal(claims.status, 200);
+      assert.deepEqual(claims.body.items.map((c: any) => c.spec.ip).sort(), [...ips].sort());
+      for (const c of claims.body.items) {
+        const i = ips.indexOf(c.spec.ip);
+        assert.equal(c.spec.owner.name, `pod-${i}`, `claim ${c.metadata.name}`);
+        assert.equal(c.spec.pool, 'kpool');
+      }
+      await until('agent B to see all 20 claims', () => (ipamB.state.claims.size === 20 ? true : undefined));
+      await until('agent A to see all 20 claims', () => (ipamA.state.claims.size === 20 ? true : undefined));
+      const used = (await objs.get('IPPool', 'kpool')).status as { used: number };
+      assert.equal(used.used, 20);
+
+      const released = await Promise.all(reqs.map((r, i) => (i % 2 ? ipamA : ipamB).release(r)));
+      assert.deepEqual(released, Array(20).fill(1));
+      assert.deepEqual((await kubeRequest(clusterOf(), 'GET', `${BASE}/ipclaims`)).body.items, []);
+      await until('both agents to see the claims go', () =>
+        ipamA.state.claims.size === 0 && ipamB.state.claims.size === 0 ? true : undefined,
+      );
+      assert.deepEqual(
+        await Promise.all(reqs.map((r) => ipamA.release(r))),
+        Array(20).fill(0),
+        'DEL is idempotent',
+      );
+    } finally {
+      await ipamA.stop();
+      await ipamB.stop();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+// ---- broken connections ---------------------------------------------------------------------------
+
+/** A TCP proxy in front of the API server whose connections a test can break, and which can go away. */
+class Proxy {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  private readonly target: { host: string; port: number };
+  port = 0;
+
+  constructor(target: URL) {
+    this.target = { host: target.hostname, port: Number(target.port) };
+  }
+
+  async listen(): Promise<void> {
+    const server = createServer((client) => {
+      const up = connect(this.target);
+      for (const s of [client, up]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          up.destroy();
+        });
+      }
+      client.pipe(up);
+      up.pipe(client);
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  /** Cuts every connection open now (both sides). */
+  breakAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  /** Stops listening and cuts everything: the API server is unreachable until `listen()`. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    this.breakAll();
+    if (server) await new Promise((r) => server.close(r));
+  }
+}
+
+describe('kubernetes store: broken connections', () => {
+  let proxy: Proxy;
+  let dir: string;
+  before(async () => {
+    await wipe();
+    proxy = new Proxy(new URL(clusterOf().server));
+    await proxy.listen();
+    dir = mkdtempSync(join(tmpdir(), 'ipkeeper-kv-proxy-'));
+  });
+  after(async () => {
+    await proxy?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a watch resumes after its connection breaks or the server goes away: nothing lost, nothing repeated', async (t) => {
+    const c = clusterOf();
+    if (c.external) {
+      t.skip('external cluster: its address and credentials may not suit a plain TCP proxy');
+      return;
+    }
+    const file = join(dir, 'kubeconfig');
+    writeFileSync(
+      file,
+      stringifyYaml({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'c',
+            cluster: { server: `https://127.0.0.1:${proxy.port}`, 'certificate-authority': c.caFile },
+          },
+        ],
+        users: [{ name: 'u', user: { token: c.token } }],
+        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'x',
+      }),
+    );
+    // The watcher goes through the proxy; the writer goes straight to the server, so its writes
+    // never have an unknown outcome.
+    const watcher = await openKubernetesStore(`kubernetes:${file}`, { native: false, timeoutMs: 1_000 });
+    const writer = await openKubernetesStore(url(), { native: false });
+    const log = new Events();
+    const w = watcher.watch('counters/', log.onEvent, log.onReset);
+    try {
+      const created = await writer.create('counters/c', { n: 0 });
+      assert.ok(created.created);
+      let version = created.version;
+      const write = async (n: number): Promise<void> => {
+        const u = await writer.update('counters/c', { n }, version);
+        assert.ok(u.ok);
+        version = u.version;
+      };
+      for (let n = 1; n <= 30; n++) {
+        if (n % 10 === 0) proxy.breakAll();
+        await write(n);
+      }
+      await log.wait('put', 'counters/c', version);
+
+      await proxy.stop();
+      await rejectsWith(watcher.get('counters/c'), true, /ECONNREFUSED/);
+      for (let n = 31; n <= 35; n++) await write(n);
+      await proxy.listen();
+      await log.wait('put', 'counters/c', version);
+      assert.deepEqual(
+        log.events.map((e) => (e.type === 'put' ? (e.value as { n: number }).n : -1)),
+        Array.from({ length: 36 }, (_, i) => i),
+      );
+      assert.equal(log.resets, 0);
+      assert.deepEqual(await watcher.get('counters/c'), { key: 'counters/c', value: { n: 35 }, version });
+    } finally {
+      w.close();
+      await watcher.close();
+      await writer.close();
+    }
+  });
+});
+
+// ---- opening --------------------------------------------------------------------------------------
+
+describe('openKubernetesStore', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ipkeeper-kv-test-'));
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function kubeconfig(name: string, server: string, token: string, ca?: string): string {
+    const file = join(dir, name);
+    writeFileSync(
+      file,
+      stringifyYaml({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server, ...(ca ? { 'certificate-authority': ca } : {}) } }],
+        users: [{ name: 'u', user: { token } }],
+        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'x',
+      }),
+    );
+    return file;
+  }
+
+  it('a kubeconfig that does not exist is INVALID_CONFIG', async () => {
+    await assert.rejects(openKubernetesStore(`kubernetes:${join(dir, 'nope')}`), (e: unknown) => {
+      assert.ok(e instanceof IpamError);
+      assert.equal(e.code, 'INVALID_CONFIG');
+      assert.match(e.message, /does not exist/);
+      return true;
+    });
+  });
+
+  it('a server that refuses connections is a retryable StoreError after the deadline', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const file = kubeconfig('refused', `https://127.0.0.1:${port}`, 'x');
+    await rejectsWith(
+      openKubernetesStore(`kubernetes:${file}`, { timeoutMs: 300 }),
+      true,
+      /ECONNREFUSED|connect/,
+    );
+  });
+
+  it('a missing CRD is a non-retryable StoreError that says how to install the CRDs', async () => {
+    const missing: KindInfo = { ...TEST_THING, kind: 'Nothing', plural: 'nothings', singular: 'nothing' };
+    await rejectsWith(
+      openKubernetesStore(url(), { kinds: [missing] }),
+      false,
+      /nothings\.ipkeeper\.io.*ipkeeper crds \| kubectl apply/,
+    );
+  });
+
+  it("a refused token is a non-retryable StoreError with the server's answer", async (t) => {
+    const c = clusterOf();
+    if (c.external) {
+      t.skip('external cluster: its authentication is its own');
+      return;
+    }
+    const file = kubeconfig('bad-token', c.server, 'not-the-token', c.caFile);
+    await rejectsWith(openKubernetesStore(`kubernetes:${file}`), false, /HTTP 401/);
+  });
+
+  it('opens through openStore with k8s: and a relative kubeconfig path', async () => {
+    const copy = join(dir, 'copy');
+    writeFileSync(copy, readFileSync(clusterOf().kubeconfigPath));
+    const s = await openStore(`k8s:${relative(process.cwd(), copy)}`);
+    try {
+      assert.equal(s.backend, 'kubernetes');
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+// ---- no server needed -------------------------------------------------------------------------------
+
+describe('parseKubernetesUrl', () => {
+  const CASES: { url: string; want: string | undefined | Error }[] = [
+    { url: 'kubernetes:', want: undefined },
+    { url: 'k8s:', want: undefined },
+    { url: 'KUBERNETES:', want: undefined },
+    { url: 'kubernetes://', want: undefined },
+    { url: 'kubernetes:/etc/kube/config', want: '/etc/kube/config' },
+    { url: 'kubernetes:///etc/kube/config', want: '/etc/kube/config' },
+    { url: 'k8s:conf/kubeconfig', want: join(process.cwd(), 'conf/kubeconfig') },
+    { url: 'kubernetes://host/x', want: new Error('names a host') },
+    { url: 'kubernetes:/x?context=a', want: new Error('query string') },
+    { url: 'kubernetes:/x\0y', want: new Error('NUL') },
+    { url: 'etcd://x', want: new Error('must start with kubernetes:') },
+  ];
+  for (const c of CASES) {
+    it(`${JSON.stringify(c.url)} → ${c.want instanceof Error ? `error (${c.want.message})` : String(c.want)}`, () => {
+      if (c.want instanceof Error) {
+        assert.throws(
+          () => parseKubernetesUrl(c.url),
+          (e: unknown) =>
+            e instanceof IpamError &&
+            e.code === 'INVALID_CONFIG' &&
+            e.message.includes(c.want instanceof Error ? c.want.message : ''),
+        );
+      } else {
+        assert.deepEqual(parseKubernetesUrl(c.url), { kubeconfig: c.want });
+      }
+    });
+  }
+});
+
+describe('keyValueName', () => {
+  const SUBDOMAIN = new RegExp(NAME_PATTERN);
+  const segment = fc.stringMatching(/^[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?$/).filter((s) => !s.includes('..'));
+  const key = fc
+    .array(segment, { minLength: 2, maxLength: 3 })
+    .map((segs) => segs.join('/'))
+    .filter((k) => {
+      try {
+        validateKey(k);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+
+  it('is readable and ends in 16 hex digits', () => {
+    assert.match(keyValueName('claims/default.10.6.168.133'), /^claims-default-10-6-168-133-[0-9a-f]{16}$/);
+    assert.match(keyValueName('nodeleases/node-1'), /^nodeleases-node-1-[0-9a-f]{16}$/);
+  });
+
+  it('tells apart keys with the same slug (claims/a.1, claims/a-1, claims/a/1)', () => {
+    const names = ['claims/a.1', 'claims/a-1', 'claims/a/1', 'claimsx/a', 'claims/a'].map(keyValueName);
+    assert.equal(new Set(names).size, names.length);
+  });
+
+  it('is a valid object name for the longest keys', () => {
+    const longest = ['a'.repeat(253), 'b'.repeat(253), 'c'.repeat(253)].join('/');
+    const n = keyValueName(longest);
+    assert.ok(n.length <= 253 && SUBDOMAIN.test(n), n);
+  });
+
+  it('gives every generated key a valid, stable name; distinct keys distinct names', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(key, { minLength: 1, maxLength: 30 }), (keys) => {
+        const names = keys.map(keyValueName);
+        for (const n of names) assert.ok(n.length <= 253 && SUBDOMAIN.test(n), n);
+        assert.deepEqual(keys.map(keyValueName), names);
+        assert.equal(new Set(names).size, keys.length);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('labels a key kind by its first segment, hashed past 63 characters', () => {
+    assert.equal(keyKindLabel('nodeleases'), 'nodeleases');
+    const long = keyKindLabel('x'.repeat(64));
+    assert.match(long, /^h\.[0-9a-f]{40}$/);
+    assert.ok(long.length <= 63);
+  });
+});
+
+describe('keyValueCrd', () => {
+  it('is a cluster-scoped ipkeeper.io CRD that keeps any JSON value, null included', () => {
+    const crd = keyValueCrd() as any;
+    assert.equal(crd.metadata.name, 'keyvalues.ipkeeper.io');
+    assert.equal(crd.spec.scope, 'Cluster');
+    const value = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.value;
+    assert.deepEqual(
+      [value['x-kubernetes-preserve-unknown-fields'], value.nullable, value.type],
+      [true, true, undefined],
+    );
+  });
+});
