@@ -12,6 +12,7 @@ export const SYSTEM_PACKAGES: Record<string, string> = {
   iproute2: '/usr/sbin/ip',
   'iputils-ping': '/usr/bin/ping',
   'etcd-server': '/usr/bin/etcd',
+  chromium: '/usr/bin/chromium',
 };
 
 export const CNI_BIN_DIR = '/usr/lib/cni';

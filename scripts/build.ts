@@ -1,0 +1,241 @@
+/**
+ * @module scripts/build
+ * `npm run build`: the CNI plugin as one self-contained executable, `dist/ipkeeper-cni`.
+ *
+ * Real nodes have no Node.js, and the runtime starts the plugin for every pod network change, so the
+ * plugin ships as a Node single executable application (SEA): a copy of this Node 24 binary with the
+ * bundled plugin injected as a resource.
+ *
+ *   src/cni/main.ts --esbuild--> dist/ipkeeper-cni.cjs        (one minified CommonJS file: a Node 24
+ *                                                               SEA's main script must be CommonJS)
+ *   sea-config.json --node --experimental-sea-config--> blob
+ *   copy of process.execPath --strip--> --postject NODE_SEA_BLOB--> dist/ipkeeper-cni
+ *
+ * Node 24.11 has no `--build-sea` (that came later), so the blob is injected with `postject`, which must
+ * be installed (`npm install --save-dev postject@1.0.0-alpha.6`). `strip` (binutils) is used when present: it
+ * drops ~18 MB of debug info, which makes the file smaller and measured no slower to start.
+ *
+ * Variants, for measuring: `plain` (the default: fastest to start, see the CNI notes in the report),
+ * `code-cache` (`useCodeCache`: V8 code cache in the blob) and `snapshot` (`useSnapshot`: a startup
+ * snapshot whose deserialize-main runs the plugin).
+ *
+ * Every output is written under a temporary name in dist/ and renamed into place, so two builds running
+ * at once (two test files) each leave a whole file, never a torn one.
+ *
+ *   node scripts/build.ts [--variant=plain|code-cache|snapshot] [--no-strip] [--if-stale] [--out=PATH]
+ */
+
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const DIST = join(ROOT, 'dist');
+export const CNI_EXECUTABLE = join(DIST, 'ipkeeper-cni');
+export const CNI_BUNDLE = join(DIST, 'ipkeeper-cni.cjs');
+const CNI_SRC = join(ROOT, 'src/cni');
+/** The fuse Node's SEA support looks for; postject flips it when it injects the blob. */
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+const POSTJECT_FIX = 'install it: npm install --save-dev postject@1.0.0-alpha.6';
+
+export type SeaVariant = 'plain' | 'code-cache' | 'snapshot';
+
+export interface BuildOptions {
+  variant?: SeaVariant;
+  /** Strip debug info from the copied Node binary when `strip` is installed (default true). */
+  strip?: boolean;
+  /** Where to put the executable (default dist/ipkeeper-cni). */
+  out?: string;
+  /** Skip the build when `out` is newer than every source file of the plugin. */
+  ifStale?: boolean;
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Builds the plugin bundle and the single executable; returns the executable's path.
+ *
+ * @throws Error when not run on Node >= 24, when esbuild, `node --experimental-sea-config` or postject
+ *   fail (with their output), or when the built executable does not answer VERSION.
+ */
+export async function buildCni(opts: BuildOptions = {}): Promise<string> {
+  const variant = opts.variant ?? 'plain';
+  const out = opts.out ?? CNI_EXECUTABLE;
+  const log = opts.log ?? ((line: string) => process.stderr.write(`[build] ${line}\n`));
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 24) {
+    throw new Error(
+      `node ${process.versions.node} cannot build the plugin: the executable is a copy of the running Node binary, which must be Node 24 (run \`npm run build\`, which uses node_modules/.bin/node)`,
+    );
+  }
+  if (opts.ifStale === true && !isStale(out)) {
+    log(`${out} is up to date`);
+    return out;
+  }
+  mkdirSync(dirname(out), { recursive: true });
+  mkdirSync(DIST, { recursive: true });
+  const work = mkdtempSync(join(dirname(out), '.build-'));
+  try {
+    const started = Date.now();
+    const bundle = join(work, 'ipkeeper-cni.cjs');
+    await build({
+      ...(variant === 'snapshot'
+        ? {
+            stdin: {
+              contents:
+                "import { startupSnapshot } from 'node:v8';\nimport { main } from './process.ts';\nstartupSnapshot.setDeserializeMainFunction(main);\n",
+              resolveDir: CNI_SRC,
+              loader: 'ts',
+              sourcefile: 'snapshot-main.ts',
+            },
+          }
+        : { entryPoints: [join(CNI_SRC, 'main.ts')] }),
+      bundle: true,
+      platform: 'node',
+      target: 'node24',
+      format: 'cjs',
+      minify: true,
+      legalComments: 'none',
+      outfile: bundle,
+      logLevel: 'warning',
+    });
+    if (variant !== 'snapshot') {
+      // Beside its final name, so the rename stays on one filesystem whatever `out` is.
+      const tmp = `${CNI_BUNDLE}.${process.pid}.tmp`;
+      copyFileSync(bundle, tmp);
+      renameSync(tmp, CNI_BUNDLE);
+    }
+
+    const blob = join(work, 'ipkeeper-cni.blob');
+    const seaConfig = join(work, 'sea-config.json');
+    writeFileSync(
+      seaConfig,
+      JSON.stringify({
+        main: bundle,
+        output: blob,
+        disableExperimentalSEAWarning: true,
+        // The runtime hands the plugin its own environment: a NODE_OPTIONS meant for some other
+        // program on the host must not change (or break) the plugin.
+        execArgvExtension: 'none',
+        useCodeCache: variant === 'code-cache',
+        useSnapshot: variant === 'snapshot',
+      }),
+    );
+    run(process.execPath, ['--experimental-sea-config', seaConfig], work, 'node --experimental-sea-config');
+
+    const exe = join(work, basename(out));
+    copyFileSync(process.execPath, exe);
+    chmodSync(exe, 0o755);
+    if (opts.strip !== false) {
+      const r = spawnSync('strip', [exe], { encoding: 'utf8' });
+      if (r.error !== undefined)
+        log('strip not found (binutils): keeping debug info, the executable is ~18 MB larger');
+      else if (r.status !== 0) throw new Error(`strip ${exe} failed: ${r.stderr}`);
+    }
+    run(
+      process.execPath,
+      [postjectCli(), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE],
+      work,
+      'postject',
+    );
+    smokeTest(exe);
+    renameSync(exe, out);
+    log(`${out} (${variant}, ${Math.round(statSync(out).size / 1e6)} MB) in ${Date.now() - started} ms`);
+    return out;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** True when `out` is missing or older than a plugin source file (or this script). */
+export function isStale(out: string): boolean {
+  if (!existsSync(out)) return true;
+  const built = statSync(out).mtimeMs;
+  const sources = [
+    ...readdirSync(CNI_SRC)
+      // install.ts copies the executable; it is not part of it.
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'install.ts')
+      .map((f) => join(CNI_SRC, f)),
+    join(ROOT, 'src/errors.ts'),
+    fileURLToPath(import.meta.url),
+  ];
+  return sources.some((f) => statSync(f).mtimeMs > built);
+}
+
+function postjectCli(): string {
+  try {
+    return createRequire(import.meta.url).resolve('postject/dist/cli.js');
+  } catch (e) {
+    throw new Error(
+      `postject is not installed, and Node ${process.versions.node} needs it to make a single executable; ${POSTJECT_FIX}`,
+      { cause: e },
+    );
+  }
+}
+
+/** Runs a build step quietly; its output is shown only when it fails. */
+function run(cmd: string, args: string[], cwd: string, what: string): void {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8' });
+  if (r.error !== undefined || r.status !== 0) {
+    throw new Error(`${what} failed (exit ${r.status}): ${r.error?.message ?? ''}\n${r.stdout}\n${r.stderr}`);
+  }
+}
+
+/** The executable must answer VERSION before it replaces a working one. */
+function smokeTest(exe: string): void {
+  const r = spawnSync(exe, [], {
+    env: { CNI_COMMAND: 'VERSION' },
+    input: '{"cniVersion":"1.1.0"}',
+    encoding: 'utf8',
+  });
+  let ok = false;
+  try {
+    ok =
+      r.status === 0 &&
+      (JSON.parse(r.stdout) as { supportedVersions?: string[] }).supportedVersions?.includes('1.1.0') ===
+        true;
+  } catch {
+    // Not JSON: reported below with what it printed.
+  }
+  if (!ok)
+    throw new Error(`the built ${exe} does not answer VERSION (exit ${r.status}): ${r.stdout}${r.stderr}`);
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      variant: { type: 'string', default: 'plain' },
+      'no-strip': { type: 'boolean', default: false },
+      'if-stale': { type: 'boolean', default: false },
+      out: { type: 'string' },
+    },
+  });
+  const variant = values.variant;
+  if (variant !== 'plain' && variant !== 'code-cache' && variant !== 'snapshot') {
+    console.error(`--variant=${variant}: write plain, code-cache or snapshot`);
+    process.exit(2);
+  }
+  try {
+    const opts: BuildOptions = { variant, strip: !values['no-strip'], ifStale: values['if-stale'] };
+    if (values.out !== undefined) opts.out = values.out;
+    await buildCni(opts);
+  } catch (e) {
+    console.error(`[build] ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
