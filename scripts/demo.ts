@@ -54,7 +54,8 @@ async function main(): Promise<void> {
       lab = new Lab();
       const bridge = lab.linkName('ipkdemo');
       conf = {
-        cniVersion: '1.1.0',
+        // Debian's bridge plugin (v1.1.1) speaks CNI up to 1.0.0.
+        cniVersion: '1.0.0',
         name: 'demo',
         type: 'bridge',
         bridge,
