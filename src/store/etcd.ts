@@ -56,6 +56,7 @@ import { IpamError } from '../errors.ts';
 import { toJson } from './memory.ts';
 import { StoreError, validateKey } from './store.ts';
 import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+import { backoff, messageOf, sleep } from './backoff.ts';
 
 export const DEFAULT_PREFIX = '/ipkeeper/';
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -196,19 +197,6 @@ function classify(e: unknown): Failure {
   return 'unknown';
 }
 
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Backoff before retry number `attempt` (1-based), with ±50 % jitter so retries spread out. */
-function backoff(attempt: number, firstMs: number, capMs: number): number {
-  const base = Math.min(capMs, firstMs * 2 ** Math.min(attempt - 1, 16));
-  return Math.round(base * (0.5 + Math.random()));
-}
 
 /** The smallest key greater than every key starting with `prefix` (etcd's range_end for a prefix). */
 function prefixEnd(prefix: Buffer): Buffer {

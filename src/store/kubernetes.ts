@@ -107,6 +107,7 @@ import { API_VERSION, GROUP, KINDS, VERSION, type KindInfo } from '../api/kinds.
 import { toJson } from './memory.ts';
 import { StoreError, validateKey } from './store.ts';
 import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+import { backoff, messageOf, sleep } from './backoff.ts';
 
 export const KEYVALUE_KIND = 'KeyValue';
 export const KEYVALUE_PLURAL = 'keyvalues';
@@ -309,19 +310,6 @@ function classify(e: unknown): Failure {
   return 'unknown';
 }
 
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Backoff before retry number `attempt` (1-based), with ±50 % jitter so retries spread out. */
-function backoff(attempt: number, firstMs: number, capMs: number): number {
-  const base = Math.min(capMs, firstMs * 2 ** Math.min(attempt - 1, 16));
-  return Math.round(base * (0.5 + Math.random()));
-}
 
 /** The message of a Kubernetes `Status` answer, else a short form of the body. */
 function statusMessage(r: Reply): string {

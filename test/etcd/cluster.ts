@@ -30,11 +30,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackages } from '../../scripts/lib/system.ts';
+import { freePorts } from '../lib/ports.ts';
 
 export const ETCD_BIN = '/usr/bin/etcd';
 
@@ -147,23 +147,6 @@ function sweepStale(): void {
   }
 }
 
-/** `n` distinct free TCP ports on 127.0.0.1 (all held open at once so they cannot repeat). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 function tail(path: string, lines = 25): string {
   try {

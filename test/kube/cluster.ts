@@ -23,10 +23,10 @@ import {
 } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { freePorts } from '../lib/ports.ts';
 
 export interface TestCluster {
   kubeconfigPath: string;
@@ -515,26 +515,6 @@ async function ensureBinaries(): Promise<string> {
   return binDir;
 }
 
-/**
- * Ports the kernel says are free on 127.0.0.1, all held open together so they differ. Another
- * process could take one between our close and the component's bind; that shows as a start failure.
- */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 function openssl(args: string[]): void {
   const r = spawnSync('openssl', args, { encoding: 'utf8' });
