@@ -6,6 +6,7 @@
  * Routes (JSON): see `src/cni/protocol.ts` for `/v1/cni/*`; the CLI uses
  *   POST /v1/apply {objects}      GET /v1/objects/:kind[/:name]      DELETE /v1/objects/:kind/:name
  *   GET /v1/usage                 GET /healthz  GET /readyz  GET /metrics
+ * and the operator routes of `src/agent/ui/routes.ts` (pool map page, check, describe, release).
  */
 import { mkdirSync, chmodSync, existsSync, unlinkSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -30,6 +31,7 @@ import { LABEL_PATTERN } from '../api/kinds.ts';
 import { resolveKind } from '../api/kinds.ts';
 import type { CniRequest } from '../cni/protocol.ts';
 import { createMetrics, type AgentMetrics } from './metrics.ts';
+import { registerUi, UiHub } from './ui/routes.ts';
 
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
 export const BODY_LIMIT_BYTES = 1 << 20;
@@ -139,6 +141,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const ipam = new Ipam({ store, node, log: logger as unknown as Logger, gcMinAgeMs: opts.gcMinAgeMs });
   await ipam.start();
   const objects = new ObjectService(store, ipam);
+  // The pool map page, `check`, `describe` and operator release (src/agent/ui/).
+  const hub = new UiHub({ ipam, store, node, nodeDeadMs: opts.nodeDeadMs ?? NODE_DEAD_MS });
   const timers: NodeJS.Timeout[] = [];
   const every = (ms: number, what: string, fn: () => Promise<unknown>): void => {
     const t = setInterval(() => {
@@ -155,7 +159,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     sources: [new NodeLeaseSource(store, { now: Date.now }, opts.nodeDeadMs ?? NODE_DEAD_MS)],
     clock: { now: Date.now },
     graceMs: opts.reclaimGraceMs ?? RECLAIM_GRACE_MS,
-    log: logger as unknown as Logger,
+    log: hub.events.tee(logger as unknown as Logger, ['reclaim']),
   });
   const reclaimEvery = opts.reclaimIntervalMs ?? RECLAIM_INTERVAL_MS;
   if (reclaimEvery > 0) every(reclaimEvery, 'reclaim', () => reclaimer.scan());
@@ -174,6 +178,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
   const build = (withApi: boolean): FastifyInstance => {
     const app = Fastify({ bodyLimit: BODY_LIMIT_BYTES, logger: false });
+    registerUi(app, hub, { withApi });
     app.get('/healthz', async () => ({ ok: true }));
     app.get('/readyz', async (_req, reply) => {
       if (!ipam.ready) return reply.code(503).send({ ready: false, reason: 'loading the store' });
@@ -263,7 +268,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     app.post(
       '/v1/cni/status',
       cni('STATUS', async (r) => {
-        ipam.status(r.ipam.pools);
+        ipam.status(r.ipam.pools, r.network);
         return {};
       }),
     );

@@ -14,6 +14,8 @@ import { resolveKind, KINDS, type AnyObject, type IPClaim, type IPPool, type Res
 import type { PoolUsage } from '../ipam/engine.ts';
 import { call, SOCKET_ENV } from './client.ts';
 import { renderTable } from './table.ts';
+import { registerCheck } from './check.ts';
+import { registerDescribe } from './describe.ts';
 
 const DEFAULT_STORE = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
 
@@ -114,7 +116,7 @@ export function buildCli(): Command {
     .option('--store <url>', 'sqlite:PATH | memory: | etcd://host:port[,host:port...][/prefix]', DEFAULT_STORE)
     .addOption(socketOpt())
     .option('--node <name>', 'this node\'s name (default: the host name)')
-    .option('--listen <host:port>', 'also serve /healthz, /readyz and /metrics over TCP, e.g. 127.0.0.1:9610')
+    .option('--listen <host:port>', 'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610')
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option('--gc-min-age <ms>', 'CNI GC leaves claims younger than this alone (an ADD may be in flight)', '60000')
     .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
@@ -225,6 +227,9 @@ export function buildCli(): Command {
         ),
       );
     });
+
+  registerDescribe(program);
+  registerCheck(program);
 
   program
     .command('crds')
