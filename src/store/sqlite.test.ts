@@ -479,20 +479,4 @@ describe('openStore', () => {
       });
     });
   }
-
-  const kubernetesMissing = !existsSync(new URL('./kubernetes.ts', import.meta.url));
-  it(
-    'kubernetes: without a kubernetes backend in this build is INVALID_CONFIG',
-    { skip: !kubernetesMissing },
-    async () => {
-      await assert.rejects(
-        openStore('kubernetes:'),
-        (e: unknown) => e instanceof IpamError && e.code === 'INVALID_CONFIG',
-      );
-      await assert.rejects(
-        openStore('k8s:'),
-        (e: unknown) => e instanceof IpamError && e.code === 'INVALID_CONFIG',
-      );
-    },
-  );
 });

@@ -121,12 +121,21 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
     cluster = await startEtcdCluster(3);
     const storeUrl = `${cluster.url}${prefix.replace(/\/$/, '')}`;
     const start = async (i: number) => {
-      agents[i] = await startAgent({
-        store: storeUrl,
-        socket: socketOf(i),
-        node: `node${i}`,
-        extra: ['--log-level', 'error', '--gc-min-age', '0'],
-      });
+      // An agent cannot become ready while etcd has no quorum: keep trying, as a supervisor would.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          agents[i] = await startAgent({
+            store: storeUrl,
+            socket: socketOf(i),
+            node: `node${i}`,
+            extra: ['--log-level', 'error', '--gc-min-age', '0'],
+          });
+          return;
+        } catch (e) {
+          if (attempt >= 10) throw e;
+          log(`agent ${i} did not start (attempt ${attempt}): ${String(e).slice(0, 200)}`);
+        }
+      }
     };
     for (let i = 0; i < o.agents; i++) await start(i);
     const size = o.requesters * o.podsPerRequester;

@@ -50,12 +50,21 @@ export async function startAgent(opts: { store: string; socket: string; node?: s
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode}: ${log}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      running.delete(child);
+      throw new Error(`agent exited with ${child.exitCode ?? child.signalCode}: ${log}`);
+    }
     try {
       await call(opts.socket, 'GET', '/readyz');
       break;
     } catch {
-      if (Date.now() > deadline) throw new Error(`agent not ready after 20 s: ${log}`);
+      if (Date.now() > deadline) {
+        // Never leave an agent behind that nobody tracks: it would hold the test process open.
+        child.kill('SIGKILL');
+        await exited;
+        running.delete(child);
+        throw new Error(`agent not ready after 20 s: ${log}`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
