@@ -148,6 +148,23 @@ describe('agent over its unix socket', () => {
     }
   });
 
+  it('answers BUSY past its request rate and nothing changes for the refused requests', async () => {
+    const sock = join(dir, 'rate.sock');
+    const store = new MemoryStore();
+    await store.create('ippools/p', { apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPPool', metadata: { name: 'p' }, spec: { subnet: '10.0.0.0/24' } });
+    const a = await startAgent({ store, socket: sock, node: 'n1', logLevel: 'silent', defaultMetrics: false, maxRate: 5 });
+    try {
+      const codes = [];
+      for (let i = 0; i < 12; i++) codes.push(await code(call(sock, 'POST', '/v1/cni/add', cni({ containerId: `r${i}` }))));
+      const ok = codes.filter((c) => c === 'ok').length;
+      assert.ok(codes.includes('BUSY'), codes.join(','));
+      assert.ok(ok >= 5, codes.join(','));
+      assert.equal((await store.list('ipclaims/')).length, ok);
+    } finally {
+      await a.close();
+    }
+  });
+
   it('rejects a node name that could not be a store key', async () => {
     await assert.rejects(
       startAgent({ store: new MemoryStore(), socket: join(dir, 'x.sock'), node: '../evil', logLevel: 'silent', defaultMetrics: false }),

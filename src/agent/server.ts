@@ -34,6 +34,8 @@ import { createMetrics, type AgentMetrics } from './metrics.ts';
 import { registerUi, UiHub } from './ui/routes.ts';
 
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
+/** Far above what a node's runtime sends (a 1000-pod burst is spread over the nodes). */
+export const DEFAULT_MAX_RATE = 5000;
 export const BODY_LIMIT_BYTES = 1 << 20;
 
 export interface AgentOptions {
@@ -46,6 +48,8 @@ export interface AgentOptions {
   logLevel?: string;
   /** Requests served at once before the agent answers BUSY (CNI 11). */
   maxInFlight?: number;
+  /** CNI requests per second before the agent answers BUSY (token bucket; burst = one second's worth). */
+  maxRate?: number;
   gcMinAgeMs?: number;
   /** Collect process metrics (off in tests that start many agents). */
   defaultMetrics?: boolean;
@@ -166,6 +170,18 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics });
   const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   let inFlight = 0;
+  const maxRate = opts.maxRate ?? DEFAULT_MAX_RATE;
+  let tokens = maxRate;
+  let refilled = Date.now();
+  /** Takes one token from the bucket; false when the agent is over its rate. */
+  const admit = (): boolean => {
+    const now = Date.now();
+    tokens = Math.min(maxRate, tokens + ((now - refilled) / 1000) * maxRate);
+    refilled = now;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  };
 
   const sendError = (reply: FastifyReply, e: unknown, command: string): FastifyReply => {
     const err = isIpamError(e)
@@ -193,6 +209,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
     const cni = (command: string, fn: (r: CniRequest) => Promise<unknown>) => {
       return async (request: FastifyRequest, reply: FastifyReply) => {
+        if (!admit()) {
+          metrics.errors.inc({ code: 'BUSY' });
+          return reply.code(429).send({ code: 'BUSY', message: `agent is over its rate limit (${maxRate} requests/s); retry` });
+        }
         if (inFlight >= maxInFlight) {
           metrics.errors.inc({ code: 'BUSY' });
           return reply

@@ -119,8 +119,19 @@ export function buildCli(): Command {
     .option('--listen <host:port>', 'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610')
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option('--gc-min-age <ms>', 'CNI GC leaves claims younger than this alone (an ADD may be in flight)', '60000')
+    .option('--max-rate <n>', 'CNI requests per second before the agent answers BUSY (CNI 11)', '5000')
+    .option('--max-in-flight <n>', 'CNI requests served at once before the agent answers BUSY', '1024')
     .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
-    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string }) => {
+    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string; maxRate: string; maxInFlight: string }) => {
+      const whole = (flag: string, v: string, min: number): number => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < min) {
+          throw new IpamError('INVALID_CONFIG', `${flag} ${v} must be a whole number of at least ${min}`);
+        }
+        return n;
+      };
+      const maxRate = whole('--max-rate', o.maxRate, 1);
+      const maxInFlight = whole('--max-in-flight', o.maxInFlight, 1);
       const gcMinAgeMs = Number(o.gcMinAge);
       if (!Number.isInteger(gcMinAgeMs) || gcMinAgeMs < 0) {
         throw new IpamError('INVALID_CONFIG', `--gc-min-age ${o.gcMinAge} must be a whole number of milliseconds, e.g. 60000`);
@@ -133,6 +144,8 @@ export function buildCli(): Command {
         ...(o.listen ? { listen: o.listen } : {}),
         logLevel: o.logLevel,
         gcMinAgeMs,
+        maxRate,
+        maxInFlight,
       });
       const stop = async (): Promise<void> => {
         await agent.close();
