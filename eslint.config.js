@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'deploy/**', 'docs/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'deploy/**', 'docs/**', '.scratch/**', 'test-results/**', '.ipkeeper/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

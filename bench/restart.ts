@@ -1,0 +1,258 @@
+/**
+ * @module bench/restart
+ * Agent restart: the time from starting `ipkeeper agent` until `/readyz` answers on its socket, with
+ * 100,000 claims in the store, against the same start on a store holding only the pool (the anchor:
+ * what starting the process costs without claims). On sqlite, and on a 3-member etcd cluster.
+ *
+ * The claims are written straight into the store, shaped and keyed as the engine writes them: through
+ * `SqliteStore.create` for sqlite (group commit makes that fast), and for etcd as plain puts of the
+ * same key and JSON value the etcd store's `create` writes, 128 per transaction (a create-if-absent
+ * per claim would take minutes). Two in-process figures split the sqlite restart into its parts:
+ * listing the claims from the store, and loading them into the engine's cache.
+ */
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { IpamState, CLAIM_PREFIX } from '../src/ipam/state.ts';
+import { SqliteStore } from '../src/store/sqlite.ts';
+import { startEtcdCluster, type EtcdCluster } from '../test/etcd/cluster.ts';
+import { claimObject, poolKey, poolObject, scatteredValues, writeClaims } from './fixtures.ts';
+import {
+  compared,
+  cpuMs,
+  median,
+  nowMs,
+  p99,
+  prng,
+  startAgent,
+  tempDir,
+  type Row,
+  type SectionOptions,
+} from './lib.ts';
+
+const GOAL_MS = 1000;
+const POOL = 'restart';
+const SUBNET = '10.64.0.0/12';
+const NODE_NAME = 'bench';
+
+function claims(n: number): { key: string; claim: ReturnType<typeof claimObject>['claim'] }[] {
+  // Scattered over the /12, as pods that came and went leave them.
+  const values = scatteredValues(0x0a400001n, (1 << 20) - 2, n, prng(11));
+  return values.map((value, i) =>
+    claimObject({ pool: POOL, family: 4, value, tag: `restart-${i}`, node: NODE_NAME, cniNetwork: 'bench' }),
+  );
+}
+
+interface Restarts {
+  empty: number[];
+  full: number[];
+  /** CPU ms the agent had used when it became ready. */
+  cpu: { empty: number[]; full: number[] };
+}
+
+/** Starts and stops the agent `runs` times on each store URL, alternating; returns ready ms per URL. */
+async function restarts(
+  urls: { empty: string; full: string },
+  dir: string,
+  runs: number,
+  opts: SectionOptions,
+  label: string,
+): Promise<Restarts> {
+  const out: Restarts = { empty: [], full: [], cpu: { empty: [], full: [] } };
+  for (let i = -1; i < runs; i++) {
+    const order: ('empty' | 'full')[] = i % 2 === 0 ? ['empty', 'full'] : ['full', 'empty'];
+    for (const which of order) {
+      const a = await startAgent({
+        store: urls[which],
+        socket: join(dir, `${label}-${which}.sock`),
+        node: NODE_NAME,
+        pollMs: 2,
+      });
+      await a.stop();
+      if (i >= 0) {
+        out[which].push(a.readyMs);
+        out.cpu[which].push(a.readyCpuMs);
+      }
+    }
+    if (i >= 0)
+      opts.log(
+        `${label}: run ${i + 1}/${runs}: empty ${out.empty.at(-1)!.toFixed(0)} ms, full ${out.full.at(-1)!.toFixed(0)} ms`,
+      );
+  }
+  return out;
+}
+
+function rowsFor(label: string, n: number, r: Restarts): Row[] {
+  const emptyM = median(r.empty);
+  const fullM = median(r.full);
+  return [
+    {
+      figure: `agent start to ready, empty store (${label})`,
+      unit: 'ms',
+      better: 'lower',
+      median: emptyM,
+      p99: p99(r.empty),
+      samples: r.empty.length,
+      detail: `runs ${r.empty.map((x) => x.toFixed(0)).join(', ')} ms; agent CPU to ready ${median(r.cpu.empty).toFixed(0)} ms`,
+    },
+    {
+      ...compared(
+        {
+          figure: `agent start to ready, ${n.toLocaleString('en-US')} claims (${label})`,
+          unit: 'ms',
+          better: 'lower',
+          median: fullM,
+          p99: p99(r.full),
+          samples: r.full.length,
+          anchor: `empty store (${label})`,
+          goal: `< ${GOAL_MS} ms`,
+          detail: `runs ${r.full.map((x) => x.toFixed(0)).join(', ')} ms; the claims add ${(fullM - emptyM).toFixed(0)} ms; agent CPU to ready ${median(r.cpu.full).toFixed(0)} ms (${(median(r.cpu.full) / median(r.cpu.empty)).toFixed(2)}× empty)`,
+        },
+        emptyM,
+      ),
+      met: fullM < GOAL_MS,
+    },
+  ];
+}
+
+export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: string[] }> {
+  const n = opts.quick ? 20_000 : 100_000;
+  const runs = opts.quick ? 3 : 7;
+  const tmp = tempDir('restart');
+  const rows: Row[] = [];
+  const all = claims(n);
+
+  // ---- sqlite ----
+  const fullDb = join(tmp.path, 'full.db');
+  const emptyDb = join(tmp.path, 'empty.db');
+  opts.log(`sqlite: writing ${n.toLocaleString('en-US')} claims`);
+  for (const [db, cs] of [
+    [fullDb, all],
+    [emptyDb, []],
+  ] as const) {
+    const store = new SqliteStore(db);
+    await store.create(poolKey(POOL), poolObject(POOL, SUBNET));
+    await writeClaims(store, cs, 1000);
+    await store.close();
+  }
+  // The parts, in process: list the claims from the file, then load them into the engine's cache.
+  const listMs: number[] = [];
+  const loadMs: number[] = [];
+  const loadCpu: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const store = new SqliteStore(fullDb);
+    const t0 = nowMs();
+    const entries = await store.list(CLAIM_PREFIX);
+    const t1 = nowMs();
+    const c1 = cpuMs();
+    const state = new IpamState();
+    for (const e of entries) state.put(e.key, e.value, e.version);
+    loadMs.push(nowMs() - t1);
+    loadCpu.push(cpuMs() - c1);
+    listMs.push(t1 - t0);
+    if (state.claims.size !== n) throw new Error(`loaded ${state.claims.size} of ${n} claims`);
+    await store.close();
+  }
+  const sq = await restarts(
+    { empty: `sqlite:${emptyDb}`, full: `sqlite:${fullDb}` },
+    tmp.path,
+    runs,
+    opts,
+    'sqlite',
+  );
+  rows.push(...rowsFor('sqlite', n, sq));
+  const restartFull = median(sq.full);
+  rows.push(
+    {
+      ...compared(
+        {
+          figure: `in process: list ${n.toLocaleString('en-US')} claims from sqlite`,
+          unit: 'ms',
+          better: 'lower',
+          median: median(listMs),
+          samples: listMs.length,
+          anchor: 'agent start to ready, claims (sqlite)',
+        },
+        restartFull,
+      ),
+      detail: 'SqliteStore.list(ipclaims/): the SELECT and a JSON.parse per claim',
+    },
+    {
+      ...compared(
+        {
+          figure: `in process: load ${n.toLocaleString('en-US')} claims into the engine cache`,
+          unit: 'ms',
+          better: 'lower',
+          median: median(loadMs),
+          samples: loadMs.length,
+          anchor: 'agent start to ready, claims (sqlite)',
+        },
+        restartFull,
+      ),
+      detail: `IpamState.put per claim (address parse, used set, indexes); CPU ${median(loadCpu).toFixed(0)} ms`,
+    },
+  );
+
+  // ---- etcd ----
+  let cluster: EtcdCluster | undefined;
+  try {
+    const etcdRuns = opts.quick ? 2 : 5;
+    opts.log('etcd: starting a 3-member cluster');
+    cluster = await startEtcdCluster(3);
+    const client = new Etcd3({ hosts: cluster.endpoints });
+    try {
+      const full = `/restart-full-${process.pid}/`;
+      const empty = `/restart-empty-${process.pid}/`;
+      const pool = JSON.stringify(poolObject(POOL, SUBNET));
+      await client.put(`${full}${poolKey(POOL)}`).value(pool);
+      await client.put(`${empty}${poolKey(POOL)}`).value(pool);
+      opts.log(`etcd: writing ${n.toLocaleString('en-US')} claims`);
+      const BATCH = 128;
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          for (;;) {
+            const start = next;
+            next += BATCH;
+            if (start >= all.length) return;
+            const ops = all.slice(start, start + BATCH).map((c) => ({
+              request_put: { key: Buffer.from(full + c.key), value: Buffer.from(JSON.stringify(c.claim)) },
+            }));
+            await client.kv.txn({ compare: [], success: ops, failure: [] });
+          }
+        }),
+      );
+    } finally {
+      client.close();
+    }
+    const et = await restarts(
+      {
+        empty: `${cluster.url}/restart-empty-${process.pid}`,
+        full: `${cluster.url}/restart-full-${process.pid}`,
+      },
+      tmp.path,
+      etcdRuns,
+      opts,
+      'etcd',
+    );
+    rows.push(...rowsFor('etcd', n, et));
+  } catch (e) {
+    rows.push({
+      figure: `agent start to ready, ${n.toLocaleString('en-US')} claims (etcd)`,
+      unit: 'ms',
+      better: 'lower',
+      median: undefined,
+      goal: `< ${GOAL_MS} ms`,
+      skipped: `failed: ${(e instanceof Error ? e.message : String(e)).slice(0, 200)}`,
+    });
+  } finally {
+    await cluster?.stopAll();
+    tmp.cleanup();
+  }
+
+  const notes = [
+    `Ready time: from spawning \`node bin/ipkeeper.ts agent --store URL\` until \`GET /readyz\` on its unix socket answers (polled every 2 ms). ${runs} runs on sqlite, alternating with the anchor (the same store with only the pool), after one warm-up of each; the agent is stopped by PID with SIGTERM between runs.`,
+    `The ${n.toLocaleString('en-US')} claims are scattered over a ${SUBNET} pool, owned by pods on this agent's node, shaped like the engine's (64-hex container ids, pod uids).`,
+    'The agent is Node running the TypeScript sources (type stripping), so the anchor includes loading its modules (fastify, pino, the store); the claims’ share is the difference.',
+  ];
+  return { rows, notes };
+}

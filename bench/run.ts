@@ -1,0 +1,232 @@
+/**
+ * @module bench/run
+ * `npm run bench`: the benchmark suite. Each section runs in its own Node process; every figure is
+ * measured together with its anchor in the same run and printed as a table (median, p99 for
+ * latencies, ratio to the anchor, the goal), then written with the machine's description to
+ * docs/BENCHMARKS.md.
+ *
+ *   npm run bench                                   every section, full counts
+ *   npm run bench -- --only engine,plugin --quick   a subset, smaller counts
+ *   npm run bench -- --out /tmp/b.md                write somewhere else
+ *
+ * Benchmarks are not tests: nothing here fails on a slow figure; a goal is reported met or missed.
+ * The exit code is non-zero only when a section could not run at all.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { renderTable } from '../src/cli/table.ts';
+import { ROOT, cleanEnv, fmt, fmtRatio, loadNow, type Row, type SectionResult } from './lib.ts';
+import { SECTIONS } from './section.ts';
+
+interface Machine {
+  date: string;
+  command: string;
+  cpus: string;
+  memory: string;
+  kernel: string;
+  node: string;
+  uptimeStart: string;
+  uptimeEnd: string;
+  loadStart: number[];
+  loadEnd: number[];
+}
+
+function uptime(): string {
+  const r = spawnSync('uptime', [], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : `load average: ${loadNow().join(', ')}`;
+}
+
+function commandLine(args: string[]): string {
+  const tail = args.length > 0 ? ` -- ${args.join(' ')}` : '';
+  return process.env.npm_lifecycle_event === 'bench'
+    ? `npm run bench${tail}`
+    : `node bench/run.ts ${args.join(' ')}`.trim();
+}
+
+function runSection(name: string, quick: boolean): Promise<SectionResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'ipk-bench-result-'));
+  const out = join(dir, 'result.json');
+  const args = ['--expose-gc', join(ROOT, 'bench/section.ts'), name, out, ...(quick ? ['--quick'] : [])];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: cleanEnv() });
+    child.once('exit', (code, signal) => {
+      let result: SectionResult;
+      try {
+        result = JSON.parse(readFileSync(out, 'utf8')) as SectionResult;
+      } catch {
+        result = {
+          name,
+          title: SECTIONS[name]?.title ?? name,
+          rows: [],
+          notes: [],
+          seconds: 0,
+          load: { start: [], end: [] },
+          error: `the section process ended with ${code ?? signal} before writing a result`,
+        };
+      }
+      rmSync(dir, { recursive: true, force: true });
+      resolve(result);
+    });
+  });
+}
+
+function unitOf(r: Row): string {
+  return r.unit;
+}
+
+function resultText(r: Row): string {
+  if (r.skipped) return `skipped: ${r.skipped}`;
+  if (r.met === undefined) return '';
+  return r.met ? 'met' : 'MISSED';
+}
+
+function cells(r: Row): string[] {
+  const ratio =
+    r.ratio === undefined
+      ? r.anchor === undefined && !r.skipped
+        ? 'anchor'
+        : '—'
+      : `${fmtRatio(r.ratio)} (${r.better === 'higher' ? 'higher' : 'lower'} is better)`;
+  return [
+    r.figure,
+    r.median === undefined ? '—' : `${fmt(r.median)} ${unitOf(r)}`,
+    r.p99 === undefined ? '—' : `${fmt(r.p99)} ${unitOf(r)}`,
+    r.anchor ?? '—',
+    ratio,
+    r.goal ?? '—',
+    resultText(r),
+    r.detail ?? '',
+  ];
+}
+
+const HEAD = ['figure', 'median', 'p99', 'anchor', 'ratio to anchor', 'goal', 'result', 'detail'];
+
+function consoleSection(s: SectionResult): string {
+  const lines = [
+    `\n== ${s.name}: ${s.title}  (${s.seconds.toFixed(0)} s, load ${s.load.start.join(' ')} -> ${s.load.end.join(' ')})`,
+  ];
+  if (s.rows.length > 0) lines.push(renderTable(HEAD, s.rows.map(cells)));
+  if (s.error) lines.push(`ERROR: ${s.error.split('\n')[0]}`);
+  return lines.join('\n');
+}
+
+const md = (x: string): string => x.replace(/\|/g, '\\|');
+
+function markdown(m: Machine, sections: SectionResult[]): string {
+  const out: string[] = [];
+  out.push(
+    '# Benchmarks',
+    '',
+    'Written by `npm run bench` ([`bench/run.ts`](../bench/run.ts)); run it again rather than editing this file.',
+    'Every figure is measured together with its anchor in the same run; “ratio” is figure ÷ anchor. Goals are',
+    'the issue’s; “result” says whether this run met them. Nothing here is a test: the machine may be loaded',
+    '(see the load averages), so compare ratios more than absolute figures.',
+    '',
+    `- Date: ${m.date}`,
+    `- Command: \`${m.command}\``,
+    `- Machine: ${m.cpus}, ${m.memory} memory, Linux ${m.kernel}, Node ${m.node}`,
+    `- Load average (1, 5, 15 min) at start: ${m.loadStart.join(', ')}; at end: ${m.loadEnd.join(', ')}`,
+    `- \`uptime\` at start: \`${m.uptimeStart}\``,
+    `- \`uptime\` at end: \`${m.uptimeEnd}\``,
+    '',
+  );
+  const missed = sections.flatMap((s) =>
+    s.rows.filter((r) => r.met === false).map((r) => `${s.name}: ${r.figure}`),
+  );
+  out.push('## Summary', '');
+  out.push(`| section | goal | figure | result |`, `|---|---|---|---|`);
+  for (const s of sections) {
+    for (const r of s.rows) {
+      if (r.met === undefined && !r.skipped) continue;
+      if (r.goal === undefined || r.goal === '—') continue;
+      out.push(
+        `| ${s.name} | ${md(r.goal)} | ${md(r.figure)}: ${r.median === undefined ? '—' : `${fmt(r.median)} ${r.unit}`}${r.ratio !== undefined ? ` (${fmtRatio(r.ratio)})` : ''} | ${resultText(r)} |`,
+      );
+    }
+    if (s.error) out.push(`| ${s.name} | — | the section failed | ERROR |`);
+  }
+  out.push(
+    '',
+    missed.length === 0 ? 'Every goal was met in this run.' : `${missed.length} goal(s) missed in this run.`,
+    '',
+  );
+  for (const s of sections) {
+    out.push(`## ${s.name} — ${s.title.replace(/^[a-z]+: /, '')}`, '');
+    out.push(
+      `Took ${s.seconds.toFixed(0)} s; load average at its start ${s.load.start.join(', ')}, at its end ${s.load.end.join(', ')}.`,
+      '',
+    );
+    if (s.rows.length > 0) {
+      out.push(`| ${HEAD.join(' | ')} |`, `|${HEAD.map(() => '---').join('|')}|`);
+      for (const r of s.rows) out.push(`| ${cells(r).map(md).join(' | ')} |`);
+      out.push('');
+    }
+    if (s.error) out.push('The section failed:', '', '```', s.error, '```', '');
+    for (const n of s.notes) out.push(`- ${n}`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string', default: join(ROOT, 'docs/BENCHMARKS.md') },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const all = Object.keys(SECTIONS);
+  if (values.help) {
+    console.log(`usage: npm run bench -- [--only ${all.join(',')}] [--quick] [--out FILE]`);
+    return;
+  }
+  const only = values.only
+    ? values.only
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : all;
+  const unknown = only.filter((s) => !SECTIONS[s]);
+  if (unknown.length > 0) {
+    console.error(`unknown section(s) ${unknown.join(', ')}; choose from ${all.join(', ')}`);
+    process.exit(2);
+  }
+  const cpuModel = cpus()[0]?.model?.trim() ?? 'unknown CPU';
+  const machine: Machine = {
+    date: new Date().toISOString(),
+    command: commandLine(argv),
+    cpus: `${availableParallelism()} CPUs (${cpuModel})`,
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: release(),
+    node: process.version,
+    uptimeStart: uptime(),
+    uptimeEnd: '',
+    loadStart: loadNow(),
+    loadEnd: [],
+  };
+  console.log(
+    `ipkeeper benchmarks — ${machine.date}\n${machine.cpus}, ${machine.memory}, Linux ${machine.kernel}, Node ${machine.node}\nuptime: ${machine.uptimeStart}`,
+  );
+  const results: SectionResult[] = [];
+  for (const name of only) {
+    console.log(`\n-- ${name}${values.quick ? ' (quick)' : ''} ...`);
+    const r = await runSection(name, values.quick);
+    results.push(r);
+    console.log(consoleSection(r));
+  }
+  machine.uptimeEnd = uptime();
+  machine.loadEnd = loadNow();
+  console.log(`\nuptime at end: ${machine.uptimeEnd}`);
+  writeFileSync(values.out, markdown(machine, results));
+  console.log(`written to ${values.out}`);
+  if (results.some((r) => r.error && r.rows.length === 0)) process.exitCode = 1;
+}
+
+await main();
