@@ -30,6 +30,7 @@ import {
 import { LABEL_PATTERN } from '../api/kinds.ts';
 import { resolveKind } from '../api/kinds.ts';
 import type { CniRequest } from '../cni/protocol.ts';
+import type { KubeView } from './kube-view.ts';
 import { createMetrics, type AgentMetrics } from './metrics.ts';
 import { registerUi, UiHub } from './ui/routes.ts';
 
@@ -53,6 +54,11 @@ export interface AgentOptions {
   gcMinAgeMs?: number;
   /** Collect process metrics (off in tests that start many agents). */
   defaultMetrics?: boolean;
+  /**
+   * Read pods, namespaces and this node from Kubernetes (informers) for pool choice: a kubeconfig
+   * path, or `true` for $KUBECONFIG / in-cluster / ~/.kube/config. Implied by a `kubernetes:` store.
+   */
+  kubeconfig?: string | true;
   /** How often the leak reclaimer scans (0: never). */
   reclaimIntervalMs?: number;
   nodeDeadMs?: number;
@@ -142,7 +148,23 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   if (!new RegExp(LABEL_PATTERN).test(node) || node.length > 63) {
     throw new IpamError('INVALID_CONFIG', `--node "${node}" must be a DNS label (lower-case letters, digits, "-"), like a Kubernetes node name`);
   }
-  const ipam = new Ipam({ store, node, log: logger as unknown as Logger, gcMinAgeMs: opts.gcMinAgeMs });
+  let kube: KubeView | undefined;
+  const kubeconfig =
+    opts.kubeconfig ??
+    (typeof opts.store === 'string' && /^(kubernetes|k8s):/.test(opts.store)
+      ? opts.store.replace(/^(kubernetes|k8s):/, '') || true
+      : undefined);
+  if (kubeconfig !== undefined) {
+    const { startKubeView } = await import('./kube-view.ts');
+    kube = await startKubeView(kubeconfig === true ? undefined : kubeconfig, node);
+  }
+  const ipam = new Ipam({
+    store,
+    node,
+    log: logger as unknown as Logger,
+    gcMinAgeMs: opts.gcMinAgeMs,
+    ...(kube ? { view: kube.view } : {}),
+  });
   await ipam.start();
   const objects = new ObjectService(store, ipam);
   // The pool map page, `check`, `describe` and operator release (src/agent/ui/).
@@ -363,6 +385,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       await app.close();
       await http?.close();
       await ipam.stop();
+      await kube?.stop();
       if (typeof opts.store === 'string') await store.close();
     },
   };

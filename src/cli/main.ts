@@ -116,13 +116,14 @@ export function buildCli(): Command {
     .option('--store <url>', 'sqlite:PATH | memory: | etcd://host:port[,host:port...][/prefix]', DEFAULT_STORE)
     .addOption(socketOpt())
     .option('--node <name>', 'this node\'s name (default: the host name)')
+    .option('--kubeconfig <path>', 'read pods, namespaces and nodes from Kubernetes for pool choice (implied by --store kubernetes:)')
     .option('--listen <host:port>', 'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610')
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option('--gc-min-age <ms>', 'CNI GC leaves claims younger than this alone (an ADD may be in flight)', '60000')
     .option('--max-rate <n>', 'CNI requests per second before the agent answers BUSY (CNI 11)', '5000')
     .option('--max-in-flight <n>', 'CNI requests served at once before the agent answers BUSY', '1024')
     .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
-    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string; maxRate: string; maxInFlight: string }) => {
+    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string; maxRate: string; maxInFlight: string; kubeconfig?: string }) => {
       const whole = (flag: string, v: string, min: number): number => {
         const n = Number(v);
         if (!Number.isInteger(n) || n < min) {
@@ -142,6 +143,7 @@ export function buildCli(): Command {
         socket: socketOf(o),
         ...(o.node ? { node: o.node } : {}),
         ...(o.listen ? { listen: o.listen } : {}),
+        ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
         logLevel: o.logLevel,
         gcMinAgeMs,
         maxRate,

@@ -44,6 +44,8 @@ export interface ClusterView {
   pod(namespace: string, name: string): PodInfo | undefined;
   namespace(name: string): NamespaceInfo | undefined;
   node(name: string): NodeInfo | undefined;
+  /** Fetches one pod (and its namespace) the view has not seen yet; never throws. */
+  refreshPod?: (namespace: string, name: string) => Promise<void>;
 }
 
 /** A view held in memory: tests, and what the informers fill. */
@@ -52,6 +54,7 @@ export class MemoryClusterView implements ClusterView {
   readonly pods = new Map<string, PodInfo>();
   readonly namespaces = new Map<string, NamespaceInfo>();
   readonly nodes = new Map<string, NodeInfo>();
+  refreshPod?: (namespace: string, name: string) => Promise<void>;
   constructor(live = true) {
     this.live = live;
   }

@@ -244,6 +244,11 @@ export class Ipam {
 
   private async addLocked(req: AllocateRequest, ak: string): Promise<IpamResult> {
     const held = await this.heldBy(req, ak);
+    const o = req.owner;
+    if (this.view.live && o.kind === 'Pod' && o.namespace && !this.view.pod(o.namespace, o.name)) {
+      // The kubelet and our informer learn of a new pod at the same moment: ask for it once.
+      await this.view.refreshPod?.(o.namespace, o.name);
+    }
     const ctx = this.context(req);
     const choice = choosePools(
       {

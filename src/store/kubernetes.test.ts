@@ -39,12 +39,11 @@ import {
 } from './kubernetes.ts';
 import { StoreError, validateKey } from './store.ts';
 import type { WatchEvent } from './store.ts';
+import { DEADLINE_MS, installCrd, until } from '../../test/kube/crds.ts';
 
 const CRDS_FILE = new URL('../../deploy/crds/ipkeeper.io.yaml', import.meta.url);
 const BASE = '/apis/ipkeeper.io/v1alpha1';
 /** Hang guard for waiting on watch events and CRDs; nothing asserts how fast anything is. */
-const DEADLINE_MS = 30_000;
-const POLL_MS = 50;
 
 /** A namespaced kind of our group, only for these tests: KINDS has none yet. */
 const TEST_THING: KindInfo = {
@@ -68,34 +67,6 @@ const clusterOf = (): TestCluster => {
   return cluster;
 };
 const url = (): string => `kubernetes:${clusterOf().kubeconfigPath}`;
-
-async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() - started > DEADLINE_MS)
-      throw new Error(`still waiting for ${what} after ${DEADLINE_MS} ms`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-/** POSTs a CRD (an existing one is left as it is) and waits until it is Established. */
-async function installCrd(c: TestCluster, crd: Record<string, any>): Promise<void> {
-  const path = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
-  const r = await kubeRequest(c, 'POST', path, crd);
-  assert.ok(
-    [201, 409].includes(r.status),
-    `CRD ${crd.metadata.name}: HTTP ${r.status} ${JSON.stringify(r.body)}`,
-  );
-  await until(`CRD ${crd.metadata.name} Established`, async () => {
-    const g = await kubeRequest(c, 'GET', `${path}/${crd.metadata.name}`);
-    const ok = (g.body?.status?.conditions ?? []).some(
-      (x: any) => x.type === 'Established' && x.status === 'True',
-    );
-    return ok ? true : undefined;
-  });
-}
 
 /** Deletes every object of our resources: the next test starts from an empty store. */
 async function wipe(): Promise<void> {

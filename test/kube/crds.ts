@@ -1,0 +1,42 @@
+/**
+ * @module test/kube/crds
+ * Installing ipkeeper's CRDs into a test cluster, and waiting on the API server.
+ */
+import assert from 'node:assert/strict';
+import { allCrds } from '../../src/api/crd.ts';
+import { kubeRequest, type TestCluster } from './cluster.ts';
+
+export const DEADLINE_MS = 30_000;
+export const POLL_MS = 50;
+
+/** Polls `check` until it returns something other than undefined. */
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  deadlineMs = DEADLINE_MS,
+): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() - started > deadlineMs) throw new Error(`still waiting for ${what} after ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** POSTs a CRD (an existing one is left as it is) and waits until it is Established. */
+export async function installCrd(c: TestCluster, crd: Record<string, any>): Promise<void> {
+  const path = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+  const r = await kubeRequest(c, 'POST', path, crd);
+  assert.ok([201, 409].includes(r.status), `CRD ${crd.metadata.name}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  await until(`CRD ${crd.metadata.name} Established`, async () => {
+    const g = await kubeRequest(c, 'GET', `${path}/${crd.metadata.name}`);
+    const ok = (g.body?.status?.conditions ?? []).some((x: any) => x.type === 'Established' && x.status === 'True');
+    return ok ? true : undefined;
+  });
+}
+
+/** Every CRD `ipkeeper crds` prints (the same as deploy/crds/). */
+export async function installCrds(c: TestCluster): Promise<void> {
+  for (const crd of allCrds()) await installCrd(c, crd);
+}
