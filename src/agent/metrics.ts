@@ -11,6 +11,7 @@ export interface AgentMetrics {
   requests: Counter<'command' | 'result'>;
   duration: Histogram<'command' | 'result'>;
   errors: Counter<'code'>;
+  reclaimed: Counter<'source'>;
 }
 
 export function createMetrics(ipam: Ipam, opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
@@ -69,5 +70,28 @@ export function createMetrics(ipam: Ipam, opts: { defaultMetrics?: boolean } = {
     },
   });
   void ready;
-  return { registry, requests, duration, errors };
+  const counters: [string, string, keyof Ipam['stats']][] = [
+    ['ipkeeper_claim_races_lost_total', 'Claim creates lost to another owner of the address (another agent was first)', 'racesLost'],
+    ['ipkeeper_store_errors_total', 'Store calls that failed; the request was answered "try again"', 'storeErrors'],
+    ['ipkeeper_store_uncertain_writes_total', 'Store writes whose outcome was unknown, read back on the next request', 'uncertainWrites'],
+    ['ipkeeper_gc_released_total', 'Claims released by CNI GC', 'gcReleased'],
+  ];
+  for (const [name, help, field] of counters) {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(ipam.stats[field]);
+      },
+    });
+  }
+  const reclaimed = new Counter({
+    name: 'ipkeeper_reclaimed_total',
+    help: 'Leaked claims released by the reclaimer after their grace period, by leak source',
+    labelNames: ['source'] as const,
+    registers: [registry],
+  });
+  return { registry, requests, duration, errors, reclaimed };
 }

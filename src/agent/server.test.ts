@@ -106,6 +106,9 @@ describe('agent over its unix socket', () => {
     });
     assert.match(text, /ipkeeper_pool_addresses\{pool="p",state="total"\} 6/);
     assert.match(text, /ipkeeper_cni_requests_total\{command="ADD",result="ok"\} \d+/);
+    for (const name of ['ipkeeper_claim_races_lost_total', 'ipkeeper_store_errors_total', 'ipkeeper_gc_released_total', 'ipkeeper_store_uncertain_writes_total']) {
+      assert.match(text, new RegExp(`^${name} \\d+$`, 'm'), name);
+    }
   });
 
   it('refuses to start on a socket another agent serves, or on a file that is not a socket', async () => {

@@ -188,7 +188,13 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     log: hub.events.tee(logger as unknown as Logger, ['reclaim']),
   });
   const reclaimEvery = opts.reclaimIntervalMs ?? RECLAIM_INTERVAL_MS;
-  if (reclaimEvery > 0) every(reclaimEvery, 'reclaim', () => reclaimer.scan());
+  if (reclaimEvery > 0) {
+    every(reclaimEvery, 'reclaim', async () => {
+      for (const r of (await reclaimer.scan()).released) {
+        metrics.reclaimed.inc({ source: r.reason.split(':')[0] ?? 'unknown' });
+      }
+    });
+  }
   const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics });
   const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   let inFlight = 0;

@@ -284,6 +284,8 @@ describe('engine: uniqueness under concurrency', () => {
     assert.equal(ok.length, 62, 'a /26 has 62 usable addresses');
     for (const f of failed) assert.equal(((f as PromiseRejectedResult).reason as IpamError).code, 'POOL_EXHAUSTED');
     assert.equal((await store.list(CLAIM_PREFIX)).length, 62);
+    // They did race (all four proposed the same first addresses): the store decided, and counted.
+    assert.ok(agents.reduce((n, a) => n + a.stats.racesLost, 0) > 0);
   });
 
   it('random ADD/DEL sequences across two agents keep claims unique and complete (property)', async () => {

@@ -96,6 +96,18 @@ export interface PoolUsage {
 
 const NS = (f: Family): string => (f === 4 ? 'IPv4' : 'IPv6');
 
+/** Counters the agent exports as metrics; they only ever grow. */
+export interface EngineStats {
+  /** Creates that lost to another owner of the same address (the cache was behind). */
+  racesLost: number;
+  /** Store calls that failed (the request was answered "try again"). */
+  storeErrors: number;
+  /** Store calls whose outcome was unknown (remembered and read back on the next request). */
+  uncertainWrites: number;
+  /** Claims released by CNI GC. */
+  gcReleased: number;
+}
+
 export class Ipam {
   readonly state = new IpamState();
   readonly node: string;
@@ -105,6 +117,7 @@ export class Ipam {
   private readonly log: Logger;
   private readonly gcMinAgeMs: number;
   readonly view: ClusterView;
+  readonly stats: EngineStats = { racesLost: 0, storeErrors: 0, uncertainWrites: 0, gcReleased: 0 };
   private readonly watchers: Watcher[] = [];
   private readonly cursors = new Map<string, bigint>();
   /** Claim keys whose create had an unknown outcome, per attachment: checked on the next ADD/DEL. */
@@ -231,6 +244,7 @@ export class Ipam {
       return await fn();
     } catch (e) {
       if (e instanceof StoreError) {
+        this.stats.storeErrors++;
         throw new IpamError(
           e.retryable ? 'STORE_UNAVAILABLE' : 'INTERNAL',
           `store (${this.store.backend}) failed: ${e.message}`,
@@ -397,6 +411,7 @@ export class Ipam {
       let set = this.uncertain.get(ak);
       if (!set) this.uncertain.set(ak, (set = new Set()));
       set.add(key);
+      this.stats.uncertainWrites++;
       if (marked && !this.state.claims.has(key)) used.delete(value);
       throw e;
     }
@@ -436,6 +451,7 @@ export class Ipam {
         }
         // Lost a race to another agent: jump somewhere else in the pool to stop racing it.
         races++;
+        this.stats.racesLost++;
         if (races >= MAX_RACES_PER_FAMILY) {
           throw new IpamError(
             'STORE_UNAVAILABLE',
@@ -645,6 +661,7 @@ export class Ipam {
         const ak = attachmentKey(cniNetwork, s.containerId ?? '', s.ifName ?? '');
         const ok = await this.serial(ak, () => this.deleteClaim(h, undefined));
         if (ok) n++;
+        if (ok) this.stats.gcReleased++;
       }
       if (n > 0) this.log.info({ event: 'gc', network: cniNetwork, count: n }, 'gc released claims');
       return n;
