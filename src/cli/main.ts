@@ -247,6 +247,16 @@ export function buildCli(): Command {
   registerCheck(program);
 
   program
+    .command('completion')
+    .description('print a shell completion script')
+    .argument('<shell>', 'bash or zsh')
+    .addHelpText('after', '\nExample:\n  source <(ipkeeper completion bash)')
+    .action(async (shell: string) => {
+      const { completionScript } = await import('./completion.ts');
+      process.stdout.write(completionScript(program, shell));
+    });
+
+  program
     .command('crds')
     .description('print the CustomResourceDefinitions of every ipkeeper kind (kubectl apply -f -)')
     .action(async () => {
