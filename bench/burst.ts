@@ -302,7 +302,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const notes = [
     `${PODS} pods, pod i sending its ADD to agent i mod ${AGENTS} (${PODS / AGENTS} per agent), all at once, each asking for one IPv4 (a /16 pool) and one IPv6 (a /64 pool) address; the time runs from the first ADD until the last pod holds both. Requests go over the agents' unix sockets with the plugin's JSON — no plugin processes (their start cost is in the plugin section). A failed ADD is sent again after 20 ms and counted as retried.`,
     `Each round uses fresh pools; ${rounds} round(s) per store after a warm-up round, burst and anchor alternating. The figure is the median round.`,
-    'sqlite: one database file shared by all 10 agents (WAL, synchronous=FULL); an agent sees the others’ claims by polling the change log (every 200 ms), so agents may propose addresses already taken and retry.',
+    'sqlite: one database file shared by all 10 agents (WAL, synchronous=FULL); an agent sees the others’ claims by polling the change log (every 200 ms), so agents may propose addresses already taken and retry. The sqlite agents are started one after another: started all at once on a loaded machine, one of them waited past the busy timeout for its first write (its node lease) and exited.',
   ];
   return { rows, notes };
 }

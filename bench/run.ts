@@ -5,9 +5,12 @@
  * latencies, ratio to the anchor, the goal), then written with the machine's description to
  * docs/BENCHMARKS.md.
  *
- *   npm run bench                                   every section, full counts
- *   npm run bench -- --only engine,plugin --quick   a subset, smaller counts
+ *   npm run bench                                   every section, full counts -> docs/BENCHMARKS.md
+ *   npm run bench -- --only engine,plugin --quick   a subset, smaller counts -> a file in the temp dir
  *   npm run bench -- --out /tmp/b.md                write somewhere else
+ *
+ * Only a full run (every section, full counts) writes docs/BENCHMARKS.md unless `--out` says
+ * otherwise, so iterating on one section never replaces the committed figures with partial ones.
  *
  * Benchmarks are not tests: nothing here fails on a slow figure; a goal is reported met or missed.
  * The exit code is non-zero only when a section could not run at all.
@@ -93,6 +96,7 @@ function cells(r: Row): string[] {
   return [
     r.figure,
     r.median === undefined ? '—' : `${fmt(r.median)} ${unitOf(r)}`,
+    r.samples === undefined ? '' : String(r.samples),
     r.p99 === undefined ? '—' : `${fmt(r.p99)} ${unitOf(r)}`,
     r.anchor ?? '—',
     ratio,
@@ -102,7 +106,7 @@ function cells(r: Row): string[] {
   ];
 }
 
-const HEAD = ['figure', 'median', 'p99', 'anchor', 'ratio to anchor', 'goal', 'result', 'detail'];
+const HEAD = ['figure', 'median', 'n', 'p99', 'anchor', 'ratio to anchor', 'goal', 'result', 'detail'];
 
 function consoleSection(s: SectionResult): string {
   const lines = [
@@ -123,7 +127,8 @@ function markdown(m: Machine, sections: SectionResult[]): string {
     'Written by `npm run bench` ([`bench/run.ts`](../bench/run.ts)); run it again rather than editing this file.',
     'Every figure is measured together with its anchor in the same run; “ratio” is figure ÷ anchor. Goals are',
     'the issue’s; “result” says whether this run met them. Nothing here is a test: the machine may be loaded',
-    '(see the load averages), so compare ratios more than absolute figures.',
+    '(see the load averages), so compare ratios more than absolute figures. “n” is how many samples the median',
+    'is over (rounds, runs or requests); “detail” holds what else was measured for the figure, e.g. the CPU behind it.',
     '',
     `- Date: ${m.date}`,
     `- Command: \`${m.command}\``,
@@ -178,7 +183,7 @@ async function main(): Promise<void> {
     options: {
       only: { type: 'string' },
       quick: { type: 'boolean', default: false },
-      out: { type: 'string', default: join(ROOT, 'docs/BENCHMARKS.md') },
+      out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -198,6 +203,12 @@ async function main(): Promise<void> {
     console.error(`unknown section(s) ${unknown.join(', ')}; choose from ${all.join(', ')}`);
     process.exit(2);
   }
+  const partial = values.quick || only.length < all.length;
+  const out =
+    values.out ??
+    (partial
+      ? join(tmpdir(), `ipkeeper-bench-${new Date().toISOString().replace(/[:.]/g, '-')}.md`)
+      : join(ROOT, 'docs/BENCHMARKS.md'));
   const cpuModel = cpus()[0]?.model?.trim() ?? 'unknown CPU';
   const machine: Machine = {
     date: new Date().toISOString(),
@@ -224,8 +235,10 @@ async function main(): Promise<void> {
   machine.uptimeEnd = uptime();
   machine.loadEnd = loadNow();
   console.log(`\nuptime at end: ${machine.uptimeEnd}`);
-  writeFileSync(values.out, markdown(machine, results));
-  console.log(`written to ${values.out}`);
+  writeFileSync(out, markdown(machine, results));
+  console.log(
+    `written to ${out}${partial && !values.out ? ' (a partial run: docs/BENCHMARKS.md is left as it was)' : ''}`,
+  );
   if (results.some((r) => r.error && r.rows.length === 0)) process.exitCode = 1;
 }
 
