@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino from 'pino';
 import { IpamError, isIpamError } from '../errors.ts';
-import type { Store } from '../store/store.ts';
+import { StoreError, type Store } from '../store/store.ts';
 import { openStore } from '../store/open.ts';
 import { Ipam, type AllocateRequest, type Logger } from '../ipam/engine.ts';
 import { ObjectService } from '../ipam/objects.ts';
@@ -177,7 +177,17 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     t.unref();
     timers.push(t);
   };
-  await renewLease(store, node, { now: Date.now });
+  // Agents starting together on one sqlite file can find it locked for a moment: a retryable
+  // store error here is retried, not fatal.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await renewLease(store, node, { now: Date.now });
+      break;
+    } catch (e) {
+      if (!(e instanceof StoreError) || !e.retryable || attempt >= 20) throw e;
+      await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 1000)));
+    }
+  }
   every(LEASE_RENEW_MS, 'lease', () => renewLease(store, node, { now: Date.now }));
   const reclaimer = new Reclaimer({
     store,
