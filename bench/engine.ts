@@ -320,7 +320,7 @@ export function decisionBench(c: SizeCase, rand: () => number): Bench {
 
 // ---- the address-set level, at a true 90% --------------------------------------------------------
 
-/** 90% of [first, first + span) used in about min(span / 10, 50,000) runs (as used-set.bench.ts). */
+/** 90% of [first, first + span) used in about min(span / 10, 50,000) runs. */
 function scatter(first: bigint, span: bigint, rand: () => number): { first: bigint; last: bigint }[] {
   const r = (below: bigint): bigint => {
     // Enough randomness for any below < 2^64 (two 32-bit draws); bias is irrelevant here.
