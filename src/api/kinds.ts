@@ -161,6 +161,64 @@ export const IPClaim = Type.Object({
 });
 export type IPClaim = Static<typeof IPClaim>;
 
+/**
+ * One pod (or VM) and the addresses it holds, per interface: written by the agent on ADD, read back
+ * on the next ADD of the same pod name (fixed IPs) and by the controller's GC (retention). Everything
+ * is in `spec` on purpose: one writer, one atomic write (a status subresource would need two).
+ * Key: `endpoints/<namespace>/<pod name>`.
+ */
+export const EndpointIp = Type.Object({
+  ip: Type.String(),
+  family: Type.Union([Type.Literal(4), Type.Literal(6)]),
+  pool: Type.String(),
+  network: Type.String({ description: 'uniqueness domain of the claim (IPPool spec.network)' }),
+  /** Store key of the IPClaim, `ipclaims/<network>.<address key>`. */
+  claim: Type.String(),
+  gateway: Type.Optional(Type.String()),
+});
+export type EndpointIp = Static<typeof EndpointIp>;
+
+export const EndpointInterface = Type.Object({
+  ifName: Type.String(),
+  cniNetwork: Type.String({ description: 'the attachment network (CNI config name)' }),
+  ips: Type.Array(EndpointIp),
+  routes: Type.Optional(Type.Array(Route)),
+  /** Policy routing table of this interface (multi-NIC), when it is not the default-route NIC. */
+  table: Type.Optional(Type.Integer()),
+});
+export type EndpointInterface = Static<typeof EndpointInterface>;
+
+export const OwnerReference = Type.Object({
+  apiVersion: Type.Optional(Type.String()),
+  kind: Type.String(),
+  name: Type.String(),
+  uid: Type.Optional(Type.String()),
+});
+
+export const Endpoint = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('Endpoint'),
+  metadata: ObjectMeta,
+  spec: Type.Object({
+    podUid: Type.Optional(Type.String()),
+    node: Type.Optional(Type.String()),
+    containerId: Type.Optional(Type.String()),
+    /** The top controller (StatefulSet, Deployment, VirtualMachine, ...), absent for a bare pod. */
+    owner: Type.Optional(OwnerReference),
+    /** Why the addresses outlive the pod: absent = released with the pod. */
+    fixed: Type.Optional(
+      Type.Union([Type.Literal('StatefulSet'), Type.Literal('VirtualMachine'), Type.Literal('VIP')]),
+    ),
+    /** `0`, a Go-style duration (`90s`, `24h`) or `forever`; counted from `releasedAt`. */
+    retention: Type.Optional(Type.String()),
+    interfaces: Type.Array(EndpointInterface),
+    /** Set when the pod's last attachment was deleted (CNI DEL) while its addresses were kept. */
+    releasedAt: Type.Optional(Type.String()),
+    updatedAt: Type.Optional(Type.String()),
+  }),
+});
+export type Endpoint = Static<typeof Endpoint>;
+
 export interface KindInfo {
   kind: string;
   plural: string;
@@ -198,6 +256,15 @@ export const KINDS: Record<string, KindInfo> = {
     shortNames: ['claim', 'claims'],
     namespaced: false,
     schema: IPClaim,
+    userApplied: false,
+  },
+  Endpoint: {
+    kind: 'Endpoint',
+    plural: 'endpoints',
+    singular: 'endpoint',
+    shortNames: ['ipe', 'ipendpoint'],
+    namespaced: true,
+    schema: Endpoint,
     userApplied: false,
   },
 };
