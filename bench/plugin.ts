@@ -2,8 +2,9 @@
  * @module bench/plugin
  * The CNI plugin as the runtime sees it, against Go's host-local as anchor:
  *
- *   start     VERSION of the installed ipkeeper executable vs `/usr/lib/cni/host-local` VERSION
- *             (and `node -e 0`, the floor any Node-based plugin pays)
+ *   start     VERSION of the installed ipkeeper executable (the native forwarder) vs
+ *             `/usr/lib/cni/host-local` VERSION (and the Node single executable, and `node -e 0`, the
+ *             floor any Node-based plugin pays)
  *   IPAM      ipkeeper ADD+DEL (agent on sqlite) vs host-local ADD+DEL, IPAM plugins called directly
  *   bridge    Debian's `bridge` plugin ADD+DEL in a network namespace with ipkeeper as IPAM vs the
  *             same bridge config with host-local over the same range (root only)
@@ -15,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { installCni } from '../src/cni/install.ts';
+import { buildCni } from '../scripts/build.ts';
 import { call } from '../src/cli/client.ts';
 import { poolObject } from './fixtures.ts';
 import {
@@ -106,19 +108,24 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const binDir = join(tmp.path, 'bin');
   opts.log('installing the plugin executable');
   const plugin = await installCni(binDir);
+  const nodePlugin = await installCni(binDir, {
+    name: 'ipkeeper-node',
+    source: await buildCni({ ifStale: true, log: () => {} }),
+  });
 
   // ---- process start: VERSION ----
   const runs = opts.quick ? 40 : 200;
   const ipk = sample();
   const hl = sample();
   const bare = sample();
+  const sea = sample();
   const version = '{"cniVersion":"1.1.0"}';
   opts.log(`VERSION x ${runs} each, alternating`);
-  for (let i = -3; i < runs; i++) {
+  for (let i = -4; i < runs; i++) {
     // Rotate the order so no variant always follows another.
-    const order = [0, 1, 2].map((k) => (k + i + 3) % 3);
+    const order = [0, 1, 2, 3].map((k) => (k + i + 4) % 4);
     for (const k of order) {
-      const s = i < 0 ? sample() : [ipk, hl, bare][k]!;
+      const s = i < 0 ? sample() : [ipk, hl, bare, sea][k]!;
       if (k === 0) {
         const r = exec(s, plugin, [], cniEnv('VERSION'), version);
         if (r.code !== 0) throw new Error(`ipkeeper VERSION failed (${r.code}): ${r.stdout}${r.stderr}`);
@@ -127,8 +134,12 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
         const r = exec(s, HOST_LOCAL, [], cniEnv('VERSION'), version);
         if (r.code !== 0) throw new Error(`host-local VERSION failed (${r.code}): ${r.stdout}${r.stderr}`);
         s.ms.push(r.ms);
-      } else {
+      } else if (k === 2) {
         const r = exec(s, NODE, ['-e', '0'], { PATH: process.env.PATH }, '');
+        s.ms.push(r.ms);
+      } else {
+        const r = exec(s, nodePlugin, [], cniEnv('VERSION'), version);
+        if (r.code !== 0) throw new Error(`ipkeeper-node VERSION failed (${r.code}): ${r.stdout}${r.stderr}`);
         s.ms.push(r.ms);
       }
     }
@@ -142,6 +153,10 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       { name: 'host-local VERSION', s: hl },
       startGoal,
     ),
+    latencyRow('ipkeeper-node VERSION (Node single executable, for reference)', sea, {
+      name: 'host-local VERSION',
+      s: hl,
+    }),
     latencyRow('node -e 0 (Node 24 start, for reference)', bare, { name: 'host-local VERSION', s: hl }),
   );
 
@@ -164,14 +179,15 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     const n = opts.quick ? 20 : 100;
     const ipamIpkS = sample();
     const ipamHlS = sample();
+    const ipamSeaS = sample();
     opts.log(`IPAM ADD+DEL x ${n} each`);
-    const ipamOnce = (s: Sample | undefined, which: 'ipk' | 'hl', id: string): void => {
+    const ipamOnce = (s: Sample | undefined, which: 'ipk' | 'hl' | 'sea', id: string): void => {
       const conf = JSON.stringify({
         cniVersion: '1.0.0',
         name: network,
-        ipam: which === 'ipk' ? ipamIpk : ipamHl,
+        ipam: which === 'hl' ? ipamHl : ipamIpk,
       });
-      const file = which === 'ipk' ? plugin : HOST_LOCAL;
+      const file = which === 'ipk' ? plugin : which === 'sea' ? nodePlugin : HOST_LOCAL;
       const extra = {
         CNI_CONTAINERID: id,
         CNI_NETNS: '/var/run/netns/none',
@@ -189,9 +205,17 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       }
     };
     for (let i = -2; i < n; i++) {
-      const pair: ('ipk' | 'hl')[] = i % 2 === 0 ? ['ipk', 'hl'] : ['hl', 'ipk'];
-      for (const w of pair)
-        ipamOnce(i < 0 ? undefined : w === 'ipk' ? ipamIpkS : ipamHlS, w, `ipam-${w}-${i + 2}`);
+      const trio: ('ipk' | 'hl' | 'sea')[] = [
+        ['ipk', 'hl', 'sea'] as const,
+        ['hl', 'sea', 'ipk'] as const,
+        ['sea', 'ipk', 'hl'] as const,
+      ][(i + 3) % 3]!.slice();
+      for (const w of trio)
+        ipamOnce(
+          i < 0 ? undefined : w === 'ipk' ? ipamIpkS : w === 'sea' ? ipamSeaS : ipamHlS,
+          w,
+          `ipam-${w}-${i + 2}`,
+        );
     }
     // The same requests straight to the agent's socket: what ipkeeper costs without its process start.
     const direct = sample();
@@ -218,6 +242,10 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     rows.push(
       latencyRow('host-local ADD+DEL (IPAM plugin alone)', ipamHlS),
       latencyRow('ipkeeper ADD+DEL (IPAM plugin alone, agent on sqlite)', ipamIpkS, {
+        name: 'host-local ADD+DEL',
+        s: ipamHlS,
+      }),
+      latencyRow('ipkeeper-node ADD+DEL (Node single executable, agent on sqlite)', ipamSeaS, {
         name: 'host-local ADD+DEL',
         s: ipamHlS,
       }),
@@ -299,7 +327,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
 
   notes.push(
     `Process start: \`CNI_COMMAND=VERSION\` with \`${version}\` on stdin, ${runs} runs per executable, alternating; wall time from spawn to exit as seen by a Node parent (\`spawnSync\`), which adds the same fork/exec cost to every variant. The environment holds only PATH and the CNI variables (no NODE_OPTIONS, no NODE_EXTRA_CA_CERTS).`,
-    'The ipkeeper executable is what `installCni` installs: the Node 24 single executable application built by `scripts/build.ts` (dist/ipkeeper-cni). `node -e 0` is the bare Node 24 runtime start — a lower bound for any plugin written for Node, shown for reference.',
+    'The ipkeeper executable is what `installCni` installs: the native forwarder (native/ipkeeper-cni.c, dist/ipkeeper-cni), which answers VERSION itself and hands every other command to the agent’s /v1/cni/exec, where the TypeScript plugin code runs. ipkeeper-node is the same plugin as a Node 24 single executable application (dist/ipkeeper-cni-node), which runs the plugin code in its own process. `node -e 0` is the bare Node 24 runtime start — a lower bound for any plugin written for Node, shown for reference.',
     `ADD+DEL: one ADD then one DEL of a new container id, the pair timed; ipkeeper's agent runs on sqlite (synchronous=FULL, one fsync per write) with a ${SUBNET} pool, host-local uses the same range with its file store in a temp dir. The bridge rows run Debian's bridge plugin (${BRIDGE}) in one network namespace, reused across runs (the namespace is not part of the timing).`,
     'CPU per run is the user+system time of the plugin processes (and, for bridge, its IPAM child), from /proc/self/stat cutime/cstime (10 ms ticks, averaged over every run); it excludes the agent.',
   );

@@ -1,6 +1,17 @@
 /**
  * @module scripts/build
- * `npm run build`: the CNI plugin as one self-contained executable, `dist/ipkeeper-cni`.
+ * `npm run build`: the CNI plugin, in two self-contained forms.
+ *
+ *   dist/ipkeeper-cni        the native forwarder (native/ipkeeper-cni.c, `cc -O2 -static`): what
+ *                            `ipkeeper install-cni` installs. It starts in ~1 ms and hands the CNI
+ *                            call to the agent's /v1/cni/exec, which runs the TypeScript plugin code.
+ *   dist/ipkeeper-cni-node   the same plugin as a Node single executable application (below): the
+ *                            plugin code run in its own process, for nodes whose agent predates
+ *                            /v1/cni/exec, and the reference the forwarder is tested against.
+ *
+ * Why both (measured, docs/BENCHMARKS.md): a Node 24 process costs ~100 ms of CPU before it runs a
+ * line of ours, 4-5x Go's host-local; no bundle, code cache or snapshot changes that, so the
+ * executable the runtime starts for every pod is C, and the logic stays in TypeScript in the agent.
  *
  * Real nodes have no Node.js, and the runtime starts the plugin for every pod network change, so the
  * plugin ships as a Node single executable application (SEA): a copy of this Node 24 binary with the
@@ -23,6 +34,7 @@
  * at once (two test files) each leave a whole file, never a torn one.
  *
  *   node scripts/build.ts [--variant=plain|code-cache|snapshot] [--no-strip] [--if-stale] [--out=PATH]
+ *   (with --out, only the Node executable is built, at PATH)
  */
 
 import { spawnSync } from 'node:child_process';
@@ -46,7 +58,11 @@ import { build } from 'esbuild';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DIST = join(ROOT, 'dist');
-export const CNI_EXECUTABLE = join(DIST, 'ipkeeper-cni');
+/** The Node single executable. */
+export const CNI_EXECUTABLE = join(DIST, 'ipkeeper-cni-node');
+/** The native forwarder, the installed plugin. */
+export const NATIVE_EXECUTABLE = join(DIST, 'ipkeeper-cni');
+const NATIVE_SRC = join(ROOT, 'native/ipkeeper-cni.c');
 export const CNI_BUNDLE = join(DIST, 'ipkeeper-cni.cjs');
 const CNI_SRC = join(ROOT, 'src/cni');
 /** The fuse Node's SEA support looks for; postject flips it when it injects the blob. */
@@ -59,7 +75,7 @@ export interface BuildOptions {
   variant?: SeaVariant;
   /** Strip debug info from the copied Node binary when `strip` is installed (default true). */
   strip?: boolean;
-  /** Where to put the executable (default dist/ipkeeper-cni). */
+  /** Where to put the executable (default dist/ipkeeper-cni-node). */
   out?: string;
   /** Skip the build when `out` is newer than every source file of the plugin. */
   ifStale?: boolean;
@@ -162,6 +178,58 @@ export async function buildCni(opts: BuildOptions = {}): Promise<string> {
   }
 }
 
+/**
+ * Builds the native forwarder with the system C compiler (`cc`; Debian's gcc) and returns its path.
+ * Linked statically when libc's static archive is there (a node's libc is then irrelevant), else
+ * dynamically against glibc.
+ *
+ * @throws Error when no C compiler is installed (the message says which package), when it fails (with
+ *   its output), or when the executable does not answer VERSION.
+ */
+export function buildNative(
+  opts: { out?: string; ifStale?: boolean; log?: (line: string) => void } = {},
+): string {
+  const out = opts.out ?? NATIVE_EXECUTABLE;
+  const log = opts.log ?? ((line: string) => process.stderr.write(`[build] ${line}\n`));
+  if (opts.ifStale === true && !isStaleAgainst(out, [NATIVE_SRC, fileURLToPath(import.meta.url)])) {
+    log(`${out} is up to date`);
+    return out;
+  }
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-s', '-o', tmp, NATIVE_SRC];
+  let r = spawnSync('cc', ['-static', ...flags], { encoding: 'utf8' });
+  if (r.error !== undefined) {
+    throw new Error(
+      'no C compiler (cc) to build the native plugin; install it: apt-get install gcc libc6-dev',
+      {
+        cause: r.error,
+      },
+    );
+  }
+  if (r.status !== 0 && /cannot find -lc|static/.test(r.stderr))
+    r = spawnSync('cc', flags, { encoding: 'utf8' });
+  if (r.status !== 0) {
+    rmSync(tmp, { force: true });
+    throw new Error(`cc failed building ${NATIVE_SRC} (exit ${r.status}):\n${r.stdout}${r.stderr}`);
+  }
+  try {
+    smokeTest(tmp);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  renameSync(tmp, out);
+  log(`${out} (native, ${Math.round(statSync(out).size / 1e3)} kB)`);
+  return out;
+}
+
+function isStaleAgainst(out: string, sources: string[]): boolean {
+  if (!existsSync(out)) return true;
+  const built = statSync(out).mtimeMs;
+  return sources.some((f) => statSync(f).mtimeMs > built);
+}
+
 /** True when `out` is missing or older than a plugin source file (or this script). */
 export function isStale(out: string): boolean {
   if (!existsSync(out)) return true;
@@ -233,6 +301,7 @@ if (import.meta.main) {
   try {
     const opts: BuildOptions = { variant, strip: !values['no-strip'], ifStale: values['if-stale'] };
     if (values.out !== undefined) opts.out = values.out;
+    else buildNative({ ifStale: values['if-stale'] });
     await buildCni(opts);
   } catch (e) {
     console.error(`[build] ${(e as Error).message}`);

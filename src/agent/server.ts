@@ -33,6 +33,7 @@ import type { CniRequest } from '../cni/protocol.ts';
 import type { KubeView } from './kube-view.ts';
 import { createMetrics, type AgentMetrics } from './metrics.ts';
 import { registerUi, UiHub } from './ui/routes.ts';
+import { registerCniExec } from './cni-exec.ts';
 
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
 /** Far above what a node's runtime sends (a 1000-pod burst is spread over the nodes). */
@@ -156,7 +157,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       : undefined);
   if (kubeconfig !== undefined) {
     const { startKubeView } = await import('./kube-view.ts');
-    kube = await startKubeView(kubeconfig === true ? undefined : kubeconfig, node);
+    kube = await startKubeView(kubeconfig === true ? undefined : kubeconfig, node, { log: logger });
   }
   const ipam = new Ipam({
     store,

@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as Build from '../../scripts/build.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** What `npm run build` (scripts/build.ts) makes. */
+/** What `npm run build` (scripts/build.ts) makes: the native forwarder (native/ipkeeper-cni.c). */
 export const BUILT_EXECUTABLE = join(ROOT, 'dist/ipkeeper-cni');
 const BUILD_SCRIPT = join(ROOT, 'scripts/build.ts');
 
@@ -66,6 +66,6 @@ async function builtExecutable(): Promise<string> {
   // An image or release without scripts/ ships the executable already built.
   if (!existsSync(BUILD_SCRIPT)) return BUILT_EXECUTABLE;
   // Imported only here: it pulls in esbuild, which nothing else on this path needs.
-  const { buildCni } = (await import(pathToFileURL(BUILD_SCRIPT).href)) as typeof Build;
-  return buildCni({ ifStale: true, out: BUILT_EXECUTABLE });
+  const { buildNative } = (await import(pathToFileURL(BUILD_SCRIPT).href)) as typeof Build;
+  return buildNative({ ifStale: true, out: BUILT_EXECUTABLE, log: () => {} });
 }

@@ -91,7 +91,10 @@ export async function makeContext(opts: {
         await core.createNamespacedEvent({
           namespace: ns,
           body: {
-            metadata: { name: `${e.regarding.name}.${at.getTime().toString(16)}${(seq++).toString(16)}`, namespace: ns },
+            metadata: {
+              name: `${e.regarding.name}.${at.getTime().toString(16)}${(seq++).toString(16)}`,
+              namespace: ns,
+            },
             involvedObject: {
               apiVersion: e.regarding.apiVersion,
               kind: e.regarding.kind,
