@@ -26,6 +26,11 @@ export const ERRORS = {
   STORE_UNAVAILABLE: { cni: 11, http: 503, summary: 'the store did not answer in time; retry' },
   BUSY: { cni: 11, http: 429, summary: 'the agent is over its request limit; retry' },
   NOT_READY: { cni: 50, http: 503, summary: 'the agent cannot give out an address right now' },
+  APP_POOL_PENDING: {
+    cni: 11,
+    http: 503,
+    summary: "the controller has not created the application's pool (ipkeeper.io/subnet) yet; the runtime should retry",
+  },
   POOL_EXHAUSTED: { cni: 100, http: 409, summary: 'no free address in any of the chosen pools' },
   NO_POOL: { cni: 101, http: 422, summary: 'no pool applies to this request' },
   POOL_NOT_FOUND: { cni: 102, http: 404, summary: 'a named pool does not exist' },
@@ -39,6 +44,12 @@ export const ERRORS = {
   INVALID_OBJECT: { cni: 106, http: 422, summary: 'an object or annotation failed validation' },
   NOT_FOUND: { cni: 107, http: 404, summary: 'the object does not exist' },
   CONFLICT: { cni: 108, http: 409, summary: 'the object changed underneath; re-read and retry' },
+  ADDRESS_IN_USE_BY_LIVE_POD: {
+    cni: 104,
+    http: 409,
+    summary:
+      'a manual reclaim was refused: a live pod still uses the address (pass --force to release it anyway)',
+  },
   INTERNAL: { cni: 110, http: 500, summary: 'an unexpected failure inside ipkeeper' },
 } as const satisfies Record<string, { cni: number; http: number; summary: string }>;
 

@@ -7,6 +7,10 @@
  * |----------------------------------------------------------|--------------|
  * | spiderpool.spidernet.io/v2beta1 SpiderIPPool             | IPPool       |
  * | spiderpool.spidernet.io/v2beta1 SpiderReservedIP         | ReservedIP   |
+ * | spiderpool.spidernet.io/v2beta1 SpiderSubnet             | Subnet       |
+ * | spiderpool.spidernet.io/v2beta1 SpiderMultusConfig       | NetworkConfig (convert-netconfig.ts) |
+ * | kubeovn.io/v1 Vip                                        | VIP          |
+ * | cilium.io/v2 CiliumNode (spec.ipam.pool, CRD-backed mode) | NodePool     |
  *
  * Conversion keeps every field we understand and refuses a field we do not (naming it), so nothing
  * a user wrote is silently dropped.
@@ -14,6 +18,7 @@
 import { parseAllDocuments } from 'yaml';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, type AnyObject } from './kinds.ts';
+import { convertSpiderMultusConfig } from './convert-netconfig.ts';
 
 export const SPIDERPOOL_API = 'spiderpool.spidernet.io/v2beta1';
 
@@ -91,9 +96,94 @@ function convertSpiderReservedIP(o: Json): AnyObject {
   };
 }
 
-const CONVERTERS: Record<string, (o: Json) => AnyObject> = {
+function convertSpiderSubnet(o: Json): AnyObject {
+  const spec = isObj(o.spec) ? o.spec : {};
+  const m = meta(o.metadata);
+  refuseUnknown(
+    'SpiderSubnet',
+    spec,
+    ['ipVersion', 'subnet', 'ips', 'excludeIPs', 'gateway', 'vlan', 'routes'],
+    String(m.name),
+  );
+  const { ipVersion: _v, ...rest } = spec;
+  return { apiVersion: API_VERSION, kind: 'Subnet', metadata: m as AnyObject['metadata'], spec: rest };
+}
+
+/** `apiVersion/kind` of each foreign kind we read -> its converter (docs/REFERENCE.md lists them). */
+export const KUBEOVN_API = 'kubeovn.io/v1';
+export const CILIUM_API = 'cilium.io/v2';
+
+/** Kube-OVN's `Vip`: its subnet is the pool the address comes from; `macAddress` is our `mac`. */
+function convertKubeOvnVip(o: Json): AnyObject {
+  const spec = isObj(o.spec) ? o.spec : {};
+  const m = meta(o.metadata);
+  refuseUnknown(
+    'Vip',
+    spec,
+    ['subnet', 'type', 'v4ip', 'v6ip', 'macAddress', 'namespace', 'selector'],
+    String(m.name),
+  );
+  const out: Json = {};
+  if (spec.subnet !== undefined) out.pool = spec.subnet;
+  // Kube-OVN writes empty strings for "not set" (and type "" is the default, an IPAM placeholder);
+  // ours leaves the field out, which is also what an API server that refuses "" in a CR can store.
+  for (const [from, to] of [
+    ['type', 'type'],
+    ['v4ip', 'v4ip'],
+    ['v6ip', 'v6ip'],
+    ['macAddress', 'mac'],
+    ['namespace', 'namespace'],
+    ['selector', 'selector'],
+  ] as const) {
+    const v = spec[from];
+    if (v === undefined || v === null || v === '') continue;
+    if (Array.isArray(v) && v.length === 0) continue;
+    out[to] = v;
+  }
+  return { apiVersion: API_VERSION, kind: 'VIP', metadata: m as AnyObject['metadata'], spec: out };
+}
+
+/**
+ * Cilium's `CiliumNode` in CRD-backed IPAM mode: `spec.ipam.pool` (and `ipv6-pool`) become the node
+ * pool. The node's datapath facts Cilium keeps beside it (addresses, health, encryption, ...) are not
+ * IPAM and are left behind; another IPAM mode's fields (eni, azure, podCIDRs, ...) are refused.
+ * `status` is dropped: the agent reports `status.used` itself.
+ */
+function convertCiliumNode(o: Json): AnyObject {
+  const spec = isObj(o.spec) ? o.spec : {};
+  const m = meta(o.metadata);
+  const datapath = ['addresses', 'health', 'encryption', 'nodeidentity', 'instance-id', 'bootid', 'ingress'];
+  refuseUnknown('CiliumNode', spec, ['ipam', ...datapath], String(m.name));
+  const ipam = isObj(spec.ipam) ? spec.ipam : {};
+  for (const k of Object.keys(ipam)) {
+    if (k !== 'pool' && k !== 'ipv6-pool') {
+      throw new IpamError(
+        'INVALID_OBJECT',
+        `CiliumNode "${String(m.name)}": spec.ipam.${k} belongs to another Cilium IPAM mode; ipkeeper's NodePool is CRD-backed mode (spec.ipam.pool): remove it`,
+        { field: `spec.ipam.${k}` },
+      );
+    }
+  }
+  const pool: Json = {};
+  for (const part of [ipam.pool, ipam['ipv6-pool']]) {
+    if (!isObj(part)) continue;
+    for (const [ip, v] of Object.entries(part)) {
+      // An entry's owner is left blank in spec (Cilium's own rule); keep only its resource.
+      const resource =
+        isObj(v) && typeof v.resource === 'string' && v.resource !== '' ? { resource: v.resource } : {};
+      pool[ip] = resource;
+    }
+  }
+  return { apiVersion: API_VERSION, kind: 'NodePool', metadata: m as AnyObject['metadata'], spec: { pool } };
+}
+
+export const CONVERTERS: Record<string, (o: Json) => AnyObject> = {
+  [`${KUBEOVN_API}/Vip`]: convertKubeOvnVip,
+  [`${CILIUM_API}/CiliumNode`]: convertCiliumNode,
   [`${SPIDERPOOL_API}/SpiderIPPool`]: convertSpiderIPPool,
   [`${SPIDERPOOL_API}/SpiderReservedIP`]: convertSpiderReservedIP,
+  [`${SPIDERPOOL_API}/SpiderSubnet`]: convertSpiderSubnet,
+  [`${SPIDERPOOL_API}/SpiderMultusConfig`]: convertSpiderMultusConfig,
 };
 
 /**

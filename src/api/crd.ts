@@ -85,6 +85,13 @@ const COLUMNS: Record<string, Column[]> = {
     { name: 'VLAN', type: 'integer', jsonPath: '.spec.vlan', priority: 1 },
   ],
   ReservedIP: [{ name: 'IPs', type: 'string', jsonPath: '.spec.ips' }],
+  NetworkConfig: [
+    { name: 'Type', type: 'string', jsonPath: '.spec.type' },
+    { name: 'Master', type: 'string', jsonPath: '.spec.master' },
+    { name: 'VLAN', type: 'integer', jsonPath: '.spec.vlan' },
+    { name: 'IPv4 Pools', type: 'string', jsonPath: '.spec.ippools.ipv4', priority: 1 },
+    { name: 'IPv6 Pools', type: 'string', jsonPath: '.spec.ippools.ipv6', priority: 1 },
+  ],
   IPClaim: [
     { name: 'IP', type: 'string', jsonPath: '.spec.ip' },
     { name: 'Pool', type: 'string', jsonPath: '.spec.pool' },
@@ -92,6 +99,18 @@ const COLUMNS: Record<string, Column[]> = {
     { name: 'Node', type: 'string', jsonPath: '.spec.node' },
     { name: 'Interface', type: 'string', jsonPath: '.spec.ifName', priority: 1 },
   ],
+  // As `kubectl get vip` shows Kube-OVN's Vip (seed 002).
+  VIP: [
+    { name: 'V4IP', type: 'string', jsonPath: '.status.v4ip' },
+    { name: 'MAC', type: 'string', jsonPath: '.status.mac' },
+    { name: 'V6IP', type: 'string', jsonPath: '.status.v6ip' },
+    { name: 'Pool', type: 'string', jsonPath: '.spec.pool' },
+    { name: 'Ready', type: 'boolean', jsonPath: '.status.ready' },
+    { name: 'Type', type: 'string', jsonPath: '.spec.type', priority: 1 },
+    { name: 'Pod', type: 'string', jsonPath: '.status.pod', priority: 1 },
+    { name: 'Namespace', type: 'string', jsonPath: '.spec.namespace', priority: 1 },
+  ],
+  NodePool: [{ name: 'Updated', type: 'date', jsonPath: '.status.updatedAt' }],
 };
 
 export function crdFor(info: KindInfo): Json {

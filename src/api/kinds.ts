@@ -19,6 +19,12 @@ export const LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 
 const StringMap = Type.Record(Type.String(), Type.String());
 
+/**
+ * An IP retention (`ipkeeper.io/ip-retention`, IPPool `spec.ipRetention`): `0`, `forever`, or a
+ * duration of whole or decimal numbers with units ms, s, m, h, d (`90s`, `1h30m`, `7d`).
+ */
+export const RETENTION_PATTERN = '^(0|forever|([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+)$';
+
 export const ObjectMeta = Type.Object({
   name: Type.String({ pattern: NAME_PATTERN, maxLength: 253, description: 'object name (DNS-1123 subdomain)' }),
   namespace: Type.Optional(Type.String({ pattern: LABEL_PATTERN, maxLength: 63 })),
@@ -101,6 +107,13 @@ export const IPPoolSpec = Type.Object(
     namespaceAffinity: Type.Optional(LabelSelector),
     podAffinity: Type.Optional(LabelSelector),
     disable: Type.Optional(Type.Boolean({ description: 'hand out no new addresses from this pool' })),
+    ipRetention: Type.Optional(
+      Type.String({
+        pattern: RETENTION_PATTERN,
+        description:
+          'how long a fixed IP (StatefulSet or VM pod) of this pool stays held after its owner stops wanting it: 0, a duration such as 90s, 30m, 24h, 7d, or forever; the pod annotation ipkeeper.io/ip-retention overrides it (default 0)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -120,6 +133,44 @@ export const IPPool = Type.Object({
   status: Type.Optional(PoolStatus),
 });
 export type IPPool = Static<typeof IPPool>;
+
+/**
+ * A range that application pools are carved from (seed 001's SpiderSubnet): a workload annotated
+ * `ipkeeper.io/subnet(s)` gets an IPPool of its own, holding addresses of this subnet that no other
+ * pool of it holds. The fields mean what they mean on an IPPool, and are copied onto the pools.
+ */
+export const SubnetSpec = Type.Object(
+  {
+    subnet: IPPoolSpec.properties.subnet,
+    ips: Type.Optional(AddressList('addresses application pools may be given (default: every usable address of the subnet)')),
+    excludeIPs: IPPoolSpec.properties.excludeIPs,
+    gateway: IPPoolSpec.properties.gateway,
+    routes: IPPoolSpec.properties.routes,
+    vlan: IPPoolSpec.properties.vlan,
+    network: IPPoolSpec.properties.network,
+  },
+  { additionalProperties: false },
+);
+
+export const SubnetStatus = Type.Object({
+  total: Type.Optional(Type.Integer({ description: 'addresses the subnet can give to pools' })),
+  allocated: Type.Optional(Type.Integer({ description: 'addresses held by its application pools' })),
+  free: Type.Optional(Type.Integer()),
+  pools: Type.Optional(
+    Type.Record(Type.String(), Type.Array(Type.String()), {
+      description: 'application pool name -> the addresses (ranges) it holds',
+    }),
+  ),
+});
+
+export const Subnet = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('Subnet'),
+  metadata: ObjectMeta,
+  spec: SubnetSpec,
+  status: Type.Optional(SubnetStatus),
+});
+export type Subnet = Static<typeof Subnet>;
 
 export const ReservedIP = Type.Object({
   apiVersion: Type.Literal(API_VERSION),
@@ -156,7 +207,35 @@ export const IPClaim = Type.Object({
     containerId: Type.Optional(Type.String()),
     ifName: Type.Optional(Type.String()),
     node: Type.Optional(Type.String()),
+    /**
+     * A VIP's claim only: the pod using the VIP as its address (annotation `ipkeeper.io/vip`). The
+     * claim stays the VIP's; this field is written with the claim's version as precondition, so two
+     * pods can never both take it (src/ipam/vip.ts).
+     */
+    boundTo: Type.Optional(
+      Type.Object({
+        pod: ClaimOwner,
+        cniNetwork: Type.String(),
+        containerId: Type.String(),
+        ifName: Type.String(),
+        node: Type.Optional(Type.String()),
+        /** Kept after the pod's DEL for a pod of this workload kind: the same pod name gets it back. */
+        fixed: Type.Optional(Type.Union([Type.Literal('StatefulSet'), Type.Literal('VirtualMachine')])),
+        /** When the pod took it (CNI GC leaves younger bindings alone: their ADD may be in flight). */
+        boundAt: Type.Optional(Type.String()),
+        releasedAt: Type.Optional(Type.String()),
+      }),
+    ),
     createdAt: Type.String({ description: 'RFC 3339 time the claim was made' }),
+    /** `<namespace>/<name>` of the Endpoint that lists this address (pod claims). */
+    endpoint: Type.Optional(
+      Type.String({ description: 'the Endpoint listing this address, <namespace>/<name>' }),
+    ),
+    /**
+     * Kept past CNI DEL by its fixed Endpoint (StatefulSet/VM pod): CNI DEL, CNI GC and leak reclaim
+     * leave it alone; the retention GC or `ipkeeper reclaim` releases it.
+     */
+    fixed: Type.Optional(Type.Boolean({ description: 'kept past CNI DEL for the next pod of its Endpoint' })),
   }),
 });
 export type IPClaim = Static<typeof IPClaim>;
@@ -203,13 +282,28 @@ export const Endpoint = Type.Object({
     podUid: Type.Optional(Type.String()),
     node: Type.Optional(Type.String()),
     containerId: Type.Optional(Type.String()),
-    /** The top controller (StatefulSet, Deployment, VirtualMachine, ...), absent for a bare pod. */
+    /**
+     * The controller that decides: a fixed pod's StatefulSet or VirtualMachine (its
+     * VirtualMachineInstance when the VM is not known), else the top controller (Deployment, ...);
+     * absent for a bare pod.
+     */
     owner: Type.Optional(OwnerReference),
-    /** Why the addresses outlive the pod: absent = released with the pod. */
+    /**
+     * Why the addresses outlive the pod: absent = released with the pod. `Pod`: a pod without a
+     * controller marked `k8s.ksyun.com/pod-ip-fixed: "true"` (KCE), whose name is the identity.
+     */
     fixed: Type.Optional(
-      Type.Union([Type.Literal('StatefulSet'), Type.Literal('VirtualMachine'), Type.Literal('VIP')]),
+      Type.Union([
+        Type.Literal('StatefulSet'),
+        Type.Literal('VirtualMachine'),
+        Type.Literal('VIP'),
+        Type.Literal('Pod'),
+      ]),
     ),
-    /** `0`, a Go-style duration (`90s`, `24h`) or `forever`; counted from `releasedAt`. */
+    /**
+     * `0`, a duration (`90s`, `24h`, `7d`) or `forever` (RETENTION_PATTERN; `src/ipam/retention.ts`):
+     * counted from `releasedAt` once the owner no longer wants the addresses.
+     */
     retention: Type.Optional(Type.String()),
     interfaces: Type.Array(EndpointInterface),
     /** Set when the pod's last attachment was deleted (CNI DEL) while its addresses were kept. */
@@ -218,6 +312,239 @@ export const Endpoint = Type.Object({
   }),
 });
 export type Endpoint = Static<typeof Endpoint>;
+
+/**
+ * A reserved address (Kube-OVN's `Vip`): one address per family taken from a pool, dynamically or
+ * at `v4ip`/`v6ip`, held by a claim owned by the VIP (never given to a pod by allocation) and released
+ * when the VIP is deleted. It can be bound to pods of `namespace` by allowed address pairs (pods that
+ * match the selector and list it in `ipkeeper.io/aaps`), or be one pod's address (`ipkeeper.io/vip`).
+ */
+export const VIPSpec = Type.Object(
+  {
+    pool: Type.String({
+      pattern: NAME_PATTERN,
+      description:
+        'the IPPool the address comes from (Kube-OVN: spec.subnet); its family decides the address family',
+    }),
+    ipv6Pool: Type.Optional(
+      Type.String({
+        pattern: NAME_PATTERN,
+        description: 'a second, IPv6 pool for a dual-stack VIP (pool is then IPv4)',
+      }),
+    ),
+    // A pattern, not an enum: kube-apiserver v1.20 refuses "" as a member of a CRD enum.
+    type: Type.Optional(
+      Type.String({
+        pattern: '^(switch_lb_vip)?$',
+        description:
+          '"" (an IPAM placeholder) or switch_lb_vip (the front end of a load balancer inside the subnet)',
+      }),
+    ),
+    v4ip: Type.Optional(
+      Type.String({ description: 'a fixed IPv4 address inside the pool (default: any free one)' }),
+    ),
+    v6ip: Type.Optional(
+      Type.String({ description: 'a fixed IPv6 address inside the pool (default: any free one)' }),
+    ),
+    mac: Type.Optional(
+      Type.String({
+        pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$',
+        description: 'the MAC to report (default: derived from the address, locally administered)',
+      }),
+    ),
+    namespace: Type.Optional(
+      Type.String({
+        pattern: LABEL_PATTERN,
+        maxLength: 63,
+        description: 'allowed address pairs: only pods of this namespace bind',
+      }),
+    ),
+    selector: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'allowed address pairs: "key: value" labels the pods must all carry (Kube-OVN form)',
+      }),
+    ),
+    podSelector: Type.Optional(LabelSelector),
+  },
+  { additionalProperties: false },
+);
+
+export const VIPStatus = Type.Object({
+  ready: Type.Optional(Type.Boolean()),
+  v4ip: Type.Optional(Type.String()),
+  v6ip: Type.Optional(Type.String()),
+  mac: Type.Optional(Type.String()),
+  /** The pod using the VIP as its address, `namespace/name`. */
+  pod: Type.Optional(Type.String()),
+  /** Pods of spec.namespace bound by allowed address pairs (names, sorted). */
+  pods: Type.Optional(Type.Array(Type.String())),
+  /** Why the VIP is not ready. */
+  message: Type.Optional(Type.String()),
+});
+export type VIPStatus = Static<typeof VIPStatus>;
+
+export const VIP = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('VIP'),
+  metadata: ObjectMeta,
+  spec: VIPSpec,
+  status: Type.Optional(VIPStatus),
+});
+export type VIP = Static<typeof VIP>;
+
+/** One address of a node pool (Cilium's AllocationIP). */
+export const AllocationIP = Type.Object(
+  {
+    owner: Type.Optional(
+      Type.String({ description: 'who uses it (status.used only; ignored in spec.pool)' }),
+    ),
+    resource: Type.Optional(Type.String({ description: 'what the address belongs to, e.g. an ENI id' })),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The exact addresses one node may use (Cilium's CRD-backed IPAM): named after the node; the agent
+ * of that node, in node-pool mode, allocates only from `spec.pool` and reports `status.used`.
+ */
+export const NodePool = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('NodePool'),
+  metadata: ObjectMeta,
+  spec: Type.Object(
+    {
+      pool: Type.Optional(
+        Type.Record(Type.String(), AllocationIP, {
+          description: 'single addresses (no CIDRs) -> {resource}',
+        }),
+      ),
+      subnets: Type.Optional(
+        Type.Array(Type.String(), {
+          description:
+            'at most one subnet per family that the addresses lie in: pods get its prefix length (default: /32 or /128, as Cilium)',
+        }),
+      ),
+      gateways: Type.Optional(
+        Type.Array(Type.String(), { description: 'at most one gateway per family, inside its subnet' }),
+      ),
+      routes: Type.Optional(Type.Array(Route)),
+      network: Type.Optional(IPPoolSpec.properties.network),
+    },
+    { additionalProperties: false },
+  ),
+  status: Type.Optional(
+    Type.Object({
+      used: Type.Optional(
+        Type.Record(Type.String(), AllocationIP, { description: 'address -> {owner, resource}' }),
+      ),
+      updatedAt: Type.Optional(Type.String()),
+    }),
+  ),
+});
+export type NodePool = Static<typeof NodePool>;
+
+/** A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), no "/", ":" or blanks. */
+export const IFNAME_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.-]*$';
+
+/**
+ * A short network spec that the controller turns into a Multus NetworkAttachmentDefinition of the
+ * same namespace and name, with ipkeeper as its IPAM (`src/controller/netconfig.ts`). Which fields
+ * a type takes (master for macvlan/ipvlan, resourceName for sriov, bridge for bridge) and which
+ * modes it knows are checked in `validate.ts`.
+ */
+export const NetworkConfigSpec = Type.Object(
+  {
+    type: Type.Union(
+      [Type.Literal('macvlan'), Type.Literal('ipvlan'), Type.Literal('sriov'), Type.Literal('bridge')],
+      {
+        description: 'the main CNI plugin: macvlan, ipvlan, sriov or bridge',
+      },
+    ),
+    master: Type.Optional(
+      Type.String({
+        pattern: IFNAME_PATTERN,
+        maxLength: 15,
+        description: 'macvlan/ipvlan: the host interface the pods attach to, e.g. ens192',
+      }),
+    ),
+    resourceName: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$',
+        description: 'sriov: the device plugin resource the VFs come from, e.g. intel.com/sriov_netdevice',
+      }),
+    ),
+    bridge: Type.Optional(
+      Type.String({
+        pattern: IFNAME_PATTERN,
+        maxLength: 15,
+        description: 'bridge: the Linux bridge name, e.g. br0',
+      }),
+    ),
+    vlan: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 4094,
+        description:
+          'VLAN id (0 = untagged); macvlan/ipvlan attach to the sub-interface <master>.<vlan>, which must exist on the node; sriov and bridge tag the port',
+      }),
+    ),
+    mode: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('bridge'),
+          Type.Literal('private'),
+          Type.Literal('vepa'),
+          Type.Literal('passthru'),
+          Type.Literal('l2'),
+          Type.Literal('l3'),
+          Type.Literal('l3s'),
+        ],
+        { description: 'macvlan: bridge (default), private, vepa, passthru; ipvlan: l2 (default), l3, l3s' },
+      ),
+    ),
+    mtu: Type.Optional(
+      Type.Integer({ minimum: 68, maximum: 65535, description: "interface MTU (default: the master's)" }),
+    ),
+    ippools: Type.Optional(
+      Type.Object(
+        {
+          ipv4: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 253 }))),
+          ipv6: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 253 }))),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'the IPPools this network takes addresses from when no pod annotation chooses (ipam.pools)',
+        },
+      ),
+    ),
+    routes: Type.Optional(Type.Array(Route, { description: 'extra routes in every result (ipam.routes)' })),
+    cniVersion: Type.Optional(
+      Type.Union(
+        [Type.Literal('0.3.1'), Type.Literal('0.4.0'), Type.Literal('1.0.0'), Type.Literal('1.1.0')],
+        {
+          description:
+            'cniVersion of the generated configuration (default 1.0.0; Multus before v4 wants 0.3.1 or 0.4.0)',
+        },
+      ),
+    ),
+    enableCoordinator: Type.Optional(
+      Type.Boolean({
+        description:
+          'accepted for Spiderpool manifests and ignored: ipkeeper has no coordinator plugin; pool routes and ipkeeper.io/default-route-nic cover the routing',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const NetworkConfig = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('NetworkConfig'),
+  metadata: ObjectMeta,
+  spec: NetworkConfigSpec,
+});
+export type NetworkConfig = Static<typeof NetworkConfig>;
 
 export interface KindInfo {
   kind: string;
@@ -266,6 +593,42 @@ export const KINDS: Record<string, KindInfo> = {
     namespaced: true,
     schema: Endpoint,
     userApplied: false,
+  },
+  VIP: {
+    kind: 'VIP',
+    plural: 'vips',
+    singular: 'vip',
+    shortNames: ['ipvip'],
+    namespaced: false,
+    schema: VIP,
+    userApplied: true,
+  },
+  NodePool: {
+    kind: 'NodePool',
+    plural: 'nodepools',
+    singular: 'nodepool',
+    shortNames: ['np', 'ipnp'],
+    namespaced: false,
+    schema: NodePool,
+    userApplied: true,
+  },
+  Subnet: {
+    kind: 'Subnet',
+    plural: 'subnets',
+    singular: 'subnet',
+    shortNames: ['ipsubnet', 'ss'],
+    namespaced: false,
+    schema: Subnet,
+    userApplied: true,
+  },
+  NetworkConfig: {
+    kind: 'NetworkConfig',
+    plural: 'networkconfigs',
+    singular: 'networkconfig',
+    shortNames: ['netconf', 'nc'],
+    namespaced: true,
+    schema: NetworkConfig,
+    userApplied: true,
   },
 };
 

@@ -11,7 +11,18 @@ import { IpamError } from '../errors.ts';
 import { NetError, parseAddr } from '../net/addr.ts';
 import { parsePrefix, prefixContains, type Prefix } from '../net/prefix.ts';
 import { parseRange } from '../net/range.ts';
-import { KINDS, API_VERSION, type AnyObject, type IPPool, type ReservedIP } from './kinds.ts';
+import {
+  KINDS,
+  API_VERSION,
+  type AnyObject,
+  type IPPool,
+  type NetworkConfig,
+  type NodePool,
+  type ReservedIP,
+  type VIP,
+} from './kinds.ts';
+import { nodePoolSemantics, vipSemantics } from './validate-vip.ts';
+import { networkConfigSemantics } from './validate-netconfig.ts';
 
 export interface FieldError {
   field: string;
@@ -79,6 +90,8 @@ function schemaErrors(kind: string, obj: unknown): FieldError[] {
     }
     if (e.keyword === 'pattern' && e.instancePath.endsWith('/name')) {
       message = 'must be lower-case letters, digits, "-" and "." (a DNS-1123 name), e.g. "pool-a"';
+    } else if (e.keyword === 'pattern' && e.instancePath.endsWith('/ipRetention')) {
+      message = 'is not a retention; use 0, a duration such as 90s, 30m, 24h, 1h30m or 7d, or forever';
     } else if (e.keyword === 'const' && e.instancePath === '/apiVersion') {
       message = `must be "${API_VERSION}"`;
     }
@@ -197,6 +210,11 @@ export function objectErrors(obj: unknown): FieldError[] {
   if (errors.length > 0) return errors;
   if (o.kind === 'IPPool') return poolSemantics(obj as IPPool);
   if (o.kind === 'ReservedIP') return reservedSemantics(obj as ReservedIP);
+  if (o.kind === 'VIP') return vipSemantics(obj as VIP);
+  if (o.kind === 'NodePool') return nodePoolSemantics(obj as NodePool);
+  if (o.kind === 'NetworkConfig') return networkConfigSemantics(obj as NetworkConfig);
+  // A Subnet's fields are a pool's (subnet, ips, excludeIPs, gateway, routes): the same rules.
+  if (o.kind === 'Subnet') return poolSemantics(obj as unknown as IPPool);
   return [];
 }
 
