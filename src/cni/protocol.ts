@@ -63,7 +63,11 @@ export interface ResultIp {
 
 export interface IpamResult {
   ips: ResultIp[];
-  routes: { dst: string; gw?: string }[];
+  /**
+   * `table`: a policy-routing table (multi-NIC, `src/ipam/routing.ts`); the plugin passes such routes
+   * on only for cniVersion 1.1.0 and later, where CNI routes have a `table` field.
+   */
+  routes: { dst: string; gw?: string; table?: number }[];
   dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
 }
 

@@ -4,6 +4,8 @@
  *
  *   0.3.0, 0.3.1, 0.4.0   ips[i] = { version: "4" | "6", address, gateway? }
  *   1.0.0, 1.1.0          ips[i] = { address, gateway? }            (no `version`)
+ *   1.1.0                 routes[i].table (policy routing of a non-default NIC); older versions
+ *                         get none of the table routes
  *
  * An IPAM plugin knows no interfaces: the result has no `interfaces` and no `interface` index in its
  * ips; the main plugin (bridge, macvlan, ...) adds those. The agent's `pool` is ours, not CNI's, and
@@ -19,6 +21,8 @@ import { checkCidr, checkIp } from './ip.ts';
 export interface Route {
   dst: string;
   gw?: string;
+  /** Only in 1.1.0 and later (the spec added it then). */
+  table?: number;
 }
 
 export interface Dns {
@@ -73,11 +77,17 @@ export function toCniResult(
 
   const routes: Route[] = [];
   const seen = new Set<string>();
+  const withTable = compareVersions(cniVersion, '1.1.0') >= 0;
   for (const r of [...(Array.isArray(result.routes) ? result.routes : []), ...extraRoutes]) {
-    const key = `${r.dst} ${r.gw ?? ''}`;
+    // A policy-table route cannot be said before 1.1.0; dropping its `table` would put a second
+    // default route into the main table, so the whole route stays out of an older result.
+    if (r.table !== undefined && !withTable) continue;
+    const key = `${r.dst} ${r.gw ?? ''} ${r.table ?? ''}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    routes.push(r.gw === undefined ? { dst: r.dst } : { dst: r.dst, gw: r.gw });
+    const out: Route = r.gw === undefined ? { dst: r.dst } : { dst: r.dst, gw: r.gw };
+    if (r.table !== undefined) out.table = r.table;
+    routes.push(out);
   }
 
   const out: CniResult = { cniVersion, ips, routes };

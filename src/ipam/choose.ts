@@ -5,6 +5,7 @@
  *
  *   1. pod annotation `ipkeeper.io/ippools` — per interface: `[{"interface":"net1","ipv4":["a"],"ipv6":["b"]}]`
  *   2. pod annotation `ipkeeper.io/ippool` — `{"ipv4":["a","backup"],"ipv6":["b"]}` (optional "interface")
+ *   2½. the pod's application pool, made by the controller from `ipkeeper.io/subnet(s)` (app-pool.ts)
  *   3. namespace annotations `ipkeeper.io/default-ipv4-ippool` / `ipkeeper.io/default-ipv6-ippool`
  *   4. the CNI config's `ipam.pools`
  *   5. every pool marked `default: true`
@@ -17,17 +18,20 @@
  * Errors: IpamError INVALID_OBJECT for a malformed annotation (naming it and the expected form).
  */
 import { IpamError } from '../errors.ts';
+import { annotationNames } from '../api/annotations.ts';
 import type { Family } from '../net/addr.ts';
 import type { LabelSelector } from '../api/kinds.ts';
 import type { NamespaceInfo, NodeInfo, PodInfo } from './cluster-view.ts';
 import type { CompiledPool } from './pools.ts';
 import type { IpamState } from './state.ts';
+import { chooseAppPools } from './app-pool.ts';
 
+/** Each name with its accepted aliases, in lookup order, from the catalogue (`api/annotations.ts`). */
 export const ANNOTATION = {
-  ippools: ['ipkeeper.io/ippools', 'ipam.spidernet.io/ippools'],
-  ippool: ['ipkeeper.io/ippool', 'ipam.spidernet.io/ippool'],
-  nsDefault4: ['ipkeeper.io/default-ipv4-ippool', 'ipam.spidernet.io/default-ipv4-ippool'],
-  nsDefault6: ['ipkeeper.io/default-ipv6-ippool', 'ipam.spidernet.io/default-ipv6-ippool'],
+  ippools: annotationNames('ipkeeper.io/ippools'),
+  ippool: annotationNames('ipkeeper.io/ippool'),
+  nsDefault4: annotationNames('ipkeeper.io/default-ipv4-ippool'),
+  nsDefault6: annotationNames('ipkeeper.io/default-ipv6-ippool'),
 } as const;
 
 export interface PoolChoice {
@@ -170,6 +174,9 @@ export function choosePools(input: ChooseInput, state: IpamState): PoolChoice {
       if (Object.keys(fam).length > 0) return { families: fam, rule: `pod annotation ${name}` };
     }
   }
+  // Application pools (ipkeeper.io/subnet(s)) come after the pod's own pools, as in Spiderpool.
+  const app = chooseAppPools(input.pod, ifName, state);
+  if (app) return app;
   const nsAnn = input.namespace?.annotations;
   const ns4 = pick(nsAnn, ANNOTATION.nsDefault4);
   const ns6 = pick(nsAnn, ANNOTATION.nsDefault6);

@@ -377,3 +377,22 @@ describe('objects: safe changes', () => {
     assert.equal((await store.list('ippools/')).length, 0);
   });
 });
+
+describe('engine: a pool marked for deletion', () => {
+  it('gives out no new address from it, names why, and falls back to the next pool', async () => {
+    const { store, ipam } = await setup([
+      pool('going', { subnet: '10.40.0.0/29' }),
+      pool('backup', { subnet: '10.41.0.0/29' }),
+    ]);
+    const held = await ipam.add(req({ configPools: { ipv4: ['going'] } }));
+    const e = await store.get<Record<string, any>>('ippools/going');
+    assert.ok(e);
+    // What the kubernetes store shows while the pool's finalizer holds it.
+    const marked = { ...e.value, metadata: { ...e.value.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' } };
+    assert.ok((await store.update('ippools/going', marked, e.version)).ok);
+    await ipam.resync();
+    await rejects(ipam.add(req({ configPools: { ipv4: ['going'] } })), 'POOL_EXHAUSTED', /pool "going" is being deleted/);
+    assert.match(ips(await ipam.add(req({ configPools: { ipv4: ['going', 'backup'] } })))[0] ?? '', /^10\.41\./);
+    assert.equal(held.ips.length, 1, 'what it already gave out stays');
+  });
+});

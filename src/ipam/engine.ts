@@ -19,6 +19,10 @@ import { API_VERSION, type ClaimOwner, type IPClaim, type Route } from '../api/k
 import type { IpamResult, ResultIp } from '../cni/protocol.ts';
 import { choosePools, excludedBecause, type FilterContext, type PoolChoice } from './choose.ts';
 import { EMPTY_VIEW, type ClusterView } from './cluster-view.ts';
+import { Endpoints } from './endpoint.ts';
+import { bindVip, gcVipBindings, unbindVip, vipBound, vipRequested, type VipDeps } from './vip.ts';
+import { mergeRequested, requestedByAnnotation } from './requested.ts';
+import { defaultRouteNic, endpointRouting, interfaceRouting, type InterfaceRouting } from './routing.ts';
 import {
   CLAIM_PREFIX,
   IpamState,
@@ -61,6 +65,10 @@ export interface AllocateRequest {
   extraRoutes?: Route[];
   /** The interface that gets the default route (`eth0` unless told). */
   defaultRouteNic?: string;
+  /** Set by the engine from the pod's Endpoint (`endpoint.ts`): copied onto every claim it makes. */
+  claimMarks?: { endpoint: string; fixed?: true };
+  /** The VIP whose address the pod uses (embedded mode's stand-in for `ipkeeper.io/vip`; vip.ts). */
+  vip?: string;
 }
 
 export interface ReleaseRequest {
@@ -117,6 +125,8 @@ export class Ipam {
   private readonly log: Logger;
   private readonly gcMinAgeMs: number;
   readonly view: ClusterView;
+  /** The pods' Endpoint records: fixed IPs handed back, retention, manual reclaim. */
+  readonly endpoints: Endpoints;
   readonly stats: EngineStats = { racesLost: 0, storeErrors: 0, uncertainWrites: 0, gcReleased: 0 };
   private readonly watchers: Watcher[] = [];
   private readonly cursors = new Map<string, bigint>();
@@ -134,6 +144,14 @@ export class Ipam {
     this.log = opts.log ?? silent;
     this.gcMinAgeMs = opts.gcMinAgeMs ?? GC_MIN_AGE_MS;
     this.view = opts.view ?? EMPTY_VIEW;
+    this.endpoints = new Endpoints({
+      store: this.store,
+      state: this.state,
+      view: this.view,
+      now: () => this.clock.now(),
+      node: this.node,
+      log: this.log,
+    });
   }
 
   /** What the view knows of the request's pod, namespace and this node. */
@@ -208,6 +226,10 @@ export class Ipam {
     for (const w of this.watchers.splice(0)) w.close();
   }
 
+  private vipDeps(): VipDeps {
+    return { store: this.store, state: this.state, clock: this.clock, node: this.node };
+  }
+
   /** Runs `fn` after every earlier call with the same key has finished. */
   private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(key) ?? Promise.resolve();
@@ -259,11 +281,21 @@ export class Ipam {
   private async addLocked(req: AllocateRequest, ak: string): Promise<IpamResult> {
     const held = await this.heldBy(req, ak);
     const o = req.owner;
-    if (this.view.live && o.kind === 'Pod' && o.namespace && !this.view.pod(o.namespace, o.name)) {
+    const seen = o.kind === 'Pod' && o.namespace ? this.view.pod(o.namespace, o.name) : undefined;
+    // A pod of that name with another uid is its predecessor (a recreated StatefulSet pod): stale.
+    if (
+      this.view.live &&
+      o.kind === 'Pod' &&
+      o.namespace &&
+      (!seen || (o.uid && seen.uid && seen.uid !== o.uid))
+    ) {
       // The kubelet and our informer learn of a new pod at the same moment: ask for it once.
       await this.view.refreshPod?.(o.namespace, o.name);
     }
     const ctx = this.context(req);
+    // A pod using a VIP (ipkeeper.io/vip) gets the VIP's address and nothing else: src/ipam/vip.ts.
+    const vip = vipRequested(req, ctx.pod);
+    if (vip) return this.result(await bindVip(this.vipDeps(), req, vip, ctx.pod), req).result;
     const choice = choosePools(
       {
         ...(req.configPools ? { configPools: req.configPools } : {}),
@@ -274,6 +306,15 @@ export class Ipam {
       this.state,
     );
     const wanted = this.wantedFamilies(req, choice);
+    // The pod's Endpoint: a fixed pod's kept addresses come back here (src/ipam/endpoint.ts).
+    const plan = await this.endpoints.beforeAdd(
+      { ...req, requestedIps: this.requestedIps(req) },
+      ctx,
+      choice,
+      held,
+    );
+    held.push(...plan.reattached);
+    if (plan.marks) req = { ...req, claimMarks: plan.marks };
     const made: HeldClaim[] = [];
     try {
       for (const family of wanted) {
@@ -304,13 +345,23 @@ export class Ipam {
         'allocated',
       );
     }
-    return this.result(all, req);
+    const { result, routing } = this.result(all, req);
+    try {
+      await this.endpoints.record(plan, req, all, endpointRouting(routing));
+    } catch (e) {
+      // Without its Endpoint a fixed pod would not get these addresses back: fail; the runtime retries.
+      await this.rollback(made);
+      throw e;
+    }
+    return result;
   }
 
   private wantedFamilies(req: AllocateRequest, choice: PoolChoice): Family[] {
     const fams = new Set<Family>();
     for (const f of [4, 6] as Family[]) if (choice.families[f]) fams.add(f);
-    for (const ip of req.requestedIps ?? []) fams.add(parseRequested(ip).family);
+    for (const ip of this.requestedIps(req)) fams.add(parseRequested(ip).family);
+    // Checked before any claim is made, so that result() cannot fail after the claims exist.
+    this.defaultNic(req);
     if (fams.size === 0) {
       throw new IpamError(
         'NO_POOL',
@@ -321,8 +372,29 @@ export class Ipam {
     return [...fams].sort();
   }
 
+  /**
+   * The exact addresses asked for: the pod's annotations (`src/ipam/requested.ts`) merged with the
+   * runtime's `requestedIps`. Recomputed per call: it is a few string operations on a small map.
+   * @throws IpamError INVALID_OBJECT for a malformed annotation or a disagreement between the two.
+   */
+  private requestedIps(req: AllocateRequest): string[] {
+    const o = req.owner;
+    const pod = o.kind === 'Pod' && o.namespace ? this.view.pod(o.namespace, o.name) : undefined;
+    const fromPod = pod
+      ? requestedByAnnotation({
+          annotations: pod.annotations,
+          ifName: req.ifName,
+          podName: pod.name,
+          owners: pod.owners,
+        })
+      : undefined;
+    return mergeRequested(fromPod, req.requestedIps ?? []);
+  }
+
   private requestedFor(req: AllocateRequest, family: Family): bigint | undefined {
-    const list = (req.requestedIps ?? []).map(parseRequested).filter((a) => a.family === family);
+    const list = this.requestedIps(req)
+      .map(parseRequested)
+      .filter((a) => a.family === family);
     if (list.length > 1) {
       throw new IpamError(
         'INVALID_CONFIG',
@@ -354,6 +426,11 @@ export class Ipam {
         continue;
       }
       const p = e.compiled;
+      if (e.obj.metadata.deletionTimestamp !== undefined) {
+        // Marked for deletion, held by its finalizer until its claims are gone: give out no more.
+        notes.push(`pool "${name}" is being deleted`);
+        continue;
+      }
       if (p.family !== family) {
         notes.push(`pool "${name}" is ${NS(p.family)}, not ${NS(family)}`);
         continue;
@@ -385,6 +462,8 @@ export class Ipam {
         ifName: req.ifName,
         node: this.node,
         createdAt: new Date(this.clock.now()).toISOString(),
+        ...(req.claimMarks?.endpoint ? { endpoint: req.claimMarks.endpoint } : {}),
+        ...(req.claimMarks?.fixed ? { fixed: true } : {}),
       },
     };
   }
@@ -546,30 +625,48 @@ export class Ipam {
     }
   }
 
-  private result(held: HeldClaim[], req: AllocateRequest): IpamResult {
+  /** The pod's default-route interface: the request's own, its annotation, else eth0. */
+  private defaultNic(req: AllocateRequest): string {
+    const o = req.owner;
+    const pod = o.kind === 'Pod' && o.namespace ? this.view.pod(o.namespace, o.name) : undefined;
+    return defaultRouteNic(pod?.annotations, req.defaultRouteNic);
+  }
+
+  /**
+   * Addresses and routes of the attachment (multi-NIC aware: `src/ipam/routing.ts`). Never throws:
+   * it runs after the claims are made; the default-route annotation was checked in wantedFamilies.
+   */
+  private result(held: HeldClaim[], req: AllocateRequest): { result: IpamResult; routing: InterfaceRouting } {
     const ips: ResultIp[] = [];
-    const routes: { dst: string; gw?: string }[] = [];
-    const defaultNic = req.defaultRouteNic ?? DEFAULT_ROUTE_NIC;
-    for (const h of held) {
-      const pe = this.state.pools.get(h.claim.spec.pool);
-      const pool = pe?.compiled;
+    let defaultNic = DEFAULT_ROUTE_NIC;
+    try {
+      defaultNic = this.defaultNic(req);
+    } catch {
+      // Unreachable after wantedFamilies checked it; eth0 is the safe answer if the pod changed since.
+    }
+    const addresses = held.map((h) => {
+      const pool = this.state.pools.get(h.claim.spec.pool)?.compiled;
       const bits = pool?.subnet.bits ?? (h.claim.spec.family === 4 ? 32 : 128);
       ips.push({
         address: `${h.claim.spec.ip}/${bits}`,
         ...(pool?.gateway ? { gateway: pool.gateway } : {}),
         pool: h.claim.spec.pool,
       });
-      for (const r of pool?.routes ?? []) {
-        const gw = r.gw ?? pool?.gateway;
-        routes.push(gw ? { dst: r.dst, gw } : { dst: r.dst });
-      }
-      if (pool?.gateway && req.ifName === defaultNic) {
-        const dst = h.claim.spec.family === 4 ? '0.0.0.0/0' : '::/0';
-        if (!routes.some((r) => r.dst === dst)) routes.push({ dst, gw: pool.gateway });
-      }
-    }
-    for (const r of req.extraRoutes ?? []) routes.push(r);
-    return { ips, routes };
+      return {
+        ip: h.claim.spec.ip,
+        bits,
+        ...(pool?.gateway ? { gateway: pool.gateway } : {}),
+        routes: pool?.routes ?? [],
+      };
+    });
+    const r = interfaceRouting({ ifName: req.ifName, defaultRouteNic: defaultNic, addresses });
+    const routes: IpamResult['routes'] = [...r.routes];
+    // Only table routes with a next hop: a main plugin fills a missing `gw` with the address's gateway,
+    // which would turn the on-link subnet route into one via the gateway. The kernel's own subnet route
+    // is what the `sbr` plugin or a coordinator moves into the table.
+    for (const t of r.tableRoutes) if (t.gw !== undefined) routes.push(t);
+    for (const x of req.extraRoutes ?? []) routes.push(x);
+    return { result: { ips, routes }, routing: r };
   }
 
   // ---- DEL, CHECK, GC, STATUS --------------------------------------------------------------------
@@ -585,7 +682,11 @@ export class Ipam {
       await this.ensureReady();
       return this.wrapStore(async () => {
         let n = 0;
-        for (const h of await this.heldBy(req, ak)) if (await this.deleteClaim(h, req)) n++;
+        const held = await this.heldBy(req, ak);
+        // A fixed pod's claims outlive its container: its next pod gets them back (endpoint.ts).
+        for (const h of held) if (h.claim.spec.fixed !== true && (await this.deleteClaim(h, req))) n++;
+        await this.endpoints.released(req, held);
+        n += await unbindVip(this.vipDeps(), req);
         if (n > 0) {
           this.log.info(
             { event: 'release', network: req.cniNetwork, containerId: req.containerId, ifName: req.ifName, count: n },
@@ -626,7 +727,7 @@ export class Ipam {
   async check(req: ReleaseRequest): Promise<void> {
     await this.ensureReady();
     const held = this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
-    if (held.length === 0) {
+    if (held.length === 0 && !vipBound(this.state, req)) {
       throw new IpamError(
         'NOT_FOUND',
         `no address is held for container ${req.containerId} interface ${req.ifName} on network "${req.cniNetwork}"`,
@@ -651,6 +752,8 @@ export class Ipam {
         s.cniNetwork === cniNetwork &&
         s.node === this.node &&
         !keep.has(`${s.containerId}/${s.ifName}`) &&
+        // Kept on purpose past its container (fixed IP); the retention GC decides when it goes.
+        s.fixed !== true &&
         Date.parse(s.createdAt) <= cutoff
       );
     });
@@ -663,6 +766,8 @@ export class Ipam {
         if (ok) n++;
         if (ok) this.stats.gcReleased++;
       }
+      // VIP addresses used by pods whose attachments are gone are unbound, not released (vip.ts).
+      n += await gcVipBindings(this.vipDeps(), cniNetwork, keep, cutoff);
       if (n > 0) this.log.info({ event: 'gc', network: cniNetwork, count: n }, 'gc released claims');
       return n;
     });

@@ -11,10 +11,20 @@ import { IpamError } from '../errors.ts';
 import type { Store } from '../store/store.ts';
 import { mutate } from '../store/retry.ts';
 import { formatValue } from '../net/addr.ts';
-import { KINDS, storeKey, type AnyObject, type IPPool, type KindInfo } from '../api/kinds.ts';
+import { KINDS, storeKey, type AnyObject, type IPPool, type KindInfo, type VIP } from '../api/kinds.ts';
 import { validateObject } from '../api/validate.ts';
-import { compilePool } from './pools.ts';
+import { compilePool, type CompiledPool } from './pools.ts';
 import type { Ipam } from './engine.ts';
+import {
+  allocateVips,
+  checkVips,
+  dropClaims,
+  releaseVip,
+  vipUsers,
+  withVipStatus,
+  type VipAllocation,
+  type VipDeps,
+} from './vip.ts';
 
 export interface ApplyOutcome {
   kind: string;
@@ -28,6 +38,33 @@ function sameSpec(a: AnyObject, b: AnyObject): boolean {
     JSON.stringify(a.metadata.labels ?? {}) === JSON.stringify(b.metadata.labels ?? {}) &&
     JSON.stringify(a.metadata.annotations ?? {}) === JSON.stringify(b.metadata.annotations ?? {})
   );
+}
+
+/**
+ * The refusal for a pool (`n`, compiled, named `name`) whose addresses overlap one of `others` in the
+ * same network and family, or undefined. Pure: the agent's apply and the controller's admission
+ * webhook share it. Pools in `others` that do not compile (never validated) are skipped.
+ */
+export function poolOverlapError(n: CompiledPool, name: string, others: Map<string, IPPool>): IpamError | undefined {
+  for (const [otherName, other] of others) {
+    if (otherName === name) continue;
+    let p: CompiledPool;
+    try {
+      p = compilePool(other);
+    } catch {
+      continue;
+    }
+    if (p.network !== n.network || p.family !== n.family) continue;
+    const both = p.allocatable.intersect(n.allocatable);
+    if (!both.isEmpty()) {
+      return new IpamError(
+        'INVALID_OBJECT',
+        `IPPool "${name}": spec.ips overlaps IPPool "${otherName}" in network "${n.network}" at ${both.toStrings().slice(0, 3).join(', ')}; give each pool its own addresses (or put them in different spec.network)`,
+        { field: 'spec.ips', overlaps: otherName },
+      );
+    }
+  }
+  return undefined;
 }
 
 export class ObjectService {
@@ -57,18 +94,8 @@ export class ObjectService {
     for (const [name, e] of this.ipam.state.pools) others.set(name, e.obj);
     for (const o of batch) if (o.kind === 'IPPool') others.set(o.metadata.name, o as IPPool);
     others.delete(next.metadata.name);
-    for (const [name, other] of others) {
-      const p = compilePool(other);
-      if (p.network !== n.network || p.family !== n.family) continue;
-      const both = p.allocatable.intersect(n.allocatable);
-      if (!both.isEmpty()) {
-        throw new IpamError(
-          'INVALID_OBJECT',
-          `IPPool "${next.metadata.name}": spec.ips overlaps IPPool "${name}" in network "${n.network}" at ${both.toStrings().slice(0, 3).join(', ')}; give each pool its own addresses (or put them in different spec.network)`,
-          { field: 'spec.ips', overlaps: name },
-        );
-      }
-    }
+    const e = poolOverlapError(n, next.metadata.name, others);
+    if (e) throw e;
   }
 
   /** Refuses a pool change that would strand an address in use. */
@@ -117,8 +144,14 @@ export class ObjectService {
         this.checkOverlap(o as IPPool, valid);
       }
     }
+    // A VIP's address is checked before anything is written (a refused one changes nothing) and taken
+    // once the batch's pools are stored, so a manifest may carry a VIP and its pool (vip.ts).
+    checkVips(this.ipam.state, valid);
+    const ordered = [...valid.filter((o) => o.kind !== 'VIP'), ...valid.filter((o) => o.kind === 'VIP')];
+    let vips: VipAllocation | undefined;
     const out: ApplyOutcome[] = [];
-    for (const o of valid) {
+    for (const o of ordered) {
+      if (o.kind === 'VIP') vips ??= await allocateVips(this.vipDeps(), valid);
       const info = this.info(o.kind);
       const key = storeKey(info, o.metadata.name, o.metadata.namespace);
       const r = await mutate<AnyObject>(this.store, key, (cur) => {
@@ -126,6 +159,8 @@ export class ObjectService {
         const { status: _s, ...rest } = o;
         return {
           ...rest,
+          // Status is ipkeeper's (a node pool's status.used, written by its agent): a new spec keeps it.
+          ...(cur?.status !== undefined ? { status: cur.status } : {}),
           metadata: {
             ...o.metadata,
             creationTimestamp: cur?.metadata.creationTimestamp ?? new Date(this.now()).toISOString(),
@@ -140,6 +175,7 @@ export class ObjectService {
         action: r.action === 'created' ? 'created' : r.action === 'updated' ? 'configured' : 'unchanged',
       });
     }
+    await dropClaims(this.vipDeps(), vips?.stale ?? []);
     return out;
   }
 
@@ -156,7 +192,12 @@ export class ObjectService {
     return this.withStatus(e.value);
   }
 
+  private vipDeps(): VipDeps {
+    return { store: this.store, state: this.ipam.state, clock: { now: this.now } };
+  }
+
   private withStatus(o: AnyObject): AnyObject {
+    if (o.kind === 'VIP') return withVipStatus(this.ipam.state, o as VIP);
     if (o.kind !== 'IPPool') return o;
     const u = this.ipam.usage().find((p) => p.name === o.metadata.name);
     if (!u) return o;
@@ -186,9 +227,19 @@ export class ObjectService {
         );
       }
     }
+    const users = kind === 'VIP' ? vipUsers(this.ipam.state, name) : [];
+    if (users.length > 0 && !opts.force) {
+      throw new IpamError(
+        'CONFLICT',
+        `VIP "${name}" is the address of pod ${users.join(', ')}; delete the pod first, or pass --force (the address is then released when the pod goes)`,
+        { pods: users },
+      );
+    }
     const key = storeKey(info, name, opts.namespace);
     const r = await mutate<AnyObject>(this.store, key, () => undefined);
     if (r.action === 'absent') throw new IpamError('NOT_FOUND', `${kind} "${name}" not found`, { kind, name });
     if (r.action === 'deleted') this.ipam.state.remove(key, r.version);
+    // A VIP's addresses go with it; one a pod still uses stays until that pod's DEL (vip.ts).
+    if (kind === 'VIP') await releaseVip(this.vipDeps(), name);
   }
 }

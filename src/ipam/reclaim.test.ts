@@ -53,6 +53,27 @@ describe('reclaim: claims of a node whose agent is gone', () => {
     assert.deepEqual(left, ['a1']);
   });
 
+  it('leaves fixed claims (StatefulSet/VM pods) of a dead node alone: their pod re-attaches them elsewhere', async () => {
+    const w = await world();
+    await renewLease(w.store, 'node-a', w.clock);
+    await renewLease(w.store, 'node-b', w.clock);
+    await w.add(w.b, 'b1');
+    await w.add(w.b, 'b2');
+    // Mark b1's claim as kept for its endpoint, as the engine does for a StatefulSet pod.
+    const [e] = (await w.store.list<IPClaim>(CLAIM_PREFIX)).filter((x) => x.value.spec.containerId === 'b1');
+    assert.ok(e);
+    const r0 = await w.store.update(e.key, { ...e.value, spec: { ...e.value.spec, fixed: true } }, e.version);
+    assert.ok(r0.ok);
+    w.advance(NODE_DEAD_MS + 1000);
+    await renewLease(w.store, 'node-a', w.clock);
+    assert.equal((await w.reclaimer.scan()).candidates, 1, 'only the non-fixed claim is a candidate');
+    w.advance(RECLAIM_GRACE_MS + 1000);
+    await renewLease(w.store, 'node-a', w.clock);
+    await w.reclaimer.scan();
+    const left = (await w.store.list<IPClaim>(CLAIM_PREFIX)).map((x) => x.value.spec.containerId);
+    assert.deepEqual(left, ['b1']);
+  });
+
   it('drops the candidate when the node comes back during the grace period', async () => {
     const w = await world();
     await renewLease(w.store, 'node-a', w.clock);

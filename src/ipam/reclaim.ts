@@ -54,6 +54,9 @@ export class NodeLeaseSource implements LeakSource {
     this.leases = new Map(all.map((e) => [e.value.node, Date.parse(e.value.renewedAt)]));
   }
   why(claim: IPClaim): string | undefined {
+    // A fixed claim (StatefulSet/VM pod, retention) outlives its pod and its node on purpose: its
+    // pod comes back on another node and re-attaches it. Only the retention decision releases it.
+    if (claim.spec.fixed === true) return undefined;
     const node = claim.spec.node;
     if (node === undefined) return undefined;
     const at = this.leases.get(node);
