@@ -6,6 +6,7 @@
  * Routes (JSON): see `src/cni/protocol.ts` for `/v1/cni/*`; the CLI uses
  *   POST /v1/apply {objects}      GET /v1/objects/:kind[/:name]      DELETE /v1/objects/:kind/:name
  *   GET /v1/usage                 GET /healthz  GET /readyz  GET /metrics
+ *   POST /v1/reclaim {endpoint: "NS/NAME" | ip, network?, force?}   GET /v1/endpoints/:ns/:name
  * and the operator routes of `src/agent/ui/routes.ts` (pool map page, check, describe, release).
  */
 import { mkdirSync, chmodSync, existsSync, unlinkSync, statSync } from 'node:fs';
@@ -33,6 +34,8 @@ import type { CniRequest } from '../cni/protocol.ts';
 import type { KubeView } from './kube-view.ts';
 import { createMetrics, type AgentMetrics } from './metrics.ts';
 import { registerUi, UiHub } from './ui/routes.ts';
+import { NodePoolAgent } from './node-pool.ts';
+import { VIP_CNI_ARG } from '../ipam/vip.ts';
 import { registerCniExec } from './cni-exec.ts';
 
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
@@ -64,6 +67,12 @@ export interface AgentOptions {
   reclaimIntervalMs?: number;
   nodeDeadMs?: number;
   reclaimGraceMs?: number;
+  /** Node-pool mode (seed 004): allocate only from this node's NodePool (src/agent/node-pool.ts). */
+  nodePool?: boolean;
+  /** How often, at most, node-pool mode writes the NodePool's status.used (default 15 s). */
+  nodePoolStatusIntervalMs?: number;
+  /** Node-pool mode: the node health-checks with one of its addresses, so readiness needs two. */
+  nodePoolHealthCheck?: boolean;
 }
 
 export const RECLAIM_INTERVAL_MS = 30_000;
@@ -159,14 +168,27 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     const { startKubeView } = await import('./kube-view.ts');
     kube = await startKubeView(kubeconfig === true ? undefined : kubeconfig, node, { log: logger });
   }
+  const nodePool = opts.nodePool
+    ? new NodePoolAgent({
+        store,
+        node,
+        log: logger,
+        ...(opts.nodePoolStatusIntervalMs !== undefined
+          ? { statusIntervalMs: opts.nodePoolStatusIntervalMs }
+          : {}),
+        healthCheck: opts.nodePoolHealthCheck === true,
+      })
+    : undefined;
   const ipam = new Ipam({
-    store,
+    // Node-pool mode: the engine sees this node's NodePool as its only pools.
+    store: nodePool?.store ?? store,
     node,
     log: logger as unknown as Logger,
     gcMinAgeMs: opts.gcMinAgeMs,
     ...(kube ? { view: kube.view } : {}),
   });
   await ipam.start();
+  nodePool?.start(ipam.state);
   const objects = new ObjectService(store, ipam);
   // The pool map page, `check`, `describe` and operator release (src/agent/ui/).
   const hub = new UiHub({ ipam, store, node, nodeDeadMs: opts.nodeDeadMs ?? NODE_DEAD_MS });
@@ -237,6 +259,13 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     app.get('/healthz', async () => ({ ok: true }));
     app.get('/readyz', async (_req, reply) => {
       if (!ipam.ready) return reply.code(503).send({ ready: false, reason: 'loading the store' });
+      const np = nodePool?.readiness();
+      if (np && !np.ready) {
+        // code/message too, so a client that reads error bodies (the CLI) shows the reason.
+        return reply
+          .code(503)
+          .send({ ready: false, reason: np.reason, code: 'NOT_READY', message: np.reason });
+      }
       return { ready: true, node, store: store.backend };
     });
     app.get('/metrics', async (_req, reply) => {
@@ -298,7 +327,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           containerId,
           ifName,
           owner: podOwner(r),
-          configPools: r.ipam.pools,
+          // In node-pool mode the node's pool is the only one: the config's pools do not apply.
+          ...(nodePool ? {} : { configPools: r.ipam.pools }),
+          ...(r.args[VIP_CNI_ARG] ? { vip: r.args[VIP_CNI_ARG] } : {}),
           requestedIps: [...(r.requestedIps ?? []), ...(r.args.IP ? r.args.IP.split(',') : [])],
           extraRoutes: r.ipam.routes,
         });
@@ -327,7 +358,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     app.post(
       '/v1/cni/status',
       cni('STATUS', async (r) => {
-        ipam.status(r.ipam.pools, r.network);
+        ipam.status(nodePool ? undefined : r.ipam.pools, r.network);
         return {};
       }),
     );
@@ -337,6 +368,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       if (!info) throw new IpamError('NOT_FOUND', `unknown kind "${word}"; use ippool, reservedip or ipclaim`);
       return info.kind;
     };
+    registerCniExec(app, opts.socket);
+
     app.post('/v1/apply', async (request, reply) => {
       try {
         const body = request.body as { objects?: unknown[] } | undefined;
@@ -373,6 +406,23 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         return sendError(reply, e, 'delete');
       }
     });
+    // Manual reclaim of kept (fixed) addresses and Endpoint records: src/ipam/endpoint.ts.
+    app.post('/v1/reclaim', async (request, reply) => {
+      try {
+        if (!ipam.ready) throw new IpamError('NOT_READY', 'the agent is still loading its store; retry');
+        return await ipam.endpoints.reclaim(request.body);
+      } catch (e) {
+        return sendError(reply, e, 'reclaim');
+      }
+    });
+    app.get('/v1/endpoints/:namespace/:name', async (request, reply) => {
+      try {
+        const p = request.params as { namespace: string; name: string };
+        return await ipam.endpoints.describe(`${p.namespace}/${p.name}`);
+      } catch (e) {
+        return sendError(reply, e, 'describe');
+      }
+    });
     return app;
   };
 
@@ -402,6 +452,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       await app.close();
       await http?.close();
       await ipam.stop();
+      await nodePool?.close();
       await kube?.stop();
       if (typeof opts.store === 'string') await store.close();
     },

@@ -12,6 +12,7 @@ import type { CheckReport } from '../agent/ui/check.ts';
 import type { ReleaseItem, ReleaseResult } from '../agent/ui/release.ts';
 import { call, SOCKET_ENV } from './client.ts';
 import { renderTable } from './table.ts';
+import { progressOption, withProgress } from './progress.ts';
 
 export function socketOf(opts: { socket?: string }): string {
   return opts.socket ?? process.env[SOCKET_ENV] ?? DEFAULT_SOCKET;
@@ -95,6 +96,7 @@ export function registerCheck(program: Command): void {
       new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'),
     )
     .addOption(socketOption())
+    .addOption(progressOption())
     .addHelpText(
       'after',
       `
@@ -110,10 +112,22 @@ Examples:
   ipkeeper check
   ipkeeper check -o json > report.json      # then: ipkeeper release --from-report report.json`,
     )
-    .action(async (o: { output: string; socket?: string }) => {
-      const r = await call<CheckReport>(socketOf(o), 'GET', '/v1/check');
-      if (o.output === 'json') console.log(JSON.stringify(r, null, 2));
-      else console.log(formatReport(r));
+    .action(async (o: { output: string; socket?: string; progress?: boolean }) => {
+      // The agent checks its whole store in one request: the wait is timed, not counted.
+      await withProgress(
+        { label: 'check', phase: 'waiting for the agent', force: o.progress === true },
+        async (p) => {
+          const r = await call<CheckReport>(socketOf(o), 'GET', '/v1/check');
+          p.clear();
+          if (o.output === 'json') console.log(JSON.stringify(r, null, 2));
+          else console.log(formatReport(r));
+          const s = r.summary;
+          return {
+            result: undefined,
+            summary: `${s.claims} claim(s) checked, ${s.problemClaims} with problems`,
+          };
+        },
+      );
     });
 
   program
@@ -127,6 +141,7 @@ Examples:
     )
     .option('--dry-run', 'show what would be released, change nothing')
     .addOption(socketOption())
+    .addOption(progressOption())
     .addHelpText(
       'after',
       `
@@ -138,7 +153,7 @@ Examples:
   ipkeeper release --from-report report.json --dry-run
   ipkeeper release --from-report report.json`,
     )
-    .action(async (o: { fromReport: string; dryRun?: boolean; socket?: string }) => {
+    .action(async (o: { fromReport: string; dryRun?: boolean; socket?: string; progress?: boolean }) => {
       const text = o.fromReport === '-' ? readFileSync(0, 'utf8') : readSourceFile(o.fromReport);
       const items = itemsOfReport(text, o.fromReport);
       if (items.length === 0) {
@@ -150,15 +165,51 @@ Examples:
         console.log(`${items.length} claim(s) would be released (if unchanged since the report).`);
         return;
       }
-      const { results } = await call<{ results: ReleaseResult[] }>(socketOf(o), 'POST', '/v1/release', {
-        items,
-      });
-      for (const r of results) console.log(r.message);
-      const n = (k: ReleaseResult['outcome']): number => results.filter((r) => r.outcome === k).length;
-      console.log(
-        `released ${n('released')}, skipped ${n('changed')} (changed since the report), ${n('gone')} already released`,
-      );
+      await releaseInBatches(socketOf(o), items, o.fromReport, o.progress === true);
     });
+}
+
+/** Claims per `/v1/release` request: progress moves, and a report of any size stays under the agent's limit. */
+export const RELEASE_BATCH = 500;
+
+/**
+ * Releases `items` in batches of `RELEASE_BATCH`, with progress on stderr, and prints each outcome
+ * and the counts on stdout. Every item is checked first, as the agent will check it, so a bad entry
+ * refuses the whole report before anything is released (each claim's release stands on its own:
+ * batching changes nothing else).
+ * @throws IpamError INVALID_OBJECT naming the report entry; the agent's errors.
+ */
+async function releaseInBatches(
+  socket: string,
+  items: ReleaseItem[],
+  source: string,
+  force: boolean,
+): Promise<void> {
+  const { parseReleaseItems } = await import('../agent/ui/release.ts');
+  items.forEach((it, i) => {
+    try {
+      parseReleaseItems({ items: [it] });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message.replace(/^items\[0\]\.?/, '') : String(e);
+      throw new IpamError('INVALID_OBJECT', `${source}: problems[${i}].${msg}`, { field: `problems[${i}]` });
+    }
+  });
+  await withProgress({ label: 'release', total: items.length, force }, async (p) => {
+    const results: ReleaseResult[] = [];
+    for (let at = 0; at < items.length; at += RELEASE_BATCH) {
+      const batch = items.slice(at, at + RELEASE_BATCH);
+      const r = await call<{ results: ReleaseResult[] }>(socket, 'POST', '/v1/release', { items: batch });
+      results.push(...r.results);
+      p.add(batch.length);
+    }
+    p.clear();
+    for (const r of results) console.log(r.message);
+    const n = (k: ReleaseResult['outcome']): number => results.filter((r) => r.outcome === k).length;
+    console.log(
+      `released ${n('released')}, skipped ${n('changed')} (changed since the report), ${n('gone')} already released`,
+    );
+    return { result: undefined };
+  });
 }
 
 function readSourceFile(path: string): string {

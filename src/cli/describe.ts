@@ -13,6 +13,9 @@ import type { ClaimDescription, PoolDescription } from '../agent/ui/inspect.ts';
 import { call } from './client.ts';
 import { renderTable } from './table.ts';
 import { socketOf, socketOption } from './check.ts';
+import { describeEndpoint } from './reclaim.ts';
+import { describeNodePool, describeVip } from './vip-nodepool.ts';
+import type { NodePool, VIP } from '../api/kinds.ts';
 
 const fmt = (n: string | number): string => BigInt(n).toLocaleString('en-US');
 
@@ -106,7 +109,7 @@ export function registerDescribe(program: Command): void {
   program
     .command('describe')
     .description('show one pool (addresses, reservations, holders) or the claim of one address, in detail')
-    .argument('<kind>', 'ippool | ipclaim (plural and short names work too)')
+    .argument('<kind>', 'ippool | ipclaim | endpoint (plural and short names work too)')
     .argument('<name>', 'the pool name, or the address (10.6.168.133, fd00::5) or claim name of a claim')
     .addOption(
       new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text'),
@@ -122,10 +125,22 @@ Examples:
     )
     .action(async (word: string, name: string, o: { output: string; socket?: string }) => {
       const kind = resolveKind(word)?.kind;
+      if (kind === 'Endpoint') return describeEndpoint(socketOf(o), name, o.output);
+      if (kind === 'VIP' || kind === 'NodePool') {
+        const obj = await call<VIP & NodePool>(
+          socketOf(o),
+          'GET',
+          `/v1/objects/${kind === 'VIP' ? 'vips' : 'nodepools'}/${encodeURIComponent(name)}`,
+        );
+        if (o.output === 'json') console.log(JSON.stringify(obj, null, 2));
+        else if (o.output === 'yaml') console.log(stringify(obj).trimEnd());
+        else console.log(kind === 'VIP' ? describeVip(obj) : describeNodePool(obj));
+        return;
+      }
       if (kind !== 'IPPool' && kind !== 'IPClaim') {
         throw new IpamError(
           'INVALID_OBJECT',
-          `describe shows ippool or ipclaim, not "${word}"; for other kinds use ipkeeper get ${word} ${name} -o yaml`,
+          `describe shows ippool, ipclaim or endpoint, not "${word}"; for other kinds use ipkeeper get ${word} ${name} -o yaml`,
         );
       }
       const path = kind === 'IPPool' ? 'ippools' : 'ipclaims';

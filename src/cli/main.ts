@@ -9,13 +9,20 @@ import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { isIpamError, IpamError } from '../errors.ts';
 import { DEFAULT_SOCKET } from '../cni/protocol.ts';
-import { parseManifests } from '../api/convert.ts';
+import { CONVERTERS, parseManifests } from '../api/convert.ts';
 import { resolveKind, KINDS, type AnyObject, type IPClaim, type IPPool, type ReservedIP } from '../api/kinds.ts';
 import type { PoolUsage } from '../ipam/engine.ts';
 import { call, SOCKET_ENV } from './client.ts';
 import { renderTable } from './table.ts';
+import { nodePoolTable, vipTable } from './vip-nodepool.ts';
+import type { NodePool, VIP } from '../api/kinds.ts';
 import { registerCheck } from './check.ts';
+import { progressOption, withProgress } from './progress.ts';
 import { registerDescribe } from './describe.ts';
+import { endpointTable, registerReclaim } from './reclaim.ts';
+import type { Endpoint } from '../api/kinds.ts';
+import { networkConfigTable, registerNetconfig } from './netconfig.ts';
+import type { NetworkConfig } from '../api/kinds.ts';
 
 const DEFAULT_STORE = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
 
@@ -55,6 +62,10 @@ function print(obj: unknown, output: string): void {
 }
 
 function table(kind: string, items: AnyObject[], wide: boolean, usage: PoolUsage[]): string {
+  if (kind === 'VIP') return vipTable(items as VIP[], wide);
+  if (kind === 'Endpoint') return endpointTable(items as Endpoint[], wide);
+  if (kind === 'NodePool') return nodePoolTable(items as NodePool[], wide);
+  if (kind === 'NetworkConfig') return networkConfigTable(items as NetworkConfig[], wide);
   if (kind === 'IPPool') {
     const head = ['NAME', 'SUBNET', 'USED', 'TOTAL', 'FREE', 'RESERVED', 'DEFAULT', 'DISABLED'];
     if (wide) head.push('NETWORK', 'VLAN', 'GATEWAY', 'IPS');
@@ -122,8 +133,11 @@ export function buildCli(): Command {
     .option('--gc-min-age <ms>', 'CNI GC leaves claims younger than this alone (an ADD may be in flight)', '60000')
     .option('--max-rate <n>', 'CNI requests per second before the agent answers BUSY (CNI 11)', '5000')
     .option('--max-in-flight <n>', 'CNI requests served at once before the agent answers BUSY', '1024')
+    .option('--node-pool', "node-pool mode (seed 004): allocate only from the NodePool named after this node, and report its status.used")
+    .option('--node-pool-status-interval <duration>', 'node-pool mode: write status.used at most this often (15s, 500ms, 1m)', '15s')
+    .option('--node-pool-health-check', 'node-pool mode: the node health-checks with one of its addresses, so readiness needs two')
     .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
-    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string; maxRate: string; maxInFlight: string; kubeconfig?: string }) => {
+    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string; maxRate: string; maxInFlight: string; kubeconfig?: string; nodePool?: boolean; nodePoolStatusInterval: string; nodePoolHealthCheck?: boolean }) => {
       const whole = (flag: string, v: string, min: number): number => {
         const n = Number(v);
         if (!Number.isInteger(n) || n < min) {
@@ -131,6 +145,9 @@ export function buildCli(): Command {
         }
         return n;
       };
+      if (!o.nodePool && (o.nodePoolHealthCheck || o.nodePoolStatusInterval !== '15s')) {
+        throw new IpamError('INVALID_CONFIG', '--node-pool-health-check and --node-pool-status-interval apply to node-pool mode; add --node-pool');
+      }
       const maxRate = whole('--max-rate', o.maxRate, 1);
       const maxInFlight = whole('--max-in-flight', o.maxInFlight, 1);
       const gcMinAgeMs = Number(o.gcMinAge);
@@ -148,6 +165,13 @@ export function buildCli(): Command {
         gcMinAgeMs,
         maxRate,
         maxInFlight,
+        ...(o.nodePool
+          ? {
+              nodePool: true,
+              nodePoolStatusIntervalMs: (await import('../agent/node-pool.ts')).parseStatusInterval(o.nodePoolStatusInterval),
+              nodePoolHealthCheck: o.nodePoolHealthCheck === true,
+            }
+          : {}),
       });
       const stop = async (): Promise<void> => {
         await agent.close();
@@ -158,24 +182,87 @@ export function buildCli(): Command {
     });
 
   program
+    .command('controller')
+    .description('run the cluster controller (Kubernetes mode): leader-elected reconcilers and the admission webhook')
+    .option('--kubeconfig <path>', 'kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)')
+    .option('--namespace <ns>', 'namespace of the Lease and of events about cluster-scoped objects (default: $POD_NAMESPACE, the pod\'s namespace, else ipkeeper-system)')
+    .option('--id <identity>', 'leader-election identity (default: <hostname>-<pid>)')
+    .option('--lease-name <name>', 'coordination.k8s.io Lease to elect the leader with', 'ipkeeper-controller')
+    .option('--lease-duration <s>', 'seconds a leader that stops renewing keeps the lease', '15')
+    .option('--listen <host:port>', 'serve /healthz, /readyz and /metrics, e.g. 0.0.0.0:9611')
+    .option('--webhook-listen <host:port>', 'admission webhook (HTTPS) address', '0.0.0.0:9443')
+    .option('--webhook-cert-dir <dir>', 'tls.crt, tls.key (and ca.crt) for the webhook; default: a self-signed CA made at start')
+    .option('--webhook-config <name>', 'ValidatingWebhookConfiguration whose caBundle this controller keeps', 'ipkeeper')
+    .option('--webhook-service <ns/name>', 'Service the API server reaches the webhook through (namespace/name[:port]); used for the certificate names and when creating the configuration')
+    .option('--webhook-url <url>', 'or the URL the API server calls, e.g. https://127.0.0.1:9443/validate')
+    .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
+    .addHelpText('after', '\nExample:\n  ipkeeper controller --namespace ipkeeper-system --webhook-service ipkeeper-system/ipkeeper-webhook --listen 0.0.0.0:9611')
+    .action(async (o: { kubeconfig?: string; namespace?: string; id?: string; leaseName: string; leaseDuration: string; listen?: string; webhookListen: string; webhookCertDir?: string; webhookConfig: string; webhookService?: string; webhookUrl?: string; logLevel: string }) => {
+      const leaseDurationS = Number(o.leaseDuration);
+      if (!Number.isInteger(leaseDurationS) || leaseDurationS < 3) {
+        throw new IpamError('INVALID_CONFIG', `--lease-duration ${o.leaseDuration} must be a whole number of seconds, at least 3 (default 15)`);
+      }
+      const { runController } = await import('../controller/main.ts');
+      const controller = await runController({
+        ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+        ...(o.namespace ? { namespace: o.namespace } : {}),
+        ...(o.id ? { id: o.id } : {}),
+        leaseName: o.leaseName,
+        leaseDurationS,
+        ...(o.listen ? { listen: o.listen } : {}),
+        webhookListen: o.webhookListen,
+        ...(o.webhookCertDir ? { webhookCertDir: o.webhookCertDir } : {}),
+        webhookConfig: o.webhookConfig,
+        ...(o.webhookService ? { webhookService: o.webhookService } : {}),
+        ...(o.webhookUrl ? { webhookUrl: o.webhookUrl } : {}),
+        logLevel: o.logLevel,
+      });
+      const stop = async (): Promise<void> => {
+        await controller.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop());
+      process.once('SIGTERM', () => void stop());
+    });
+
+  program
     .command('apply')
-    .description('create or update objects from YAML/JSON (ipkeeper kinds, or SpiderIPPool/SpiderReservedIP)')
+    .description('create or update objects from YAML/JSON: ipkeeper kinds, or Spiderpool, Kube-OVN and Cilium ones')
     .requiredOption('-f, --filename <path...>', 'file, directory, or - for stdin')
     .addOption(socketOpt())
-    .addHelpText('after', '\nExample:\n  ipkeeper apply -f pools.yaml\n  cat pool.yaml | ipkeeper apply -f -')
-    .action(async (o: { filename: string[]; socket?: string }) => {
-      const objects = o.filename
-        .flatMap(readSource)
-        .flatMap(({ text, source }) => parseManifests(text, source))
-        .map((c) => c.object);
-      if (objects.length === 0) throw new IpamError('INVALID_OBJECT', 'no objects found in the input');
-      const r = await call<{ results: { kind: string; name: string; action: string }[] }>(
-        socketOf(o),
-        'POST',
-        '/v1/apply',
-        { objects },
-      );
-      for (const x of r.results) console.log(`${x.kind.toLowerCase()}/${x.name} ${x.action}`);
+    .addOption(progressOption())
+    .addHelpText(
+      'after',
+      `\nAlso reads (converted): ${Object.keys(CONVERTERS).map((k) => k.slice(k.lastIndexOf('/') + 1)).join(', ')}\n` +
+        '\nExamples:\n  ipkeeper apply -f pools.yaml\n  ipkeeper apply -f examples/seed-000/ --progress\n  cat pool.yaml | ipkeeper apply -f -',
+    )
+    .action(async (o: { filename: string[]; socket?: string; progress?: boolean }) => {
+      // One request for all objects, on purpose: the agent validates them all before writing any
+      // (bad input changes nothing), so only reading is counted; the agent's part is timed.
+      await withProgress({ label: 'apply', phase: 'reading', force: o.progress === true }, async (p) => {
+        const sources = o.filename.flatMap(readSource);
+        p.stage('files parsed', sources.length);
+        const objects = sources.flatMap(({ text, source }) => {
+          const docs = parseManifests(text, source);
+          p.add();
+          return docs.map((c) => c.object);
+        });
+        if (objects.length === 0) throw new IpamError('INVALID_OBJECT', 'no objects found in the input');
+        p.stage(`waiting for the agent to apply ${objects.length} object(s)`);
+        const r = await call<{ results: { kind: string; name: string; action: string }[] }>(
+          socketOf(o),
+          'POST',
+          '/v1/apply',
+          { objects },
+        );
+        p.clear();
+        for (const x of r.results) console.log(`${x.kind.toLowerCase()}/${x.name} ${x.action}`);
+        const n = (a: string): number => r.results.filter((x) => x.action === a).length;
+        return {
+          result: undefined,
+          summary: `${objects.length} object(s): ${n('created')} created, ${n('configured')} configured, ${n('unchanged')} unchanged`,
+        };
+      });
     });
 
   program
@@ -212,6 +299,7 @@ export function buildCli(): Command {
     .argument('<name>')
     .option('--force', 'delete a pool that still holds claims')
     .addOption(socketOpt())
+    .addHelpText('after', '\nExamples:\n  ipkeeper delete reservedip test-reservedip\n  ipkeeper delete ippool test-ippool --force   # its claims stay valid until released')
     .action(async (word: string, name: string, o: { force?: boolean; socket?: string }) => {
       const kind = kindOrFail(word);
       await call(
@@ -227,6 +315,7 @@ export function buildCli(): Command {
     .description('every pool: used, free and reserved addresses, with a bar')
     .addOption(socketOpt())
     .option('-o, --output <format>', 'table | json', 'table')
+    .addHelpText('after', '\nExamples:\n  ipkeeper usage\n  ipkeeper usage -o json')
     .action(async (o: { socket?: string; output: string }) => {
       const usage = await call<PoolUsage[]>(socketOf(o), 'GET', '/v1/usage');
       if (o.output === 'json') return print(usage, 'json');
@@ -245,6 +334,8 @@ export function buildCli(): Command {
 
   registerDescribe(program);
   registerCheck(program);
+  registerReclaim(program);
+  registerNetconfig(program);
 
   program
     .command('completion')
@@ -259,6 +350,7 @@ export function buildCli(): Command {
   program
     .command('crds')
     .description('print the CustomResourceDefinitions of every ipkeeper kind (kubectl apply -f -)')
+    .addHelpText('after', '\nExample:\n  ipkeeper crds | kubectl apply -f -')
     .action(async () => {
       const { crdsYaml } = await import('../api/crd.ts');
       process.stdout.write(crdsYaml());
@@ -268,6 +360,7 @@ export function buildCli(): Command {
     .command('install-cni')
     .description('install the self-contained CNI plugin executable as DIR/ipkeeper')
     .option('--dir <dir>', 'CNI bin directory', '/opt/cni/bin')
+    .addHelpText('after', '\nExample:\n  ipkeeper install-cni --dir /opt/cni/bin')
     .action(async (o: { dir: string }) => {
       const { installCni } = await import('../cni/install.ts');
       console.log(`installed ${await installCni(o.dir)}`);
