@@ -22,7 +22,10 @@ export interface ControllerLogger {
 export interface EventTarget {
   apiVersion: string;
   kind: string;
-  /** Absent for cluster-scoped objects; their events go to the controller's namespace. */
+  /**
+   * Absent for cluster-scoped objects; their events go to `default`: the API server (v1.20
+   * ValidateEvent) refuses an event about a cluster-scoped object in any other namespace.
+   */
   namespace?: string;
   name: string;
   uid?: string;
@@ -42,7 +45,7 @@ export interface ControllerContext {
   /** Our objects (IPPool, IPClaim, Endpoint, ...) through the `kubernetes` store. */
   store: Store;
   log: ControllerLogger;
-  /** Namespace of the controller itself (Lease, events of cluster-scoped objects). */
+  /** Namespace of the controller itself (its Lease). */
   namespace: string;
   /** Records a Kubernetes Event. Never throws: a lost event is logged, not fatal. */
   event(e: ControllerEvent): Promise<void>;
@@ -85,7 +88,7 @@ export async function makeContext(opts: {
     namespace,
     now,
     async event(e: ControllerEvent): Promise<void> {
-      const ns = e.regarding.namespace ?? namespace;
+      const ns = e.regarding.namespace ?? 'default';
       const at = new Date(now());
       try {
         await core.createNamespacedEvent({
