@@ -4,7 +4,9 @@
  * up by hand: a fresh machine gets them from here (as root, through apt-get).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** What each package provides, checked by a file it installs. */
 export const SYSTEM_PACKAGES: Record<string, string> = {
@@ -14,6 +16,58 @@ export const SYSTEM_PACKAGES: Record<string, string> = {
   'etcd-server': '/usr/bin/etcd',
   chromium: '/usr/bin/chromium',
 };
+
+/**
+ * Debian's kubectl (package kubernetes-client), the same release as the test kube-apiserver; the
+ * guide (docs/GUIDE.md) is run with it. Not installed system-wide: on these machines another
+ * package (google-cloud-cli's kubectl) may own /usr/bin/kubectl, and a test run must not replace a
+ * tool the machine's owner installed. So the .deb is downloaded and unpacked into a cache.
+ */
+export const KUBECTL_VERSION = '1.20.5+really1.20.2-1.1+deb12u1';
+const KUBECTL_CACHE = `${process.env.IPKEEPER_KUBE_CACHE ?? '/var/cache/ipkeeper-kube'}/kubectl-${KUBECTL_VERSION}`;
+
+/**
+ * The path of Debian's kubectl ${KUBECTL_VERSION}, unpacked into the cache on first use.
+ * @throws Error when it is not cached and we are not root, or apt-get/dpkg-deb fail.
+ */
+export function ensureKubectl(): string {
+  const exe = join(KUBECTL_CACHE, 'usr/bin/kubectl');
+  if (existsSync(exe)) return exe;
+  if (!isRoot()) throw new Error(`kubectl is not in ${KUBECTL_CACHE}: run the tests as root once to fetch it`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const work = mkdtempSync(join(tmpdir(), 'ipk-kubectl-'));
+  // apt fetches as the unprivileged _apt user, which must be able to write here.
+  chmodSync(work, 0o777);
+  try {
+    const download = (): number | null =>
+      spawnSync('apt-get', ['download', '-qq', `kubernetes-client=${KUBECTL_VERSION}`], {
+        cwd: work,
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env,
+      }).status;
+    if (download() !== 0) {
+      console.error('[setup] apt-get update (to download kubernetes-client)');
+      execFileSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+      updated = true;
+      if (download() !== 0) throw new Error(`apt-get download kubernetes-client=${KUBECTL_VERSION} failed`);
+    }
+    const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
+    if (!deb) throw new Error('apt-get download left no .deb');
+    const tmp = `${KUBECTL_CACHE}.${process.pid}.tmp`;
+    mkdirSync(tmp, { recursive: true });
+    execFileSync('dpkg-deb', ['-x', join(work, deb), tmp]);
+    try {
+      renameSync(tmp, KUBECTL_CACHE);
+    } catch (e) {
+      // Another test file unpacked it at the same moment: theirs is as good as ours.
+      rmSync(tmp, { recursive: true, force: true });
+      if (!existsSync(exe)) throw e;
+    }
+    return exe;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
 
 export const CNI_BIN_DIR = '/usr/lib/cni';
 

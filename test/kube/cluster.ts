@@ -508,7 +508,8 @@ async function ensureBinaries(): Promise<string> {
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
-    child.once('exit', (c) => resolve(c));
+    // 'close', not 'exit': 'exit' may come before the last stdout data, leaving `out` empty.
+    child.once('close', (c) => resolve(c));
   });
   const binDir = out.trim().split('\n').pop() ?? '';
   if (code !== 0 || !binDir) throw new Error(`${BUILD_SCRIPT} failed (exit ${code}); its output is above`);
