@@ -6,33 +6,110 @@
  * missing pod is fetched once directly (`refreshPod`).
  *
  * A pod's `owners` is the whole chain from its controller to the top (ReplicaSet → Deployment,
- * Job → CronJob, VirtualMachineInstance → VirtualMachine), from the workload cache
- * (`src/cluster/workloads.ts`). The pod informer stores only the pod's own controller reference and
- * the chain is resolved when the pod is read, so a pod seen before its ReplicaSet's informer caught
- * up still gets the full chain on the next read.
+ * Job → CronJob, VirtualMachineInstance → VirtualMachine), read on demand by GETs
+ * (`src/cluster/owners.ts`), never by watching workloads: on a 5,000-node cluster a cache of every
+ * ReplicaSet on every node would be 5,000 watches of every ReplicaSet. The agent needs `get` on
+ * the workload kinds, not `list`/`watch`.
+ *
+ * The chain is fetched when the informer delivers the pod (or its controller changes). While that
+ * fetch is in flight the pod reads as not yet seen: the engine's "ask once" path then calls
+ * `refreshPod`, which waits for it, so an ADD never decides on half a chain. A fetch that failed
+ * (API server away, no permission) leaves the chain at the pod's controller and is tried again on
+ * a read after `CHAIN_RETRY_MS`.
  *
  * `@kubernetes/client-node` is imported here only, lazily: it takes about a second to load.
  */
 import { MemoryClusterView, type OwnerRef, type PodInfo } from '../ipam/cluster-view.ts';
-import { controllerRefs, startWorkloadCache, type WorkloadCache } from '../cluster/workloads.ts';
+import { controllerRefs } from '../cluster/workloads.ts';
+import { kubeGetWorkload, OwnerResolver, type OwnerResolverOptions } from '../cluster/owners.ts';
 
-/** How long after a failed start the workload informers are tried again. */
-export const WORKLOAD_RETRY_MS = 30_000;
+/** How long after a failed owner-chain fetch a read of the pod tries again. */
+export const CHAIN_RETRY_MS = 10_000;
 
 export interface KubeView {
-  view: MemoryClusterView;
-  /** The workloads behind the pods; absent until their informers have started (see `startKubeView`). */
-  workloads?: WorkloadCache;
+  view: OwnerChainView;
+  /** The on-demand owner reader (its `gets` counts the requests sent). */
+  owners: OwnerResolver;
   stop(): Promise<void>;
 }
 
-/** A `MemoryClusterView` whose pods' `owners` are resolved up to the top controller on read. */
-class OwnerChainView extends MemoryClusterView {
-  workloads?: WorkloadCache;
+interface ChainState {
+  /** The controller reference (kind/name/uid) this chain was fetched for. */
+  for: string;
+  chain?: OwnerRef[];
+  pending?: Promise<void>;
+  failedAt?: number;
+}
+
+const refKey = (r: OwnerRef | undefined): string => (r ? `${r.kind}/${r.name}/${r.uid ?? ''}` : '');
+
+/** A `MemoryClusterView` whose pods' `owners` run up to the top controller (see the module comment). */
+export class OwnerChainView extends MemoryClusterView {
+  private readonly chains = new Map<string, ChainState>();
+  private readonly resolver: OwnerResolver;
+  private readonly now: () => number;
+  private readonly log: { warn(obj: object, msg?: string): void } | undefined;
+
+  constructor(
+    resolver: OwnerResolver,
+    opts: { now?: () => number; log?: { warn(obj: object, msg?: string): void } } = {},
+  ) {
+    super(true);
+    this.resolver = resolver;
+    this.now = opts.now ?? (() => Date.now());
+    this.log = opts.log;
+  }
+
   override pod(namespace: string, name: string): PodInfo | undefined {
     const p = super.pod(namespace, name);
-    if (!p || !this.workloads || p.owners.length === 0) return p;
-    return { ...p, owners: this.workloads.ownerChain(namespace, p.owners) };
+    if (!p || p.owners.length === 0) return p;
+    const key = `${namespace}/${name}`;
+    const s = this.chains.get(key);
+    const ref = refKey(p.owners[0]);
+    if (s?.for === ref) {
+      if (s.chain) return { ...p, owners: s.chain };
+      // Reads as unseen: the engine's refreshPod then waits for the chain (module comment).
+      if (s.pending) return undefined;
+      if (s.failedAt !== undefined && this.now() - s.failedAt < CHAIN_RETRY_MS) return p;
+    }
+    this.resolve(p);
+    return undefined;
+  }
+
+  /** Fetches the chain of `p` unless one is fetched or fetching for its controller already. */
+  resolve(p: PodInfo): Promise<void> {
+    const key = `${p.namespace}/${p.name}`;
+    const ref = refKey(p.owners[0]);
+    const s = this.chains.get(key);
+    if (p.owners.length === 0) {
+      this.chains.delete(key);
+      return Promise.resolve();
+    }
+    if (s?.for === ref && (s.chain || s.pending)) return s.pending ?? Promise.resolve();
+    const state: ChainState = { for: ref };
+    state.pending = this.resolver.chain(p.namespace, p.owners).then(({ chain, partial }) => {
+      delete state.pending;
+      if (!partial) state.chain = chain;
+      else {
+        state.failedAt = this.now();
+        this.log?.warn(
+          { pod: key, owners: chain.map((o) => `${o.kind}/${o.name}`), retryMs: CHAIN_RETRY_MS },
+          'could not read the owners of a pod; its owners stop there until a read succeeds',
+        );
+      }
+    });
+    this.chains.set(key, state);
+    return state.pending;
+  }
+
+  /** The fetch in flight for this pod, if any. */
+  pending(namespace: string, name: string): Promise<void> | undefined {
+    return this.chains.get(`${namespace}/${name}`)?.pending;
+  }
+
+  forget(namespace: string, name: string): void {
+    this.pods.delete(`${namespace}/${name}`);
+    this.chains.delete(`${namespace}/${name}`);
   }
 }
 
@@ -66,7 +143,9 @@ function toPod(p: PodLike): PodInfo | undefined {
     ...(p.spec?.nodeName ? { nodeName: p.spec.nodeName } : {}),
     ...(p.status?.phase ? { phase: p.status.phase } : {}),
     ...(m.deletionTimestamp ? { deletionTimestamp: new Date(m.deletionTimestamp).toISOString() } : {}),
-    ...(m.deletionGracePeriodSeconds !== undefined ? { deletionGracePeriodSeconds: m.deletionGracePeriodSeconds } : {}),
+    ...(m.deletionGracePeriodSeconds !== undefined
+      ? { deletionGracePeriodSeconds: m.deletionGracePeriodSeconds }
+      : {}),
     owners,
   };
 }
@@ -79,14 +158,22 @@ function toPod(p: PodLike): PodInfo | undefined {
 export async function startKubeView(
   kubeconfig: string | undefined,
   node: string,
-  opts: { log?: { warn(obj: object, msg?: string): void }; discoveryIntervalMs?: number } = {},
+  opts: {
+    log?: { warn(obj: object, msg?: string): void };
+    /** Overrides for the owner reader (TTL, size, clock). */
+    owners?: Omit<OwnerResolverOptions, 'get'>;
+  } = {},
 ): Promise<KubeView> {
   const k8s = await import('@kubernetes/client-node');
   const kc = new k8s.KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  const view = new OwnerChainView(true);
+  const owners = new OwnerResolver({ ...opts.owners, get: await kubeGetWorkload(kc) });
+  const view = new OwnerChainView(owners, {
+    ...(opts.owners?.now ? { now: opts.owners.now } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
+  });
   const onNode = `spec.nodeName=${node}`;
 
   const pods = new k8s.ListWatch<InstanceType<typeof k8s.V1Pod>>(
@@ -97,14 +184,17 @@ export async function startKubeView(
     undefined,
     onNode,
   );
-  const putPod = (p: PodLike): void => {
+  const putPod = (p: PodLike): Promise<void> => {
     const info = toPod(p);
-    if (info) view.setPod(info);
+    if (!info) return Promise.resolve();
+    view.setPod(info);
+    // Fetched now, so the chain is ready when the kubelet's ADD comes.
+    return view.resolve(info);
   };
-  pods.on('add', putPod);
-  pods.on('update', putPod);
+  pods.on('add', (p: PodLike) => void putPod(p));
+  pods.on('update', (p: PodLike) => void putPod(p));
   pods.on('delete', (p: PodLike) => {
-    if (p.metadata?.namespace && p.metadata.name) view.pods.delete(`${p.metadata.namespace}/${p.metadata.name}`);
+    if (p.metadata?.namespace && p.metadata.name) view.forget(p.metadata.namespace, p.metadata.name);
   });
 
   const namespaces = new k8s.ListWatch<InstanceType<typeof k8s.V1Namespace>>(
@@ -115,7 +205,11 @@ export async function startKubeView(
   );
   const putNs = (n: { metadata?: MetaLike }): void => {
     if (!n.metadata?.name) return;
-    view.setNamespace({ name: n.metadata.name, labels: n.metadata.labels ?? {}, annotations: n.metadata.annotations ?? {} });
+    view.setNamespace({
+      name: n.metadata.name,
+      labels: n.metadata.labels ?? {},
+      annotations: n.metadata.annotations ?? {},
+    });
   };
   namespaces.on('add', putNs);
   namespaces.on('update', putNs);
@@ -139,37 +233,19 @@ export async function startKubeView(
   nodes.on('update', putNode);
   nodes.on('delete', () => view.nodes.delete(node));
 
-  // The workload cache refines owners; without it (no permission to list workloads yet, the API
-  // server briefly away) they stop at the pod's own controller and the agent still serves. It is
-  // started again until it runs, so a slow start does not cost owner chains for the agent's life.
-  let workloads: WorkloadCache | undefined;
-  let workloadRetry: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const startWorkloads = async (): Promise<void> => {
-    try {
-      const w = await startWorkloadCache(kc, {
-        ...(opts.log ? { log: opts.log } : {}),
-        ...(opts.discoveryIntervalMs !== undefined ? { discoveryIntervalMs: opts.discoveryIntervalMs } : {}),
-      });
-      if (stopped) return void (await w.stop());
-      workloads = w;
-      view.workloads = w;
-    } catch (err) {
-      opts.log?.warn(
-        { err: String(err), retryMs: WORKLOAD_RETRY_MS },
-        'workload informers did not start; pod owners stop at their controller until they do',
-      );
-      if (stopped) return;
-      workloadRetry = setTimeout(() => void startWorkloads(), WORKLOAD_RETRY_MS);
-      workloadRetry.unref();
-    }
-  };
-  await Promise.all([startWorkloads(), pods.start(), namespaces.start(), nodes.start()]);
+  await Promise.all([pods.start(), namespaces.start(), nodes.start()]);
 
   view.refreshPod = async (namespace: string, name: string): Promise<void> => {
+    // The pod is known and only its chain is on the way: wait for that, nothing to GET.
+    const pending = view.pending(namespace, name);
+    if (pending) {
+      await pending;
+      return;
+    }
     try {
-      putPod(await core.readNamespacedPod({ namespace, name }));
+      const p = putPod(await core.readNamespacedPod({ namespace, name }));
       putNs(await core.readNamespace({ name: namespace }));
+      await p;
     } catch {
       // Not found (or the API is briefly away): the request proceeds without the pod's facts,
       // and the refusal, if any, says the labels were unknown.
@@ -177,13 +253,9 @@ export async function startKubeView(
   };
   return {
     view,
-    get workloads() {
-      return workloads;
-    },
+    owners,
     async stop() {
-      stopped = true;
-      if (workloadRetry) clearTimeout(workloadRetry);
-      await Promise.all([pods.stop(), namespaces.stop(), nodes.stop(), workloads?.stop()]);
+      await Promise.all([pods.stop(), namespaces.stop(), nodes.stop()]);
     },
   };
 }

@@ -4,7 +4,7 @@
  * health/metrics over TCP on a loopback address), allocating through the engine.
  *
  * Routes (JSON): see `src/cni/protocol.ts` for `/v1/cni/*`; the CLI uses
- *   POST /v1/apply {objects}      GET /v1/objects/:kind[/:name]      DELETE /v1/objects/:kind/:name
+ *   POST /v1/apply {objects}      GET /v1/objects/:kind[/[:namespace/]:name]      DELETE /v1/objects/:kind/:name
  *   GET /v1/usage                 GET /healthz  GET /readyz  GET /metrics
  *   POST /v1/reclaim {endpoint: "NS/NAME" | ip, network?, force?}   GET /v1/endpoints/:ns/:name
  * and the operator routes of `src/agent/ui/routes.ts` (pool map page, check, describe, release).
@@ -392,6 +392,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       try {
         const p = request.params as { kind: string; name: string };
         return await objects.get(kindOf(p.kind), p.name);
+      } catch (e) {
+        return sendError(reply, e, 'get');
+      }
+    });
+    // A namespaced object (Endpoint): `ipkeeper get endpoint NS/NAME`.
+    app.get('/v1/objects/:kind/:namespace/:name', async (request, reply) => {
+      try {
+        const p = request.params as { kind: string; namespace: string; name: string };
+        return await objects.get(kindOf(p.kind), p.name, p.namespace);
       } catch (e) {
         return sendError(reply, e, 'get');
       }

@@ -31,3 +31,30 @@ it('an IPPool CRD has the status subresource and the usage printer columns', () 
   );
   assert.deepEqual(pool.spec.names.shortNames, ['ipp', 'pool', 'pools']);
 });
+
+it('Subnet, Endpoint, NodePool and VIP show what `kubectl get` users look for', () => {
+  const columns = (plural: string, wide = false): string[] => {
+    const crd = allCrds().find((c) => (c.metadata as { name: string }).name === `${plural}.ipkeeper.io`) as any;
+    return crd.spec.versions[0].additionalPrinterColumns
+      .filter((c: { priority?: number }) => wide || !c.priority)
+      .map((c: { name: string }) => c.name);
+  };
+  assert.deepEqual(columns('subnets'), ['Subnet', 'Total', 'Allocated', 'Free', 'Age']);
+  assert.deepEqual(columns('endpoints'), ['Node', 'IP', 'Fixed', 'Age']);
+  assert.deepEqual(columns('nodepools'), ['Subnets', 'Updated', 'Age']);
+  assert.ok(columns('vips', true).includes('Pods'));
+  // Every column path names a field the schema has (a typo prints an empty column, silently).
+  for (const crd of allCrds() as any[]) {
+    const v = crd.spec.versions[0];
+    for (const col of v.additionalPrinterColumns) {
+      if (col.jsonPath.startsWith('.metadata.')) continue;
+      let s = v.schema.openAPIV3Schema;
+      for (const part of col.jsonPath.slice(1).split('.')) {
+        const [name, ...idx] = part.split('[');
+        s = s?.properties?.[name!];
+        for (let i = 0; i < idx.length; i++) s = s?.items;
+      }
+      assert.ok(s, `${crd.metadata.name} column ${col.name}: ${col.jsonPath} is not in the schema`);
+    }
+  }
+});

@@ -109,8 +109,31 @@ const COLUMNS: Record<string, Column[]> = {
     { name: 'Type', type: 'string', jsonPath: '.spec.type', priority: 1 },
     { name: 'Pod', type: 'string', jsonPath: '.status.pod', priority: 1 },
     { name: 'Namespace', type: 'string', jsonPath: '.spec.namespace', priority: 1 },
+    { name: 'Pods', type: 'string', jsonPath: '.status.pods', priority: 1 },
   ],
-  NodePool: [{ name: 'Updated', type: 'date', jsonPath: '.status.updatedAt' }],
+  NodePool: [
+    { name: 'Subnets', type: 'string', jsonPath: '.spec.subnets' },
+    { name: 'Updated', type: 'date', jsonPath: '.status.updatedAt' },
+    { name: 'Network', type: 'string', jsonPath: '.spec.network', priority: 1 },
+  ],
+  // As the seed 001 walkthrough reads a SpiderSubnet: what it can give, what its apps hold.
+  Subnet: [
+    { name: 'Subnet', type: 'string', jsonPath: '.spec.subnet' },
+    { name: 'Total', type: 'integer', jsonPath: '.status.total' },
+    { name: 'Allocated', type: 'integer', jsonPath: '.status.allocated' },
+    { name: 'Free', type: 'integer', jsonPath: '.status.free' },
+    { name: 'VLAN', type: 'integer', jsonPath: '.spec.vlan', priority: 1 },
+  ],
+  // The API server prints the first match of a column's path only, so the first address is shown;
+  // `ipkeeper get endpoints` lists them all.
+  Endpoint: [
+    { name: 'Node', type: 'string', jsonPath: '.spec.node' },
+    { name: 'IP', type: 'string', jsonPath: '.spec.interfaces[0].ips[0].ip' },
+    { name: 'Fixed', type: 'string', jsonPath: '.spec.fixed' },
+    { name: 'Owner', type: 'string', jsonPath: '.spec.owner.name', priority: 1 },
+    { name: 'Interface', type: 'string', jsonPath: '.spec.interfaces[0].ifName', priority: 1 },
+    { name: 'Released', type: 'date', jsonPath: '.spec.releasedAt', priority: 1 },
+  ],
 };
 
 export function crdFor(info: KindInfo): Json {

@@ -4,6 +4,10 @@
  * gateway, routes, counts and who holds what — and `ipkeeper describe ipclaim IP` — every claim of
  * one address with its owner and any problem `ipkeeper check` would report. kubectl-describe style
  * text, or `-o json|yaml` for the agent's answer as is.
+ *
+ * An endpoint also shows the VIPs its pod is bound to (`vipsOfPod`): read from the VIPs when asked —
+ * their `status.pod` (the pod uses the VIP as its address) and `status.pods` (allowed address
+ * pairs) — never stored in the Endpoint, whose writer rebuilds its spec on every ADD.
  */
 import { Option, type Command } from 'commander';
 import { stringify } from 'yaml';
@@ -13,9 +17,10 @@ import type { ClaimDescription, PoolDescription } from '../agent/ui/inspect.ts';
 import { call } from './client.ts';
 import { renderTable } from './table.ts';
 import { socketOf, socketOption } from './check.ts';
-import { describeEndpoint } from './reclaim.ts';
+import { formatEndpoint } from './reclaim.ts';
+import type { EndpointDescription } from '../ipam/endpoint.ts';
 import { describeNodePool, describeVip } from './vip-nodepool.ts';
-import type { NodePool, VIP } from '../api/kinds.ts';
+import type { Endpoint, NodePool, VIP } from '../api/kinds.ts';
 
 const fmt = (n: string | number): string => BigInt(n).toLocaleString('en-US');
 
@@ -105,6 +110,82 @@ export function formatClaims(d: ClaimDescription): string {
     .join('\n\n');
 }
 
+/** One VIP a pod is bound to, and how. */
+export interface PodVip {
+  vip: string;
+  /** `address`: the pod uses the VIP as its address; `allowed-address-pair`: it may send from it. */
+  binding: 'address' | 'allowed-address-pair';
+  ips: string[];
+}
+
+/** The VIPs that name the pod `namespace/name` in their status. Pure. */
+export function vipsOfPod(vips: readonly VIP[], namespace: string, name: string): PodVip[] {
+  const out: PodVip[] = [];
+  for (const v of vips) {
+    const st = v.status ?? {};
+    const ips = [st.v4ip, st.v6ip].filter((x): x is string => typeof x === 'string');
+    if (st.pod === `${namespace}/${name}`) out.push({ vip: v.metadata.name, binding: 'address', ips });
+    // Allowed address pairs bind pods of spec.namespace only (src/controller/vip.ts).
+    else if (v.spec.namespace === namespace && (st.pods ?? []).includes(name)) {
+      out.push({ vip: v.metadata.name, binding: 'allowed-address-pair', ips });
+    }
+  }
+  return out.sort((a, b) => a.vip.localeCompare(b.vip));
+}
+
+/** `vip1 (10.0.0.5), vip2 (aap 10.0.0.6)`, or `<none>`. */
+export function formatPodVips(vs: readonly PodVip[]): string {
+  return list(
+    vs.map(
+      (v) => `${v.vip} (${v.binding === 'address' ? '' : 'aap '}${v.ips.join(', ') || 'no address yet'})`,
+    ),
+  );
+}
+
+/** Every VIP, as the agent reads them. @throws IpamError from the agent (unreachable, store down). */
+export async function listVips(socket: string): Promise<VIP[]> {
+  return (await call<{ items: VIP[] }>(socket, 'GET', '/v1/objects/vips')).items;
+}
+
+/**
+ * `text` (a table of `endpoints`, one row per endpoint after the header) with a VIPS column added
+ * when a VIP names one of their pods (without VIPs in use the table stays as it was). Pure.
+ */
+export function withVipColumn(text: string, endpoints: readonly Endpoint[], vips: readonly VIP[]): string {
+  const names = endpoints.map((e) =>
+    vipsOfPod(vips, e.metadata.namespace ?? 'default', e.metadata.name).map((v) => v.vip),
+  );
+  if (names.every((n) => n.length === 0)) return text;
+  const cells = ['VIPS', ...names.map((n) => n.join(',') || '-')];
+  const lines = text.split('\n');
+  const width = Math.max(...lines.map((l) => l.length));
+  return lines.map((l, i) => `${l.padEnd(width)}   ${cells[i] ?? ''}`.trimEnd()).join('\n');
+}
+
+/**
+ * `ipkeeper describe endpoint NS/NAME`: the agent's description, plus the VIPs of the pod.
+ * @throws IpamError INVALID_OBJECT when the name is not NS/NAME; NOT_FOUND from the agent.
+ */
+export async function describeEndpointWithVips(socket: string, ref: string, format: string): Promise<void> {
+  const m = /^([^/]+)\/([^/]+)$/.exec(ref);
+  if (!m) {
+    throw new IpamError(
+      'INVALID_OBJECT',
+      `endpoint "${ref}" must be NAMESPACE/NAME, e.g. default/web-0; list them with ipkeeper get endpoints`,
+    );
+  }
+  const [ns, name] = [m[1] as string, m[2] as string];
+  const d = await call<EndpointDescription>(
+    socket,
+    'GET',
+    `/v1/endpoints/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`,
+  );
+  const vips = vipsOfPod(await listVips(socket), ns, name);
+  if (format === 'json') console.log(JSON.stringify({ ...d, vips }, null, 2));
+  else if (format === 'yaml') console.log(stringify({ ...d, vips }).trimEnd());
+  else console.log(`${formatEndpoint(d)}\n\n${fields([['VIPs', formatPodVips(vips)]])}`);
+}
+
 export function registerDescribe(program: Command): void {
   program
     .command('describe')
@@ -125,7 +206,7 @@ Examples:
     )
     .action(async (word: string, name: string, o: { output: string; socket?: string }) => {
       const kind = resolveKind(word)?.kind;
-      if (kind === 'Endpoint') return describeEndpoint(socketOf(o), name, o.output);
+      if (kind === 'Endpoint') return describeEndpointWithVips(socketOf(o), name, o.output);
       if (kind === 'VIP' || kind === 'NodePool') {
         const obj = await call<VIP & NodePool>(
           socketOf(o),

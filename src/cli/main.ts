@@ -18,7 +18,7 @@ import { nodePoolTable, vipTable } from './vip-nodepool.ts';
 import type { NodePool, VIP } from '../api/kinds.ts';
 import { registerCheck } from './check.ts';
 import { progressOption, withProgress } from './progress.ts';
-import { registerDescribe } from './describe.ts';
+import { listVips, registerDescribe, withVipColumn } from './describe.ts';
 import { endpointTable, registerReclaim } from './reclaim.ts';
 import type { Endpoint } from '../api/kinds.ts';
 import { networkConfigTable, registerNetconfig } from './netconfig.ts';
@@ -189,7 +189,8 @@ export function buildCli(): Command {
     .option('--id <identity>', 'leader-election identity (default: <hostname>-<pid>)')
     .option('--lease-name <name>', 'coordination.k8s.io Lease to elect the leader with', 'ipkeeper-controller')
     .option('--lease-duration <s>', 'seconds a leader that stops renewing keeps the lease', '15')
-    .option('--listen <host:port>', 'serve /healthz, /readyz and /metrics, e.g. 0.0.0.0:9611')
+    .option('--listen <host:port>', 'serve /healthz, /readyz, /metrics and the live pool map page (/) of the whole cluster, e.g. 0.0.0.0:9611')
+    .option('--no-webhook', 'serve no admission webhook and do not look for its configuration (Helm: webhook.enabled=false)')
     .option('--webhook-listen <host:port>', 'admission webhook (HTTPS) address', '0.0.0.0:9443')
     .option('--webhook-cert-dir <dir>', 'tls.crt, tls.key (and ca.crt) for the webhook; default: a self-signed CA made at start')
     .option('--webhook-config <name>', 'ValidatingWebhookConfiguration whose caBundle this controller keeps', 'ipkeeper')
@@ -197,7 +198,7 @@ export function buildCli(): Command {
     .option('--webhook-url <url>', 'or the URL the API server calls, e.g. https://127.0.0.1:9443/validate')
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .addHelpText('after', '\nExample:\n  ipkeeper controller --namespace ipkeeper-system --webhook-service ipkeeper-system/ipkeeper-webhook --listen 0.0.0.0:9611')
-    .action(async (o: { kubeconfig?: string; namespace?: string; id?: string; leaseName: string; leaseDuration: string; listen?: string; webhookListen: string; webhookCertDir?: string; webhookConfig: string; webhookService?: string; webhookUrl?: string; logLevel: string }) => {
+    .action(async (o: { kubeconfig?: string; namespace?: string; id?: string; leaseName: string; leaseDuration: string; listen?: string; webhookListen: string; webhookCertDir?: string; webhookConfig: string; webhookService?: string; webhookUrl?: string; webhook: boolean; logLevel: string }) => {
       const leaseDurationS = Number(o.leaseDuration);
       if (!Number.isInteger(leaseDurationS) || leaseDurationS < 3) {
         throw new IpamError('INVALID_CONFIG', `--lease-duration ${o.leaseDuration} must be a whole number of seconds, at least 3 (default 15)`);
@@ -211,6 +212,7 @@ export function buildCli(): Command {
         leaseDurationS,
         ...(o.listen ? { listen: o.listen } : {}),
         webhookListen: o.webhookListen,
+        ...(o.webhook === false ? { noWebhook: true } : {}),
         ...(o.webhookCertDir ? { webhookCertDir: o.webhookCertDir } : {}),
         webhookConfig: o.webhookConfig,
         ...(o.webhookService ? { webhookService: o.webhookService } : {}),
@@ -277,8 +279,13 @@ export function buildCli(): Command {
       const kind = kindOrFail(word);
       const info = KINDS[kind];
       const socket = socketOf(o);
+      // A namespaced kind's one object is NAMESPACE/NAME (`get endpoint default/web-0`).
+      if (name && info?.namespaced && !/^[^/]+(\/[^/]+)?$/.test(name)) {
+        throw new IpamError('INVALID_OBJECT', `${word} "${name}" must be NAME or NAMESPACE/NAME, e.g. default/web-0`);
+      }
+      const one = name && info?.namespaced ? name.split('/').map(encodeURIComponent).join('/') : encodeURIComponent(name ?? '');
       const items = name
-        ? [await call<AnyObject>(socket, 'GET', `/v1/objects/${info?.plural}/${encodeURIComponent(name)}`)]
+        ? [await call<AnyObject>(socket, 'GET', `/v1/objects/${info?.plural}/${one}`)]
         : (await call<{ items: AnyObject[] }>(socket, 'GET', `/v1/objects/${info?.plural}`)).items;
       if (o.output === 'json' || o.output === 'yaml') {
         print(name ? items[0] : { apiVersion: 'v1', kind: 'List', items }, o.output);
@@ -289,7 +296,9 @@ export function buildCli(): Command {
         console.error(`No ${info?.plural} found.`);
         return;
       }
-      console.log(table(kind, items, o.output === 'wide', usage));
+      const text = table(kind, items, o.output === 'wide', usage);
+      // The VIPs each endpoint's pod is bound to, read from the VIPs now (src/cli/describe.ts).
+      console.log(kind === 'Endpoint' ? withVipColumn(text, items as Endpoint[], await listVips(socket)) : text);
     });
 
   program

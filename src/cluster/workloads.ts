@@ -124,6 +124,22 @@ const CANDIDATES: { kind: WorkloadKind; group: string; versions: string[]; plura
   },
 ];
 
+/**
+ * Where to GET one object of `kind`: at `apiVersion` (from the owner reference naming it) when
+ * given, else at the kind's preferred version. Pure.
+ */
+export function workloadResource(
+  kind: WorkloadKind,
+  apiVersion?: string,
+): { group: string; version: string; plural: string } {
+  const c = CANDIDATES.find((x) => x.kind === kind)!;
+  const slash = apiVersion?.indexOf('/') ?? -1;
+  if (apiVersion && slash > 0 && apiVersion.slice(0, slash) === c.group) {
+    return { group: c.group, version: apiVersion.slice(slash + 1), plural: c.plural };
+  }
+  return { group: c.group, version: c.versions[0]!, plural: c.plural };
+}
+
 /** Every group/version discovery must ask about. */
 export const DISCOVERY_GROUP_VERSIONS: readonly string[] = [
   ...new Set(CANDIDATES.flatMap((c) => c.versions.map((v) => `${c.group}/${v}`))),

@@ -46,16 +46,12 @@ import {
   type AppRef,
   type WorkloadObject,
 } from '../ipam/app-pool.ts';
-import {
-  startWorkloadCache,
-  type WorkloadCache,
-  type WorkloadInfo,
-  type WorkloadKind,
-} from '../cluster/workloads.ts';
+import { type WorkloadCache, type WorkloadInfo, type WorkloadKind } from '../cluster/workloads.ts';
 import type { ControllerContext, EventTarget, Reconciler } from './context.ts';
+import { acquireWorkloads } from './shared.ts';
 import { acquireCache, type SharedCache } from './cache.ts';
 import { kubeJson } from './kube.ts';
-import { countReconcile } from './metrics.ts';
+import { countAppPoolResize, countReconcile } from './metrics.ts';
 import { PassLoop } from './pass-loop.ts';
 
 export const SUBNET_PREFIX = 'subnets/';
@@ -118,9 +114,8 @@ export class AppPoolReconciler implements Reconciler {
   /** @throws StoreError when the store cannot be listed; Error when the workload informers cannot start. */
   async start(ctx: ControllerContext): Promise<void> {
     this.cache = await acquireCache(ctx);
-    this.workloads =
-      this.given ??
-      (await startWorkloadCache(ctx.kc, { kinds: APP_KINDS as unknown as WorkloadKind[], log: ctx.log }));
+    // Shared with the other reconcilers of this term (src/controller/shared.ts).
+    this.workloads = this.given ?? (await acquireWorkloads(ctx));
     const cache = this.cache;
     this.loop = new PassLoop({
       name: this.name,
@@ -459,6 +454,7 @@ export class AppPoolReconciler implements Reconciler {
           : from === to
             ? `updated IPPool "${name}" (${to} address(es))`
             : `resized IPPool "${name}" from ${from} to ${to} address(es)`;
+      if (r.action === 'updated' && from !== to) countAppPoolResize(ctx);
       const message = `${what} for interface ${o.ifName} (ippool-ip-number ${formatSize(o.size)}, ${o.replicas} replica(s))`;
       ctx.log.info(
         { pool: name, app: `${w.kind}/${w.namespace}/${w.name}`, from: String(from), to: String(to) },
@@ -513,7 +509,11 @@ export class AppPoolReconciler implements Reconciler {
         return undefined;
       });
       if (r.action === 'deleted') {
-        cache.ipam.state.remove(`${POOL_PREFIX}${name}`, r.version);
+        // A pool with finalizers (the pool-in-use one) is only marked for deletion, at r.version:
+        // removing it from the cache at that version would drop the watch's MODIFIED event for the
+        // mark, and the finalizer reconciler would never see the pool to let it go.
+        if ((p.metadata.finalizers ?? []).length === 0)
+          cache.ipam.state.remove(`${POOL_PREFIX}${name}`, r.version);
         const [k, ns, n] = owner.split('/');
         ctx.log.info({ pool: name, app: owner }, 'deleted the pool of a deleted application');
         await ctx.event({

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { API_VERSION, type IPClaim } from '../api/kinds.ts';
-import { podLeakReason, type PodFacts } from './gc.ts';
+import { gcReleaseReason, podLeakReason, type PodFacts } from './gc.ts';
 
 const claim = (uid?: string): IPClaim => ({
   apiVersion: API_VERSION,
@@ -123,6 +123,28 @@ describe('gc: which pods leaked their addresses', () => {
       const got = podLeakReason(claim(c.uid), c.pod, c.ready, T, c.opts ?? both);
       if (c.want === undefined) assert.equal(got, undefined);
       else assert.match(got ?? '(kept)', c.want);
+    });
+  }
+});
+
+describe('gc: the metric label of a release', () => {
+  const cases: { name: string; pod: PodFacts | undefined; fixed?: boolean; want: string }[] = [
+    { name: 'pod gone', pod: undefined, want: 'pod_gone' },
+    { name: 'pod recreated', pod: { uid: 'u2', phase: 'Running' }, want: 'pod_recreated' },
+    { name: 'pod finished', pod: { uid: 'u1', phase: 'Succeeded' }, want: 'pod_finished' },
+    { name: 'pod failed', pod: { uid: 'u1', phase: 'Failed' }, want: 'pod_finished' },
+    {
+      name: 'pod terminating past its grace',
+      pod: terminating('2026-01-01T00:00:00Z'),
+      want: 'pod_terminating',
+    },
+    { name: "a fixed endpoint's address (retention)", pod: undefined, fixed: true, want: 'fixed_owner_gone' },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      // Only for claims podLeakReason (or retention) releases: the label agrees with the reason.
+      if (!c.fixed) assert.ok(podLeakReason(claim('u1'), c.pod, true, T, both));
+      assert.equal(gcReleaseReason(claim('u1'), c.pod, c.fixed === true), c.want);
     });
   }
 });

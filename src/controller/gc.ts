@@ -34,11 +34,12 @@ import { API_VERSION } from '../api/kinds.ts';
 import { mutate } from '../store/retry.ts';
 import { ENDPOINT_PREFIX } from '../ipam/endpoint.ts';
 import { reclaimDecision, type ReclaimFacts } from '../ipam/retention.ts';
-import { startWorkloadCache, type WorkloadCache, type WorkloadKind } from '../cluster/workloads.ts';
+import type { WorkloadCache, WorkloadKind } from '../cluster/workloads.ts';
 import type { ControllerContext, Reconciler } from './context.ts';
 import { acquireCache, type SharedCache } from './cache.ts';
+import { acquirePods, acquireWorkloads, type RawPod, type SharedPods } from './shared.ts';
 import { kubeJson } from './kube.ts';
-import { countReconcile } from './metrics.ts';
+import { countGcRelease, countReconcile, type GcReleaseReason } from './metrics.ts';
 import { PassLoop } from './pass-loop.ts';
 
 /** A full scan this often, whatever the events said. */
@@ -99,6 +100,19 @@ export function podLeakReason(
   return undefined;
 }
 
+/**
+ * The metric label of a release: the same checks as `podLeakReason`, in its order; a fixed
+ * endpoint's address goes only when its retention says so. Pure.
+ */
+export function gcReleaseReason(claim: IPClaim, pod: PodFacts | undefined, fixed: boolean): GcReleaseReason {
+  if (fixed) return 'fixed_owner_gone';
+  const uid = claim.spec.owner.uid;
+  if (!pod) return 'pod_gone';
+  if (uid && pod.uid && uid !== pod.uid) return 'pod_recreated';
+  if (pod.phase === 'Succeeded' || pod.phase === 'Failed') return 'pod_finished';
+  return 'pod_terminating';
+}
+
 interface Candidate {
   version: string;
   since: number;
@@ -118,17 +132,6 @@ export interface GcReport {
   skipped: { key: string; why: string }[];
 }
 
-type RawPod = {
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    uid?: string;
-    deletionTimestamp?: string | Date;
-    deletionGracePeriodSeconds?: number;
-  };
-  spec?: { nodeName?: string };
-  status?: { phase?: string };
-};
 type RawNode = {
   metadata?: { name?: string };
   status?: { conditions?: { type?: string; status?: string }[] };
@@ -185,12 +188,8 @@ export class GcReconciler implements Reconciler {
     this.ctx = ctx;
     this.stopped = false;
     this.cache = await acquireCache(ctx);
-    this.workloads =
-      this.given ??
-      (await startWorkloadCache(ctx.kc, {
-        kinds: ['StatefulSet', 'VirtualMachine', 'VirtualMachineInstance'] as WorkloadKind[],
-        log: ctx.log,
-      }));
+    // Shared with the other reconcilers of this term (src/controller/shared.ts).
+    this.workloads = this.given ?? (await acquireWorkloads(ctx));
     this.loop = new PassLoop({
       name: this.name,
       delayMs: 200,
@@ -300,42 +299,38 @@ export class GcReconciler implements Reconciler {
   }
 
   private async watchPods(ctx: ControllerContext): Promise<void> {
-    const k8s = await import('@kubernetes/client-node');
-    const core = ctx.kc.makeApiClient(k8s.CoreV1Api);
-    await this.informer<RawPod>(
-      ctx,
-      '/api/v1/pods',
-      () => core.listPodForAllNamespaces() as never,
-      (type, p) => {
-        const m = p.metadata;
-        if (!m?.namespace || !m.name) return;
-        const key = `${m.namespace}/${m.name}`;
-        if (type === 'delete') {
-          // A delete event for an older pod of this name must not drop a newer one.
-          const cur = this.pods.get(key);
-          if (!cur || !m.uid || cur.uid === m.uid) this.pods.delete(key);
-          this.podChanged(undefined);
-          return;
-        }
-        const f = podFacts(p);
-        const before = this.pods.get(key);
-        this.pods.set(key, f);
-        const interesting =
-          f.phase === 'Succeeded' ||
-          f.phase === 'Failed' ||
-          f.deletionTimestamp !== undefined ||
-          (before?.uid !== undefined && before.uid !== f.uid);
-        if (
-          type === 'update' &&
-          interesting &&
-          (before?.phase !== f.phase ||
-            before?.deletionTimestamp !== f.deletionTimestamp ||
-            before?.uid !== f.uid)
-        ) {
-          this.podChanged(f);
-        }
-      },
-    );
+    // The pod informer is shared with the VIP reconciler (src/controller/shared.ts).
+    const pods: SharedPods = await acquirePods(ctx);
+    this.stoppers.push(() => pods.release());
+    pods.on((type, p) => {
+      const m = p.metadata;
+      if (!m?.namespace || !m.name) return;
+      const key = `${m.namespace}/${m.name}`;
+      if (type === 'delete') {
+        // A delete event for an older pod of this name must not drop a newer one.
+        const cur = this.pods.get(key);
+        if (!cur || !m.uid || cur.uid === m.uid) this.pods.delete(key);
+        this.podChanged(undefined);
+        return;
+      }
+      const f = podFacts(p);
+      const before = this.pods.get(key);
+      this.pods.set(key, f);
+      const interesting =
+        f.phase === 'Succeeded' ||
+        f.phase === 'Failed' ||
+        f.deletionTimestamp !== undefined ||
+        (before?.uid !== undefined && before.uid !== f.uid);
+      if (
+        type === 'update' &&
+        interesting &&
+        (before?.phase !== f.phase ||
+          before?.deletionTimestamp !== f.deletionTimestamp ||
+          before?.uid !== f.uid)
+      ) {
+        this.podChanged(f);
+      }
+    });
   }
 
   private async watchNodes(ctx: ControllerContext): Promise<void> {
@@ -526,6 +521,7 @@ export class GcReconciler implements Reconciler {
         pod: `${o.namespace}/${o.name}`,
         reason: v.reason,
       });
+      countGcRelease(ctx, gcReleaseReason(c, pod, Boolean(ep?.spec.fixed)));
       await this.announce(ctx, c, pod, v.reason);
     }
     report.candidates = this.candidates.size;

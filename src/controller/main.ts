@@ -14,7 +14,10 @@
  *
  * `--listen` serves /healthz (the process is alive), /readyz (the store is open, the webhook serves
  * and — on the leader — the reconcilers have synced; a standby is ready too: it serves admission) and
- * /metrics. Logs are pino JSON on stderr. `close()` (SIGTERM) stops the reconcilers, releases the
+ * /metrics, and the live pool map page of the agent (src/agent/ui/: `GET /`, `/v1/map`, SSE
+ * `/v1/events`) drawn from the controller's claims/pools cache (src/controller/cache.ts) — the same
+ * page, the whole cluster. That cache is taken on the first page request, not at start: a standby
+ * nobody looks at holds no copy of every claim. Logs are pino JSON on stderr. `close()` (SIGTERM) stops the reconcilers, releases the
  * lease so a standby takes over at once, and stops the servers.
  *
  * Namespace: `--namespace`, else $POD_NAMESPACE (the Downward API), else the service account's
@@ -24,7 +27,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { hostname } from 'node:os';
 import pino from 'pino';
-import { IpamError } from '../errors.ts';
+import { IpamError, isIpamError } from '../errors.ts';
 import type { Store } from '../store/store.ts';
 import { makeContext, type ControllerContext, type Reconciler } from './context.ts';
 import { RECONCILERS } from './reconcilers.ts';
@@ -33,6 +36,10 @@ import { readTlsDir, selfSignedTls, serviceNames, type TlsMaterial } from './cer
 import { DEFAULT_WEBHOOK_LISTEN, parseListen, startWebhook, type WebhookServer } from './webhook.ts';
 import { DEFAULT_WEBHOOK_CONFIG, ensureWebhookCa, type WebhookTarget } from './webhook-config.ts';
 import { attachMetrics, createControllerMetrics, type ControllerMetrics } from './metrics.ts';
+import { acquireCache, type SharedCache } from './cache.ts';
+import { UiHub } from '../agent/ui/hub.ts';
+import { hostAllowed, mapOf, PAGE_HEADERS } from '../agent/ui/routes.ts';
+import { PAGE_HTML } from '../agent/ui/page.ts';
 
 export const DEFAULT_NAMESPACE = 'ipkeeper-system';
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -54,6 +61,11 @@ export interface ControllerOptions {
   retryPeriodMs?: number;
   /** `host:port` for /healthz, /readyz, /metrics. */
   listen?: string;
+  /**
+   * Serve no admission webhook and leave its configuration alone (`--no-webhook`; the chart's
+   * `webhook.enabled=false`): objects are then checked only by the agents and the CLI.
+   */
+  noWebhook?: boolean;
   /** `host:port` of the webhook (default 0.0.0.0:9443). */
   webhookListen?: string;
   /** Directory with tls.crt, tls.key (and ca.crt); absent: a self-signed CA and certificate. */
@@ -77,7 +89,8 @@ export interface Controller {
   readonly ctx: ControllerContext;
   readonly identity: string;
   readonly metrics: ControllerMetrics;
-  readonly webhook: WebhookServer;
+  /** Undefined with `noWebhook`. */
+  readonly webhook: WebhookServer | undefined;
   readonly tls: TlsMaterial;
   /** `host:port` of /healthz, /readyz, /metrics when `listen` was given. */
   readonly httpAddress: string | undefined;
@@ -210,6 +223,18 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
       },
     );
   }
+  if (o.noWebhook && (o.webhookService || o.webhookUrl || o.webhookCertDir)) {
+    const flag = o.webhookService
+      ? '--webhook-service'
+      : o.webhookUrl
+        ? '--webhook-url'
+        : '--webhook-cert-dir';
+    throw new IpamError(
+      'INVALID_CONFIG',
+      `--no-webhook and ${flag} contradict each other: drop ${flag}, or --no-webhook to serve the webhook`,
+      { field: 'no-webhook' },
+    );
+  }
   if (o.webhookService && o.webhookUrl) {
     throw new IpamError(
       'INVALID_CONFIG',
@@ -268,9 +293,23 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
   let termChain: Promise<void> = Promise.resolve();
   let closed = false;
   let currentTls = tls;
+  /** The pool map's cache and hub, from the first page request on (see the module comment). */
+  let ui: Promise<{ cache: SharedCache; hub: UiHub }> | undefined;
+  const uiHub = async (): Promise<UiHub> => {
+    ui ??= acquireCache(ctx).then((cache) => ({
+      cache,
+      hub: new UiHub({ ipam: cache.ipam, store: ctx.store, node: `controller ${identity}`, now: ctx.now }),
+    }));
+    try {
+      return (await ui).hub;
+    } catch (e) {
+      ui = undefined; // The store was away: the next request tries again.
+      throw e;
+    }
+  };
 
   const ensureCa = async (): Promise<void> => {
-    if (!currentTls.ca) return;
+    if (o.noWebhook || !currentTls.ca) return;
     try {
       await ensureWebhookCa(ctx.kc, webhookConfig, currentTls.ca, target, log);
     } catch (e) {
@@ -281,25 +320,28 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
   };
 
   try {
-    webhook = await startWebhook({ listen: webhookListen, tls, store, log, metrics });
-    await ensureCa();
-    timers.push(
-      setInterval(() => {
-        if (o.webhookCertDir) {
-          try {
-            const next = readTlsDir(o.webhookCertDir);
-            if (next.cert !== currentTls.cert || next.key !== currentTls.key || next.ca !== currentTls.ca) {
-              webhook?.setTls(next);
-              currentTls = next;
-              log.info({ dir: o.webhookCertDir }, 'reloaded the webhook certificate');
+    if (!o.noWebhook) {
+      webhook = await startWebhook({ listen: webhookListen, tls, store, log, metrics });
+      await ensureCa();
+    }
+    if (!o.noWebhook)
+      timers.push(
+        setInterval(() => {
+          if (o.webhookCertDir) {
+            try {
+              const next = readTlsDir(o.webhookCertDir);
+              if (next.cert !== currentTls.cert || next.key !== currentTls.key || next.ca !== currentTls.ca) {
+                webhook?.setTls(next);
+                currentTls = next;
+                log.info({ dir: o.webhookCertDir }, 'reloaded the webhook certificate');
+              }
+            } catch (e) {
+              log.warn({ err: String(e) }, 'could not re-read the webhook certificate; keeping the old one');
             }
-          } catch (e) {
-            log.warn({ err: String(e) }, 'could not re-read the webhook certificate; keeping the old one');
           }
-        }
-        void ensureCa();
-      }, WEBHOOK_RECHECK_MS),
-    );
+          void ensureCa();
+        }, WEBHOOK_RECHECK_MS),
+      );
 
     elector = new LeaderElector({
       client: kubeLeaseClient(ctx.kc, namespace, o.leaseName ?? DEFAULT_LEASE_NAME),
@@ -350,7 +392,33 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
             res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
             return res.end(text);
           }
-          json(404, { error: `no route ${path}; try /healthz, /readyz, /metrics` });
+          if (req.method === 'GET' && (path === '/' || path === '/v1/map' || path === '/v1/events')) {
+            // The agent's rule (src/agent/ui/routes.ts): by address or localhost, never a host name.
+            if (!hostAllowed(req)) {
+              return json(403, {
+                code: 'INVALID_CONFIG',
+                message: `open the pool map by address (http://127.0.0.1:PORT/), not by the host name in "${req.headers.host}"`,
+              });
+            }
+            if (path === '/') {
+              res.writeHead(200, PAGE_HEADERS);
+              return res.end(PAGE_HTML);
+            }
+            try {
+              const hub = await uiHub();
+              if (path === '/v1/events') return hub.openStream(res);
+              const at = new URL(req.url ?? '/', 'http://x').searchParams.get('at') ?? undefined;
+              res.setHeader('cache-control', 'no-store');
+              return json(200, mapOf(hub, at));
+            } catch (e) {
+              if (isIpamError(e)) return json(e.httpStatus, e.toJSON());
+              return json(503, {
+                code: 'STORE_UNAVAILABLE',
+                message: `the claims cache did not load: ${String(e)}`,
+              });
+            }
+          }
+          json(404, { error: `no route ${path}; try /, /v1/map, /healthz, /readyz, /metrics` });
         })().catch((e: unknown) => {
           res.writeHead(500);
           res.end(String(e));
@@ -376,7 +444,7 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
       identity,
       namespace,
       lease: o.leaseName ?? DEFAULT_LEASE_NAME,
-      webhook: webhook.address,
+      webhook: webhook?.address ?? 'off',
       http: httpAddress,
     },
     'controller running',
@@ -401,12 +469,16 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
         // Stops the reconcilers (onStoppedLeading) and hands the lease over before the servers go.
         await el.stop();
         await termChain;
-        await wh.close();
+        await wh?.close();
+        // Open page streams would keep the server from closing: end them first.
+        const pageUi = await ui?.catch(() => undefined);
+        pageUi?.hub.close();
         await new Promise<void>((resolve) => {
           if (!health) return resolve();
           health.close(() => resolve());
           health.closeAllConnections();
         });
+        await pageUi?.cache.release();
         if (ownStore) await store.close();
         log.info({ identity }, 'controller stopped');
       })();

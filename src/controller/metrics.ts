@@ -16,7 +16,15 @@ export interface ControllerMetrics {
   reconciles: Counter<'reconciler' | 'result'>;
   admissions: Counter<'kind' | 'operation' | 'result'>;
   statusWrites: Counter;
+  /** Addresses the leak GC released, by why (`GcReleaseReason`). */
+  gcReleased: Counter<'reason'>;
+  /** Application pools whose size the app-pool reconciler changed (replicas or the annotation moved). */
+  appPoolResizes: Counter;
 }
+
+/** Why the GC released an address: a short, bounded label (the event and log say it in full). */
+export type GcReleaseReason =
+  'pod_gone' | 'pod_recreated' | 'pod_finished' | 'pod_terminating' | 'fixed_owner_gone';
 
 export function createControllerMetrics(opts: { defaultMetrics?: boolean } = {}): ControllerMetrics {
   const registry = new Registry();
@@ -46,6 +54,17 @@ export function createControllerMetrics(opts: { defaultMetrics?: boolean } = {})
       help: 'IPPool status writes (only made when the counts changed)',
       registers: [registry],
     }),
+    gcReleased: new Counter({
+      name: 'ipkeeper_gc_released_total',
+      help: 'Addresses released by the leak GC, by reason (pod_gone, pod_recreated, pod_finished, pod_terminating, fixed_owner_gone)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    appPoolResizes: new Counter({
+      name: 'ipkeeper_app_pool_resizes_total',
+      help: 'Application IPPools resized by the app-pool reconciler (creations not counted)',
+      registers: [registry],
+    }),
   };
 }
 
@@ -62,4 +81,14 @@ export function metricsOf(ctx: ControllerContext): ControllerMetrics | undefined
 /** Counts one reconcile pass of `reconciler`; a no-op for a context without metrics. */
 export function countReconcile(ctx: ControllerContext, reconciler: string, result: 'ok' | 'error'): void {
   byContext.get(ctx)?.reconciles.inc({ reconciler, result });
+}
+
+/** Counts one address released by the GC; a no-op for a context without metrics. */
+export function countGcRelease(ctx: ControllerContext, reason: GcReleaseReason): void {
+  byContext.get(ctx)?.gcReleased.inc({ reason });
+}
+
+/** Counts one application pool resize; a no-op for a context without metrics. */
+export function countAppPoolResize(ctx: ControllerContext): void {
+  byContext.get(ctx)?.appPoolResizes.inc();
 }

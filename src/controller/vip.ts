@@ -37,6 +37,7 @@ import {
 } from '../ipam/vip.ts';
 import type { HeldClaim } from '../ipam/state.ts';
 import { acquireCache, type SharedCache } from './cache.ts';
+import { acquirePods } from './shared.ts';
 import type { ControllerContext, Reconciler } from './context.ts';
 import { PassLoop } from './pass-loop.ts';
 
@@ -76,7 +77,6 @@ export class VipReconciler implements Reconciler {
   private unsubscribe: (() => void) | undefined;
   private vipWatch: { close(): void } | undefined;
   private informer: { stop(): Promise<void> | void } | undefined;
-  private stopped = false;
   /** Pods that name a VIP (vip or aaps annotation): the only ones this reconciler needs. */
   private readonly pods = new Map<string, PodFacts>();
   /** Whether the pod informer has listed: before that, a missing pod proves nothing. */
@@ -108,14 +108,9 @@ export class VipReconciler implements Reconciler {
   }
 
   private async startPods(ctx: ControllerContext): Promise<void> {
-    const k8s = await import('@kubernetes/client-node');
-    const core = ctx.kc.makeApiClient(k8s.CoreV1Api);
-    const lw = new k8s.ListWatch<InstanceType<typeof k8s.V1Pod>>(
-      '/api/v1/pods',
-      new k8s.Watch(ctx.kc),
-      () => core.listPodForAllNamespaces(),
-      false,
-    );
+    // The pod informer is shared with GC (src/controller/shared.ts); listed when this resolves.
+    const pods = await acquirePods(ctx);
+    this.informer = { stop: () => pods.release() };
     const put = (p: PodMeta): void => {
       const m = p.metadata;
       if (!m?.name || !m.namespace) return;
@@ -134,9 +129,8 @@ export class VipReconciler implements Reconciler {
       });
       this.loop?.kick();
     };
-    lw.on('add', put);
-    lw.on('update', put);
-    lw.on('delete', (p: PodMeta) => {
+    pods.on((type, p) => {
+      if (type !== 'delete') return put(p);
       if (
         p.metadata?.namespace &&
         p.metadata.name &&
@@ -145,16 +139,7 @@ export class VipReconciler implements Reconciler {
         this.loop?.kick();
       }
     });
-    lw.on('error', (err: unknown) => {
-      // The informer stops on a watch error: list and watch again after a pause.
-      ctx.log.warn({ err: String(err), reconciler: this.name }, 'pod informer failed; restarting');
-      setTimeout(() => {
-        if (!this.stopped) lw.start().catch(() => undefined);
-      }, 1000).unref();
-    });
-    await lw.start();
     this.podsSynced = true;
-    this.informer = lw;
   }
 
   private deps(ctx: ControllerContext, cache: SharedCache): VipDeps {
@@ -269,7 +254,6 @@ export class VipReconciler implements Reconciler {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     this.unsubscribe?.();
     this.vipWatch?.close();
     await this.loop?.stop();

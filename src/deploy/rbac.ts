@@ -60,18 +60,23 @@ export function crdFacts(): CrdFacts[] {
 }
 
 /**
- * The workloads behind pods (src/cluster/workloads.ts): owner chains up to the top controller, which
- * fixed IPs, application pools and retention key on. Read only; KubeVirt's are absent without KubeVirt.
+ * The workloads behind pods: owner chains up to the top controller, which fixed IPs, application
+ * pools and retention key on. Read only; KubeVirt's are absent without KubeVirt.
  */
-export const WORKLOAD_RULES: PolicyRule[] = [
-  {
-    apiGroups: ['apps'],
-    resources: ['daemonsets', 'deployments', 'replicasets', 'statefulsets'],
-    verbs: READ,
-  },
-  { apiGroups: ['batch'], resources: ['cronjobs', 'jobs'], verbs: READ },
-  { apiGroups: ['kubevirt.io'], resources: ['virtualmachineinstances', 'virtualmachines'], verbs: READ },
-];
+function workloadRules(verbs: string[]): PolicyRule[] {
+  return [
+    { apiGroups: ['apps'], resources: ['daemonsets', 'deployments', 'replicasets', 'statefulsets'], verbs },
+    { apiGroups: ['batch'], resources: ['cronjobs', 'jobs'], verbs },
+    { apiGroups: ['kubevirt.io'], resources: ['virtualmachineinstances', 'virtualmachines'], verbs },
+  ];
+}
+/** The controller's: its workload cache lists and watches them (src/cluster/workloads.ts). */
+export const WORKLOAD_RULES: PolicyRule[] = workloadRules(READ);
+/**
+ * The agent's: it GETs the owners of its own node's pods one by one (src/cluster/owners.ts) and
+ * never lists or watches workloads — 5,000 agents watching every ReplicaSet would load the API server.
+ */
+export const AGENT_WORKLOAD_RULES: PolicyRule[] = workloadRules(['get']);
 
 /** The controller's cluster-wide rules (its Lease rule is `controllerLeaseRule`, in its namespace). */
 export function controllerRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
@@ -119,8 +124,8 @@ export function agentRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
   return [
     // Pool choice on this node: the pod's labels and annotations, its namespace's, the node's labels...
     { apiGroups: [''], resources: ['namespaces', 'nodes', 'pods'], verbs: READ },
-    // ...and its owners up to the top controller (a StatefulSet's pod keeps its address).
-    ...WORKLOAD_RULES,
+    // ...and its owners up to the top controller (a StatefulSet's pod keeps its address), by GET.
+    ...AGENT_WORKLOAD_RULES,
     // The store opens (lists and watches) every kind; it writes only these.
     { apiGroups: [GROUP], resources: plurals.filter((p) => !AGENT_WRITES.includes(p)), verbs: READ },
     {

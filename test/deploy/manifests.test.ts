@@ -165,7 +165,8 @@ describe('RBAC is least privilege: the exact rules', () => {
     );
     const expected: Obj[] = [
       { apiGroups: [''], resources: ['namespaces', 'nodes', 'pods'], verbs: READ },
-      ...WORKLOADS,
+      // Owners by GET only (src/cluster/owners.ts): no agent lists or watches workloads.
+      ...WORKLOADS.map((r) => ({ ...r, verbs: ['get'] })),
       { apiGroups: ['ipkeeper.io'], resources: plurals.filter((p) => !writes.includes(p)), verbs: READ },
       {
         apiGroups: ['ipkeeper.io'],
@@ -368,6 +369,8 @@ describe('pods: requests, probes on the health ports, the plugin install, the CL
       assert.equal(c?.securityContext.readOnlyRootFilesystem, true);
       const has = (flag: string) => c?.args.includes(flag);
       assert.equal(has('--webhook-listen'), webhook !== 'off');
+      // Without the webhook the controller neither serves one nor looks for its configuration.
+      assert.equal(has('--no-webhook'), webhook === 'off');
       assert.equal(has('--webhook-cert-dir'), webhook === 'secret');
       if (webhook !== 'off') {
         assert.equal(

@@ -253,7 +253,7 @@ describe('application pools follow replicas (seed 001), with real controllers', 
   });
 
   it("a pod of the Deployment gets its addresses from the application pools, per interface (the agent's engine)", async () => {
-    const kube = await startKubeView(cluster.kubeconfigPath, NODE, { discoveryIntervalMs: 0 });
+    const kube = await startKubeView(cluster.kubeconfigPath, NODE);
     const ipam = new Ipam({ store, node: NODE, view: kube.view });
     try {
       await ipam.start();

@@ -346,7 +346,7 @@ describe('controller against a real API server: leader election, pool status, fi
         `${API}/ippools`,
         pool('hook-d', { subnet: '10.206.0.0/24', gateway: '10.206.0.1' }, labels()),
       );
-      const served = controllers.find((c) => c.webhook.port === webhookPorts[0])!;
+      const served = controllers.find((c) => c.webhook?.port === webhookPorts[0])!;
       const text = await served.metrics.registry.metrics();
       assert.match(
         text,

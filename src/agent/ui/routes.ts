@@ -16,6 +16,10 @@
  *
  * On the socket it also hooks the answers of `/v1/cni/*` to record allocations, releases and errors
  * in the events ring.
+ *
+ * The controller serves the same page from its claims/pools cache (src/controller/main.ts) on its
+ * plain `node:http` listener: `PAGE_HEADERS`, `hostAllowed`, `mapOf` and `UiHub.openStream` are
+ * what both use, so the page, its data and its stream cannot differ between the two.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isIP } from 'node:net';
@@ -23,7 +27,7 @@ import { IpamError, isIpamError } from '../../errors.ts';
 import { StoreError } from '../../store/store.ts';
 import type { CniRequest, IpamResult } from '../../cni/protocol.ts';
 import { NodeLeaseSource } from '../../ipam/reclaim.ts';
-import { buildMap, parseAt } from './map.ts';
+import { buildMap, parseAt, type PoolMapPage } from './map.ts';
 import { runCheck } from './check.ts';
 import { parseReleaseItems, releaseClaims } from './release.ts';
 import { describeClaim, describePool } from './inspect.ts';
@@ -46,7 +50,7 @@ function sendError(reply: FastifyReply, e: unknown): FastifyReply {
  * point its own host name at 127.0.0.1 (DNS rebinding) and read what a loopback listener serves;
  * such a request carries that host name, so it is refused.
  */
-function hostAllowed(request: FastifyRequest): boolean {
+export function hostAllowed(request: { headers: { host?: string | undefined } }): boolean {
   const host = request.headers.host ?? '';
   const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
   return name === 'localhost' || isIP(name) !== 0;
@@ -56,6 +60,29 @@ const podOf = (r: CniRequest): string | undefined =>
   r.args?.K8S_POD_NAME
     ? `${r.args.K8S_POD_NAMESPACE ? `${r.args.K8S_POD_NAMESPACE}/` : ''}${r.args.K8S_POD_NAME}`
     : undefined;
+
+/** The headers `GET /` answers with: the page is self-contained, and nothing may frame or cache it. */
+export const PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/html; charset=utf-8',
+  'content-security-policy': PAGE_CSP,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+/**
+ * `GET /v1/map`'s answer from the hub's engine cache; `at` is the query's `at` parameter.
+ * @throws IpamError INVALID_OBJECT for a malformed `at`.
+ */
+export function mapOf(hub: UiHub, at: unknown): PoolMapPage {
+  return buildMap(hub.ipam.state, {
+    node: hub.node,
+    store: hub.store.backend,
+    now: hub.now,
+    at: parseAt(at),
+    events: hub.events.recent(),
+  });
+}
 
 /** Records the outcome of a CNI request in the events ring (socket listener only). */
 function hookCni(app: FastifyInstance, hub: UiHub): void {
@@ -171,25 +198,13 @@ export function registerUi(app: FastifyInstance, hub: UiHub, opts: { withApi: bo
   };
 
   app.get('/', { preHandler: guard }, async (_request, reply) => {
-    return reply
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', PAGE_CSP)
-      .header('x-content-type-options', 'nosniff')
-      .header('referrer-policy', 'no-referrer')
-      .header('cache-control', 'no-store')
-      .send(PAGE_HTML);
+    return reply.headers(PAGE_HEADERS).send(PAGE_HTML);
   });
   app.get('/v1/map', { preHandler: guard }, async (request, reply) => {
     try {
       const q = request.query as { at?: string };
       reply.header('cache-control', 'no-store');
-      return buildMap(hub.ipam.state, {
-        node: hub.node,
-        store: hub.store.backend,
-        now: hub.now,
-        at: parseAt(q.at),
-        events: hub.events.recent(),
-      });
+      return mapOf(hub, q.at);
     } catch (e) {
       return sendError(reply, e);
     }
