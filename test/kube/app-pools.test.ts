@@ -30,7 +30,7 @@ import { GcReconciler } from '../../src/controller/gc.ts';
 import { freePorts } from '../lib/ports.ts';
 import { Ipam } from '../../src/ipam/engine.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
-import { installCrds, until } from './crds.ts';
+import { installCrds, readyNode, until } from './crds.ts';
 
 const suffix = randomBytes(3).toString('hex');
 const NS = `ipk-ap-${suffix}`;
@@ -150,26 +150,7 @@ describe('application pools follow replicas (seed 001), with real controllers', 
   before(async () => {
     cluster = await startTestCluster({ controllerManager: true, scheduler: true });
     await installCrds(cluster);
-    const resources = { cpu: '8', memory: '16Gi', pods: '110' };
-    await create('/api/v1/nodes', {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: NODE, labels: { 'kubernetes.io/hostname': NODE } },
-      status: {
-        capacity: resources,
-        allocatable: resources,
-        conditions: [
-          {
-            type: 'Ready',
-            status: 'True',
-            reason: 'KubeletReady',
-            message: 'played by the test',
-            lastHeartbeatTime: new Date().toISOString(),
-            lastTransitionTime: new Date().toISOString(),
-          },
-        ],
-      },
-    });
+    await create('/api/v1/nodes', readyNode(NODE));
     await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     store = await openKubernetesStore(`kubernetes:${cluster.kubeconfigPath}`);
     // The seed's SpiderSubnet YAML, converted as `ipkeeper apply -f` converts it, in this run's network.

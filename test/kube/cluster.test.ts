@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
+import { readyNode } from './crds.ts';
 
 /** Bound on waiting for controllers; they act in ~1 s here. */
 const WAIT_TIMEOUT_MS = 60_000;
@@ -177,26 +178,7 @@ describe('test cluster', () => {
   });
 
   test('a Deployment gets its pods created and bound to a Node', async () => {
-    const resources = { cpu: '4', memory: '8Gi', pods: '110' };
-    const node = await kubeRequest(c, 'POST', '/api/v1/nodes', {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: nodeName, labels: { 'kubernetes.io/hostname': nodeName } },
-      status: {
-        capacity: resources,
-        allocatable: resources,
-        conditions: [
-          {
-            type: 'Ready',
-            status: 'True',
-            reason: 'KubeletReady',
-            message: 'played by the test',
-            lastHeartbeatTime: new Date().toISOString(),
-            lastTransitionTime: new Date().toISOString(),
-          },
-        ],
-      },
-    });
+    const node = await kubeRequest(c, 'POST', '/api/v1/nodes', readyNode(nodeName));
     assert.equal(node.status, 201, JSON.stringify(node.body));
     assert.equal(node.body.status.allocatable.pods, '110', 'Node status is accepted on create');
 

@@ -40,3 +40,31 @@ export async function installCrd(c: TestCluster, crd: Record<string, any>): Prom
 export async function installCrds(c: TestCluster): Promise<void> {
   for (const crd of allCrds()) await installCrd(c, crd);
 }
+
+/**
+ * A Node object that reports Ready, as a kubelet would post it: the scheduler binds pods to it.
+ * Nothing runs them; tests drive the CNI step themselves (test/kube/kubelet.ts).
+ */
+export function readyNode(name: string, labels: Record<string, string> = {}): Record<string, unknown> {
+  const resources = { cpu: '8', memory: '16Gi', pods: '110' };
+  const now = new Date().toISOString();
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', ...labels } },
+    status: {
+      capacity: resources,
+      allocatable: resources,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'KubeletReady',
+          message: 'played by the test',
+          lastHeartbeatTime: now,
+          lastTransitionTime: now,
+        },
+      ],
+    },
+  };
+}

@@ -22,7 +22,7 @@ import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
 import type { ReclaimReport } from '../../src/ipam/endpoint.ts';
 import { reclaimDecision } from '../../src/ipam/retention.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
-import { installCrds, until } from './crds.ts';
+import { installCrds, readyNode, until } from './crds.ts';
 
 const suffix = randomBytes(3).toString('hex');
 const NS = `ipk-fixed-${suffix}`;
@@ -87,28 +87,7 @@ describe('StatefulSet fixed IPs with real controllers: recreate, move nodes, rec
   before(async () => {
     cluster = await startTestCluster({ controllerManager: true, scheduler: true });
     await installCrds(cluster);
-    const resources = { cpu: '8', memory: '16Gi', pods: '110' };
-    for (const name of NODES) {
-      await create('/api/v1/nodes', {
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name, labels: { 'kubernetes.io/hostname': name, 'ipk-fixed': suffix } },
-        status: {
-          capacity: resources,
-          allocatable: resources,
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'KubeletReady',
-              message: 'played by the test',
-              lastHeartbeatTime: new Date().toISOString(),
-              lastTransitionTime: new Date().toISOString(),
-            },
-          ],
-        },
-      });
-    }
+    for (const name of NODES) await create('/api/v1/nodes', readyNode(name, { 'ipk-fixed': suffix }));
     await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     await until(
       'the default ServiceAccount',

@@ -22,6 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { runPluginAsync, type CniOutcome } from '../e2e/harness.ts';
 import { kubeRequest, type TestCluster } from './cluster.ts';
+import { readyNode } from './crds.ts';
 
 const POLL_MS = 250;
 /** A kubelet retries a failed sandbox with a back-off; a short constant is enough for a test. */
@@ -265,27 +266,7 @@ export async function startKubelet(o: KubeletOptions): Promise<Kubelet> {
 }
 
 async function registerNode(c: TestCluster, name: string): Promise<void> {
-  const resources = { cpu: '8', memory: '16Gi', pods: '110' };
-  const now = new Date().toISOString();
-  const r = await kubeRequest(c, 'POST', '/api/v1/nodes', {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
-    status: {
-      capacity: resources,
-      allocatable: resources,
-      conditions: [
-        {
-          type: 'Ready',
-          status: 'True',
-          reason: 'KubeletReady',
-          message: 'kubelet is posting ready status',
-          lastHeartbeatTime: now,
-          lastTransitionTime: now,
-        },
-      ],
-    },
-  });
+  const r = await kubeRequest(c, 'POST', '/api/v1/nodes', readyNode(name));
   if (r.status !== 201 && r.status !== 409) {
     throw new Error(`registering Node ${name}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
   }

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { startKubeView, type KubeView } from '../../src/agent/kube-view.ts';
 import { startWorkloadCache, type WorkloadCache, type WorkloadInfo } from '../../src/cluster/workloads.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
-import { installCrd, until } from './crds.ts';
+import { installCrd, readyNode, until } from './crds.ts';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.ts';
 import { loadFixture } from './fixtures/fixtures.ts';
 
@@ -93,26 +93,7 @@ describe('workload informers and owner chains, with real controllers', () => {
 
   before(async () => {
     cluster = await startTestCluster({ controllerManager: true, scheduler: true });
-    const resources = { cpu: '8', memory: '16Gi', pods: '110' };
-    await create('/api/v1/nodes', {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: NODE, labels: { 'kubernetes.io/hostname': NODE } },
-      status: {
-        capacity: resources,
-        allocatable: resources,
-        conditions: [
-          {
-            type: 'Ready',
-            status: 'True',
-            reason: 'KubeletReady',
-            message: 'played by the test',
-            lastHeartbeatTime: new Date().toISOString(),
-            lastTransitionTime: new Date().toISOString(),
-          },
-        ],
-      },
-    });
+    await create('/api/v1/nodes', readyNode(NODE));
     await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     // Pods are admitted only once the namespace's default ServiceAccount exists (the controller
     // manager makes it; the controllers retry meanwhile, the test's own pod would not).
