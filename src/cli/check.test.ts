@@ -5,7 +5,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,26 +15,13 @@ import { parseAddr } from '../net/addr.ts';
 import type { IPClaim } from '../api/kinds.ts';
 import type { CheckReport } from '../agent/ui/check.ts';
 import { call } from './client.ts';
+import { cliAsync as cli } from '../../test/e2e/harness.ts';
 
-const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'ipk-check-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
 const V = 'ipkeeper.io/v1alpha1';
 
 /** Runs the CLI; never rejects (the exit code is part of the answer). */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(root, 'bin/ipkeeper.ts'), ...args],
-      { cwd: root },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
-
 function keyOf(ip: string, network = 'default'): string {
   const a = parseAddr(ip);
   return `ipclaims/${claimName(network, a.family, a.value)}`;

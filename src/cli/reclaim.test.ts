@@ -4,7 +4,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,24 +13,11 @@ import type { CniRequest, IpamResult } from '../cni/protocol.ts';
 import type { ReclaimReport } from '../ipam/endpoint.ts';
 import { call } from './client.ts';
 import { formatReclaim } from './reclaim.ts';
+import { cliAsync as cli } from '../../test/e2e/harness.ts';
 
-const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'ipk-reclaim-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
 const V = 'ipkeeper.io/v1alpha1';
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(root, 'bin/ipkeeper.ts'), ...args],
-      { cwd: root },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
 
 describe('ipkeeper reclaim', () => {
   let agent: Agent;

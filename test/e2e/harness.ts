@@ -4,7 +4,7 @@
  * plugin executable, Debian's bridge/macvlan plugins, and network namespaces made with iproute2.
  * Everything started here is stopped by its PID; namespaces and links are removed by `cleanup`.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,6 +85,18 @@ export async function startAgent(opts: { store: string; socket: string; node?: s
 export function cli(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(NODE, [CLI, ...args], { input, encoding: 'utf8' });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * The same, without blocking: for tests whose agent runs in the test's own process (spawnSync would
+ * stop the event loop the agent answers on).
+ */
+export function cliAsync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(NODE, [CLI, ...args], { cwd: ROOT }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
 
 export interface CniCall {
