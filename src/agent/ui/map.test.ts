@@ -19,7 +19,13 @@ function reserve(state: IpamState, name: string, ips: string[]): void {
     String(++rev),
   );
 }
-function hold(state: IpamState, ip: string, pool: string, pod = `pod-${ip}`): string {
+function hold(
+  state: IpamState,
+  ip: string,
+  pool: string,
+  pod = `pod-${ip}`,
+  extra: { ownerKind?: string; fixed?: boolean } = {},
+): string {
   const a = parseAddr(ip);
   const name = claimName('default', a.family, a.value);
   const claim: IPClaim = {
@@ -31,7 +37,8 @@ function hold(state: IpamState, ip: string, pool: string, pod = `pod-${ip}`): st
       ip,
       family: a.family,
       pool,
-      owner: { kind: 'Pod', namespace: 'ns', name: pod, uid: 'u-1' },
+      owner: { kind: extra.ownerKind ?? 'Pod', namespace: 'ns', name: pod, uid: 'u-1' },
+      ...(extra.fixed ? { fixed: true } : {}),
       cniNetwork: 'net',
       containerId: '0123456789abcdef',
       ifName: 'net1',
@@ -103,11 +110,30 @@ describe('pool map: the state of each address', () => {
     );
   });
 
-  it('has a legend entry for every state, and room for states not produced yet', () => {
+  it('has a legend entry for every state', () => {
     const ids = CELL_STATES.map((s) => s.id);
     for (const c of m.cells) assert.ok(ids.includes(c.state));
-    assert.ok(CELL_STATES.some((s) => s.id === 'fixed' && !s.produced));
-    assert.ok(CELL_STATES.some((s) => s.id === 'vip' && !s.produced));
+    assert.deepEqual(ids, ['free', 'used', 'reserved', 'excluded', 'conflict', 'fixed', 'vip']);
+  });
+
+  it('colours a fixed IP (kept for its StatefulSet/VM pod) and a VIP apart from a plain one', () => {
+    const s2 = new IpamState();
+    withPool(s2, 'q', { subnet: '10.1.0.0/29' });
+    hold(s2, '10.1.0.1', 'q', 'plain');
+    hold(s2, '10.1.0.2', 'q', 'db-0', { fixed: true });
+    hold(s2, '10.1.0.3', 'q', 'vip-1', { ownerKind: 'VIP' });
+    const q = mapPool(s2, compiled(s2, 'q'));
+    const at = (ip: string) => q.cells.find((c) => c.ip === ip);
+    assert.deepEqual(
+      ['10.1.0.1', '10.1.0.2', '10.1.0.3', '10.1.0.4'].map((ip) => [at(ip)?.state, at(ip)?.holder?.name]),
+      [
+        ['used', 'plain'],
+        ['fixed', 'db-0'],
+        ['vip', 'vip-1'],
+        ['free', undefined],
+      ],
+    );
+    assert.equal(q.counts.used, '3', 'all three are held');
   });
 });
 

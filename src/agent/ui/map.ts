@@ -38,7 +38,8 @@ export const BLOCK_COUNT = 128;
 /**
  * The states an address can be in, in legend order. The page draws its legend from this list, so a
  * new state (fixed IPs kept for a workload, VIPs) is one entry here plus its rule in `classify`.
- * `produced: false` marks states the engine does not make yet; the legend shows them greyed.
+ * `produced: false` would mark a state the engine does not make yet (the legend greys it); today
+ * every state is produced.
  */
 export const CELL_STATES = [
   { id: 'free', label: 'free', color: '#dff3e4', produced: true, description: 'can be handed out' },
@@ -74,10 +75,10 @@ export const CELL_STATES = [
     id: 'fixed',
     label: 'fixed (retained)',
     color: '#8e44ad',
-    produced: false,
-    description: 'kept for a workload that will come back',
+    produced: true,
+    description: 'a fixed IP of a StatefulSet/VM pod: kept across its restarts, and after it for its retention',
   },
-  { id: 'vip', label: 'VIP', color: '#0f9d9a', produced: false, description: 'a virtual IP of a VIP object' },
+  { id: 'vip', label: 'VIP', color: '#0f9d9a', produced: true, description: 'the address of a VIP object' },
 ] as const;
 
 export type CellState = (typeof CELL_STATES)[number]['id'];
@@ -250,9 +251,11 @@ class PoolView {
           : undefined;
     if (held) {
       const holder = holderOf(key, held.claim, held.version);
-      return blocked
-        ? { ip, state: 'conflict', holder, why: `held although ${blocked}` }
-        : { ip, state: 'used', holder };
+      if (blocked) return { ip, state: 'conflict', holder, why: `held although ${blocked}` };
+      // Held either way; the colour says why it outlives a pod: a VIP's own, or a fixed IP.
+      if (held.claim.spec.owner.kind === 'VIP') return { ip, state: 'vip', holder };
+      if (held.claim.spec.fixed === true) return { ip, state: 'fixed', holder };
+      return { ip, state: 'used', holder };
     }
     if (excluded !== undefined) return { ip, state: 'excluded', why: blocked };
     if (reserved.length > 0) return { ip, state: 'reserved', why: blocked };
