@@ -192,6 +192,8 @@ process.once('exit', () => {
  */
 export async function startAgent(opts: {
   store: string;
+  /** The CLI to run (default bin/ipkeeper.ts, the TypeScript sources; or the bundle). */
+  cli?: string;
   socket: string;
   node: string;
   extra?: string[];
@@ -203,7 +205,7 @@ export async function startAgent(opts: {
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const args = [
     ...nodeArgs,
-    CLI,
+    opts.cli ?? CLI,
     'agent',
     '--store',
     opts.store,

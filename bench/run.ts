@@ -119,12 +119,29 @@ function consoleSection(s: SectionResult): string {
 
 const md = (x: string): string => x.replace(/\|/g, '\\|');
 
-function markdown(m: Machine, sections: SectionResult[]): string {
+const ANALYSIS_START = '<!-- analysis: written by hand, kept by npm run bench -->';
+const ANALYSIS_END = '<!-- /analysis -->';
+
+/** The hand-written analysis of an earlier file at `path` (markers included), if it has one. */
+function keptAnalysis(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const a = text.indexOf(ANALYSIS_START);
+  const b = text.indexOf(ANALYSIS_END, a);
+  return a >= 0 && b > a ? text.slice(a, b + ANALYSIS_END.length) : undefined;
+}
+
+function markdown(m: Machine, sections: SectionResult[], analysis?: string): string {
   const out: string[] = [];
   out.push(
     '# Benchmarks',
     '',
-    'Written by `npm run bench` ([`bench/run.ts`](../bench/run.ts)); run it again rather than editing this file.',
+    'Written by `npm run bench` ([`bench/run.ts`](../bench/run.ts)); run it again rather than editing this file (the',
+    'analysis between its markers is the one part written by hand, and a new run keeps it).',
     'Every figure is measured together with its anchor in the same run; “ratio” is figure ÷ anchor. Goals are',
     'the issue’s; “result” says whether this run met them. Nothing here is a test: the machine may be loaded',
     '(see the load averages), so compare ratios more than absolute figures. “n” is how many samples the median',
@@ -158,6 +175,8 @@ function markdown(m: Machine, sections: SectionResult[]): string {
     missed.length === 0 ? 'Every goal was met in this run.' : `${missed.length} goal(s) missed in this run.`,
     '',
   );
+  // Kept from the previous file: it says which run its figures come from, and is revised by hand.
+  if (analysis) out.push(analysis, '');
   for (const s of sections) {
     out.push(`## ${s.name} — ${s.title.replace(/^[a-z]+: /, '')}`, '');
     out.push(
@@ -235,7 +254,7 @@ async function main(): Promise<void> {
   machine.uptimeEnd = uptime();
   machine.loadEnd = loadNow();
   console.log(`\nuptime at end: ${machine.uptimeEnd}`);
-  writeFileSync(out, markdown(machine, results));
+  writeFileSync(out, markdown(machine, results, keptAnalysis(out)));
   console.log(
     `written to ${out}${partial && !values.out ? ' (a partial run: docs/BENCHMARKS.md is left as it was)' : ''}`,
   );

@@ -86,6 +86,13 @@ export interface EndpointPlan {
   replaceAll?: boolean;
   /** The endpoint as read (null: absent), so `record` can write once at its version. */
   read?: Versioned<Endpoint> | null;
+  /** A pod that is not fixed, whose endpoint was not read yet: the engine goes on with `readPlain`. */
+  plain?: boolean;
+  /**
+   * The endpoint read of `readPlain`, still in flight (it fills `read`, `released` and `replaceAll`).
+   * `record` awaits it; an engine that fails before `record` awaits it too.
+   */
+  pending?: Promise<void>;
 }
 
 export interface ReclaimedAddress {
@@ -259,6 +266,15 @@ export class Endpoints {
     if (!id) return plan;
     plan.identity = id;
     plan.marks = { endpoint: id.ref, ...(id.fixed ? { fixed: true as const } : {}) };
+    if (!id.fixed && (pod || !this.d.view.live)) {
+      // Not fixed, and we know who the pod is: nothing of its endpoint comes back to it, so the
+      // engine need not read it before allocating. It either creates the claims and the endpoint in
+      // one `createMany` (a new pod: no endpoint yet), or calls `readPlain`, whose read runs while it
+      // allocates. (An unknown pod may be a fixed pod we cannot recognise yet: that case reads
+      // first, below, and may refuse with NOT_READY before allocating.)
+      plan.plain = true;
+      return plan;
+    }
     const cur = await this.d.store.get<Endpoint>(id.key);
     plan.read = cur ?? null;
     const ep = cur?.value;
@@ -317,6 +333,44 @@ export class Endpoints {
       );
     }
     return plan;
+  }
+
+  /**
+   * The rest of `beforeAdd` for a `plain` plan, started while the engine allocates (`plan.pending`,
+   * awaited by `record`): reads the endpoint into `plan.read` unless it is there already (from a
+   * failed `createMany`). A fixed endpoint there belongs to a previous owner (sameOwner cannot hold
+   * for a pod that is not fixed), so its kept addresses are released and the endpoint is rewritten
+   * whole, as `beforeAdd` does for any pod.
+   */
+  readPlain(plan: EndpointPlan, req: { containerId: string; ifName: string }, held: HeldClaim[]): void {
+    const id = plan.identity;
+    if (!plan.plain || !id) return;
+    const pending = this.settlePlain(id, req, held, plan);
+    // Observed by `record` or the engine's error path; never an unhandled rejection meanwhile.
+    pending.catch(() => undefined);
+    plan.pending = pending;
+  }
+
+  private async settlePlain(
+    id: EndpointIdentity,
+    req: { containerId: string; ifName: string },
+    held: HeldClaim[],
+    plan: EndpointPlan,
+  ): Promise<void> {
+    const cur = plan.read !== undefined ? plan.read : await this.d.store.get<Endpoint>(id.key);
+    plan.read = cur ?? null;
+    const ep = cur?.value;
+    if (!ep?.spec?.fixed || ep.spec.fixed === 'VIP' || !Array.isArray(ep.spec.interfaces)) return;
+    const heldKeys = new Set(held.map((h) => h.key));
+    const why = `the owner changed (${ownerText(ep.spec.owner)} -> ${ownerText(id.owner)})`;
+    for (const i of ep.spec.interfaces) {
+      for (const ip of i.ips ?? []) {
+        if (heldKeys.has(ip.claim)) continue;
+        if (await this.releaseKept(ip.claim, id.ref)) plan.released.push({ ip: ip.ip, reason: why });
+      }
+    }
+    plan.replaceAll = true;
+    this.logReleased(id, req, plan);
   }
 
   private logReleased(
@@ -437,6 +491,31 @@ export class Endpoints {
   ): Promise<void> {
     const id = plan.identity;
     if (!id) return;
+    if (plan.pending) await plan.pending;
+    const next = (cur: Endpoint | undefined): Endpoint => this.build(plan, req, held, routing, cur);
+    // One write at the version beforeAdd read (the common case); a conflict falls back to the loop.
+    if (plan.read !== undefined) {
+      const r = plan.read
+        ? await this.d.store.update(id.key, next(plan.read.value), plan.read.version)
+        : await this.d.store.create(id.key, next(undefined));
+      if ('ok' in r ? r.ok : r.created) return;
+    }
+    await mutate<Endpoint>(this.d.store, id.key, next);
+  }
+
+  /**
+   * The endpoint after this ADD, given what is stored (`cur`): this interface's addresses replace its
+   * entry; the other interfaces stay when they are of the same sandbox or kept for a fixed pod.
+   * Requires `plan.identity`.
+   */
+  build(
+    plan: EndpointPlan,
+    req: { cniNetwork: string; containerId: string; ifName: string },
+    held: HeldClaim[],
+    routing: { routes: Route[]; table?: number },
+    cur: Endpoint | undefined,
+  ): Endpoint {
+    const id = plan.identity as EndpointIdentity;
     const { routes, table } = routing;
     const iface: EndpointInterface = {
       ifName: req.ifName,
@@ -469,46 +548,36 @@ export class Endpoints {
       return r ?? (id.fixed === 'Pod' ? DEFAULT_POD_FIXED_RETENTION : DEFAULT_RETENTION);
     };
     const now = new Date(this.d.now()).toISOString();
-    const next = (cur: Endpoint | undefined): Endpoint => {
-      let others: EndpointInterface[] = [];
-      if (cur && !plan.replaceAll && Array.isArray(cur.spec?.interfaces)) {
-        const sameSandbox = cur.spec.containerId === req.containerId;
-        // A fixed pod's other interfaces are still to be handed back by their own ADDs.
-        if (sameSandbox || (cur.spec.fixed && id.fixed)) {
-          others = cur.spec.interfaces.filter((i) => i.ifName !== req.ifName);
-        }
+    let others: EndpointInterface[] = [];
+    if (cur && !plan.replaceAll && Array.isArray(cur.spec?.interfaces)) {
+      const sameSandbox = cur.spec.containerId === req.containerId;
+      // A fixed pod's other interfaces are still to be handed back by their own ADDs.
+      if (sameSandbox || (cur.spec.fixed && id.fixed)) {
+        others = cur.spec.interfaces.filter((i) => i.ifName !== req.ifName);
       }
-      const interfaces = [...others, iface].sort((a, b) => a.ifName.localeCompare(b.ifName));
-      const retention = retentionOf(interfaces);
-      return {
-        apiVersion: API_VERSION,
-        kind: 'Endpoint',
-        metadata: {
-          ...(cur?.metadata ?? {}),
-          name: id.name,
-          namespace: id.namespace,
-          creationTimestamp: cur?.metadata.creationTimestamp ?? now,
-        },
-        spec: {
-          ...(id.podUid ? { podUid: id.podUid } : {}),
-          node: this.d.node,
-          containerId: req.containerId,
-          ...(id.owner ? { owner: id.owner } : {}),
-          ...(id.fixed ? { fixed: id.fixed } : {}),
-          ...(retention !== undefined ? { retention } : {}),
-          interfaces,
-          updatedAt: now,
-        },
-      };
-    };
-    // One write at the version beforeAdd read (the common case); a conflict falls back to the loop.
-    if (plan.read !== undefined) {
-      const r = plan.read
-        ? await this.d.store.update(id.key, next(plan.read.value), plan.read.version)
-        : await this.d.store.create(id.key, next(undefined));
-      if ('ok' in r ? r.ok : r.created) return;
     }
-    await mutate<Endpoint>(this.d.store, id.key, next);
+    const interfaces = [...others, iface].sort((a, b) => a.ifName.localeCompare(b.ifName));
+    const retention = retentionOf(interfaces);
+    return {
+      apiVersion: API_VERSION,
+      kind: 'Endpoint',
+      metadata: {
+        ...(cur?.metadata ?? {}),
+        name: id.name,
+        namespace: id.namespace,
+        creationTimestamp: cur?.metadata.creationTimestamp ?? now,
+      },
+      spec: {
+        ...(id.podUid ? { podUid: id.podUid } : {}),
+        node: this.d.node,
+        containerId: req.containerId,
+        ...(id.owner ? { owner: id.owner } : {}),
+        ...(id.fixed ? { fixed: id.fixed } : {}),
+        ...(retention !== undefined ? { retention } : {}),
+        interfaces,
+        updatedAt: now,
+      },
+    };
   }
 
   // ---- DEL -------------------------------------------------------------------------------------

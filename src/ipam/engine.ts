@@ -12,14 +12,14 @@
  * ADDRESS_NOT_IN_POOL, INVALID_CONFIG, NOT_FOUND, NOT_READY, STORE_UNAVAILABLE.
  */
 import { IpamError } from '../errors.ts';
-import { StoreError, type Store, type Watcher } from '../store/store.ts';
+import { StoreError, createAll, type Store, type Versioned, type Watcher } from '../store/store.ts';
 import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
-import { API_VERSION, type ClaimOwner, type IPClaim, type Route } from '../api/kinds.ts';
+import { API_VERSION, type ClaimOwner, type Endpoint, type IPClaim, type Route } from '../api/kinds.ts';
 import type { IpamResult, ResultIp } from '../cni/protocol.ts';
 import { choosePools, excludedBecause, type FilterContext, type PoolChoice } from './choose.ts';
 import { EMPTY_VIEW, type ClusterView } from './cluster-view.ts';
-import { Endpoints } from './endpoint.ts';
+import { Endpoints, type EndpointPlan } from './endpoint.ts';
 import { bindVip, gcVipBindings, unbindVip, vipBound, vipRequested, type VipDeps } from './vip.ts';
 import { mergeRequested, requestedByAnnotation } from './requested.ts';
 import { defaultRouteNic, endpointRouting, interfaceRouting, type InterfaceRouting } from './routing.ts';
@@ -45,6 +45,8 @@ export interface Logger {
 }
 const silent: Logger = { info() {}, warn() {}, error() {} };
 
+/** How many times `addNew` proposes before it leaves a busy pool to the ordinary path. */
+const FAST_PATH_ATTEMPTS = 4;
 /** How many lost create races one family of one ADD tolerates before it gives up (busy store). */
 export const MAX_RACES_PER_FAMILY = 64;
 /** CNI GC leaves claims younger than this alone: their ADD may still be in flight. */
@@ -186,8 +188,12 @@ export class Ipam {
         this.store.watch(
           prefix,
           (ev) => {
-            if (ev.type === 'put') this.state.put(ev.key, ev.value, ev.version);
-            else this.state.remove(ev.key, ev.version);
+            // Our own writes come back as events the cache already holds: dropped by version before
+            // their value is touched (a backend may parse it lazily).
+            if (ev.type === 'put') {
+              if (this.state.holds(ev.key, ev.version)) return;
+              this.state.put(ev.key, ev.value, ev.version);
+            } else this.state.remove(ev.key, ev.version);
           },
           () => void this.resync(),
         ),
@@ -315,6 +321,16 @@ export class Ipam {
     );
     held.push(...plan.reattached);
     if (plan.marks) req = { ...req, claimMarks: plan.marks };
+    if (plan.plain) {
+      // A pod that is not fixed: a new one gets its claims and its endpoint in one store write.
+      if (held.length === 0 && wanted.every((f) => this.requestedFor(req, f) === undefined)) {
+        const done = await this.addNew(req, wanted, choice, ctx, plan);
+        if (done) return done;
+      }
+      // Its endpoint exists (a new container of the same pod, another interface), or the one write
+      // kept losing races: the endpoint is read while the claims are made one by one below.
+      this.endpoints.readPlain(plan, req, held);
+    }
     const made: HeldClaim[] = [];
     try {
       for (const family of wanted) {
@@ -327,24 +343,13 @@ export class Ipam {
         made.push(h);
       }
     } catch (e) {
+      // A plain pod's endpoint read may still be in flight (endpoint.ts): let it settle first.
+      await plan.pending?.catch(() => undefined);
       await this.rollback(made);
       throw e;
     }
     const all = [...held, ...made].sort((a, b) => a.claim.spec.family - b.claim.spec.family);
-    if (made.length > 0) {
-      this.log.info(
-        {
-          event: 'allocate',
-          network: req.cniNetwork,
-          containerId: req.containerId,
-          ifName: req.ifName,
-          pod: podName(req.owner),
-          ips: made.map((h) => h.claim.spec.ip),
-          pools: made.map((h) => h.claim.spec.pool),
-        },
-        'allocated',
-      );
-    }
+    if (made.length > 0) this.logAllocated(req, made);
     const { result, routing } = this.result(all, req);
     try {
       await this.endpoints.record(plan, req, all, endpointRouting(routing));
@@ -354,6 +359,123 @@ export class Ipam {
       throw e;
     }
     return result;
+  }
+
+  /**
+   * ADD of a new attachment of a pod that is not fixed, none of whose addresses is asked for by name:
+   * proposes one address per family and creates the claims and the pod's endpoint together
+   * (`createMany`: one etcd transaction, one sqlite savepoint). Returns undefined, having written
+   * nothing, when the endpoint exists (`plan.read` then holds it), when a family has no free address
+   * (the ordinary path says why), or after a few lost races; the caller goes the ordinary way.
+   * @throws StoreError when the outcome is unknown (the claims are remembered as uncertain).
+   */
+  private async addNew(
+    req: AllocateRequest,
+    wanted: Family[],
+    choice: PoolChoice,
+    ctx: FilterContext,
+    plan: EndpointPlan,
+  ): Promise<IpamResult | undefined> {
+    const id = plan.identity;
+    if (!id) return undefined;
+    for (let attempt = 0; attempt < FAST_PATH_ATTEMPTS; attempt++) {
+      const picks: { pool: CompiledPool; value: bigint; marked: boolean }[] = [];
+      const unmark = (): void => {
+        for (const p of picks) {
+          const key = CLAIM_PREFIX + claimName(p.pool.network, p.pool.family, p.value);
+          if (p.marked && !this.state.claims.has(key)) this.state.usedSet(p.pool.network, p.pool.family).delete(p.value);
+        }
+      };
+      for (const family of wanted) {
+        const pick = this.propose(family, choice, ctx);
+        if (!pick) {
+          unmark();
+          return undefined;
+        }
+        // Taken while the write is in flight, so a concurrent ADD here proposes another one.
+        picks.push({ ...pick, marked: this.state.usedSet(pick.pool.network, family).add(pick.value) });
+      }
+      const held: HeldClaim[] = picks.map((p) => {
+        const claim = this.newClaim(req, p.pool, p.value);
+        return { key: CLAIM_PREFIX + claim.metadata.name, claim, version: '', value: p.value };
+      });
+      const { result, routing } = this.result(held, req);
+      const endpoint = this.endpoints.build(plan, req, held, endpointRouting(routing), undefined);
+      let res;
+      try {
+        res = await createAll(this.store, [
+          ...held.map((h) => ({ key: h.key, value: h.claim })),
+          { key: id.key, value: endpoint },
+        ]);
+      } catch (e) {
+        const ak = attachmentKey(req.cniNetwork, req.containerId, req.ifName);
+        let set = this.uncertain.get(ak);
+        if (!set) this.uncertain.set(ak, (set = new Set()));
+        for (const h of held) set.add(h.key);
+        this.stats.uncertainWrites++;
+        unmark();
+        throw e;
+      }
+      if (res.created) {
+        const versions = res.versions;
+        held.forEach((h, i) => this.state.put(h.key, h.claim, versions[i] as string));
+        // As in claimFree: next time start after this one.
+        for (const p of picks) this.cursors.set(p.pool.name, p.value + 1n);
+        this.logAllocated(req, held);
+        return result;
+      }
+      unmark();
+      let endpointExists = false;
+      for (const ex of res.existing) {
+        if (ex.key === id.key) {
+          plan.read = ex as Versioned<Endpoint>;
+          endpointExists = true;
+          continue;
+        }
+        this.state.put(ex.key, ex.value, ex.version);
+        if (sameAttachment(ex.value as IPClaim, req)) return undefined;
+        // Lost a race to another agent: jump somewhere else in that pool, as claimFree does.
+        this.stats.racesLost++;
+        const pick = picks.find((p) => CLAIM_PREFIX + claimName(p.pool.network, p.pool.family, p.value) === ex.key);
+        if (pick) this.jump(pick.pool, pick.value);
+      }
+      if (endpointExists) return undefined;
+    }
+    return undefined;
+  }
+
+  /** The first free address from the cursor of the first candidate pool that has one. */
+  private propose(family: Family, choice: PoolChoice, ctx: FilterContext): { pool: CompiledPool; value: bigint } | undefined {
+    for (const pool of this.candidates(family, choice, [], ctx)) {
+      const allowed = this.state.allowed(pool);
+      const from = this.cursors.get(pool.name) ?? allowed.nth(0n) ?? 0n;
+      const value = nextFree(allowed, this.state.usedSet(pool.network, pool.family), from);
+      if (value !== undefined) return { pool, value };
+    }
+    return undefined;
+  }
+
+  /** After a lost race: move the pool's cursor to a random address, to stop racing the winner. */
+  private jump(pool: CompiledPool, from: bigint): void {
+    const allowed = this.state.allowed(pool);
+    const size = allowed.size();
+    const jump = size > 0n ? BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))) : 0n;
+    this.cursors.set(pool.name, allowed.nth(jump) ?? from);
+  }
+
+  private logAllocated(req: AllocateRequest, made: HeldClaim[]): void {
+    this.log.info(
+      {
+        event: 'allocate',
+        network: req.cniNetwork,
+        containerId: req.containerId,
+        ifName: req.ifName,
+        pod: podName(req.owner),
+        ips: made.map((h) => h.claim.spec.ip),
+        pools: made.map((h) => h.claim.spec.pool),
+      },
+      'allocated',
+    );
   }
 
   private wantedFamilies(req: AllocateRequest, choice: PoolChoice): Family[] {
@@ -537,9 +659,7 @@ export class Ipam {
             `lost ${races} races for a free ${NS(family)} address in pool "${pool.name}"; the store is busy, retry`,
           );
         }
-        const size = allowed.size();
-        const jump = size > 0n ? BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))) : 0n;
-        this.cursors.set(pool.name, allowed.nth(jump) ?? from);
+        this.jump(pool, from);
       }
       notes.push(this.describeFull(pool));
     }

@@ -78,6 +78,13 @@ export class IpamState {
     }
   }
 
+  /** Whether the cache holds `key` at `version` or newer (a put at `version` would change nothing). */
+  holds(key: string, version: Version): boolean {
+    if (!key.startsWith(CLAIM_PREFIX)) return false;
+    const held = this.claims.get(key);
+    return held !== undefined && !versionNewer(version, held.version);
+  }
+
   /** Applies a put of any kind we cache; returns whether it changed anything. */
   put(key: string, value: unknown, version: Version): boolean {
     if (key.startsWith(CLAIM_PREFIX)) return this.putClaim(key, value as IPClaim, version);

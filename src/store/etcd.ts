@@ -54,8 +54,17 @@ import type {
 } from 'etcd3';
 import { IpamError } from '../errors.ts';
 import { toJson } from './memory.ts';
-import { StoreError, validateKey } from './store.ts';
-import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+import { StoreError, distinctKeys, validateKey } from './store.ts';
+import type {
+  CasResult,
+  CreateManyResult,
+  CreateResult,
+  Store,
+  Version,
+  Versioned,
+  WatchEvent,
+  Watcher,
+} from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
 
 export const DEFAULT_PREFIX = '/ipkeeper/';
@@ -197,7 +206,6 @@ function classify(e: unknown): Failure {
   return 'unknown';
 }
 
-
 /** The smallest key greater than every key starting with `prefix` (etcd's range_end for a prefix). */
 function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
@@ -337,6 +345,43 @@ export class EtcdStore implements Store {
     if (!existing) {
       // The transaction is atomic: its compare saw the key, so its get must return it.
       throw new StoreError(`etcd create "${key}": key exists but the transaction returned no value`, {
+        retryable: true,
+      });
+    }
+    return { created: false, existing };
+  }
+
+  /**
+   * One transaction: If(create_revision(k) == 0 for every k) Then(put every k) Else(get every k).
+   * Every key is written at the transaction's revision.
+   */
+  async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
+    this.check();
+    for (const e of entries) validateKey(e.key);
+    distinctKeys(entries);
+    const ks = entries.map((e) => this.etcdKey(e.key));
+    const values = entries.map((e) => Buffer.from(toJson(e.key, e.value)));
+    const subject = entries.map((e) => e.key).join(', ');
+    const res = await this.call('createMany', subject, true, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: ks.map((key) => ({
+            key,
+            target: 'Create' as const,
+            result: 'Equal' as const,
+            create_revision: 0,
+          })),
+          success: ks.map((key, i) => ({ request_put: { key, value: values[i] as Buffer } })),
+          failure: ks.map((key) => ({ request_range: { key } })),
+        },
+        { deadline },
+      ),
+    );
+    this.saw(res.header);
+    if (res.succeeded) return { created: true, versions: entries.map(() => res.header.revision) };
+    const existing = res.responses.flatMap((r) => this.decode(r.response_range?.kvs[0]) ?? []);
+    if (existing.length === 0) {
+      throw new StoreError(`etcd createMany "${subject}": a key exists but the transaction returned none`, {
         retryable: true,
       });
     }

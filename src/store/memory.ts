@@ -10,8 +10,17 @@
  * Values are stored as their JSON text: what a caller reads back is a fresh copy holding exactly what
  * JSON carries, the same as with the durable backends, and mutating it cannot change the store.
  */
-import { StoreError, validateKey } from './store.ts';
-import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+import { StoreError, distinctKeys, validateKey } from './store.ts';
+import type {
+  CasResult,
+  CreateManyResult,
+  CreateResult,
+  Store,
+  Version,
+  Versioned,
+  WatchEvent,
+  Watcher,
+} from './store.ts';
 
 interface Entry {
   json: string;
@@ -47,6 +56,23 @@ export function toJson(key: string, value: unknown): string {
 }
 
 /**
+ * A put event whose `value` is parsed from `json` when first read, then kept. Listeners of one write
+ * share it: they read it, none of ours mutates it (the engine's cache keeps it as it is).
+ */
+export function lazyPut(key: string, json: string, version: Version): WatchEvent<unknown> {
+  let parsed: { value: unknown } | undefined;
+  return {
+    type: 'put',
+    key,
+    version,
+    get value(): unknown {
+      parsed ??= { value: JSON.parse(json) as unknown };
+      return parsed.value;
+    },
+  };
+}
+
+/**
  * The in-memory store. Every method rejects with a StoreError (not retryable) for an invalid key, a
  * value JSON cannot carry, or a call after `close()`.
  */
@@ -79,6 +105,35 @@ export class MemoryStore implements Store {
     const existing = this.read<T>(key);
     if (existing) return { created: false, existing };
     return { created: true, version: this.write(key, json) };
+  }
+
+  /**
+   * Made of `create` calls started in one synchronous turn: a MemoryStore's create checks and writes
+   * before it returns, so nothing can come between them (all or none, like the durable backends'
+   * transactions). Going through `create` keeps a test's wrapper that overrides it (to delay or fail
+   * writes) in the path; for such a wrapper, creates that land after others are undone (as
+   * `createEach` does).
+   */
+  async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
+    this.check();
+    for (const e of entries) validateKey(e.key);
+    distinctKeys(entries);
+    const existing = entries.flatMap((e) => this.read(e.key) ?? []);
+    if (existing.length > 0) return { created: false, existing };
+    const settled = await Promise.allSettled(entries.map((e) => this.create(e.key, e.value)));
+    const made = settled.flatMap((r, i) =>
+      r.status === 'fulfilled' && r.value.created ? [{ key: entries[i]!.key, version: r.value.version }] : [],
+    );
+    if (made.length === entries.length) return { created: true, versions: made.map((m) => m.version) };
+    for (const m of made) await this.delete(m.key, m.version);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return {
+      created: false,
+      existing: settled.flatMap((r) =>
+        r.status === 'fulfilled' && !r.value.created ? [r.value.existing] : [],
+      ),
+    };
   }
 
   async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {
@@ -148,15 +203,16 @@ export class MemoryStore implements Store {
    * triggered it. Microtasks run in order, so listeners see commit order.
    */
   private emit(key: string, version: Version, json?: string): void {
+    let ev: WatchEvent<unknown> | undefined;
     for (const l of this.listeners) {
       if (!key.startsWith(l.prefix)) continue;
+      // One event object per write, shared by its listeners, its value parsed on first read: a
+      // listener that drops the event by version (its own write coming back) never pays the parse.
+      ev ??= json === undefined ? { type: 'delete', key, version } : lazyPut(key, json, version);
+      const e = ev;
       queueMicrotask(() => {
         if (l.closed) return;
-        l.onEvent(
-          json === undefined
-            ? { type: 'delete', key, version }
-            : { type: 'put', key, value: JSON.parse(json) as unknown, version },
-        );
+        l.onEvent(e);
       });
     }
   }

@@ -10,8 +10,6 @@
  * Backends are imported on demand, so `memory:` does not load node:sqlite and nothing loads the etcd
  * or Kubernetes clients unless asked for.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { IpamError } from '../errors.ts';
 import type { Store } from './store.ts';
 import type { SqliteStoreOptions } from './sqlite.ts';
@@ -39,22 +37,37 @@ function invalid(url: string, why: string): IpamError {
 }
 
 /**
- * Loads an optional backend module and its opener.
+ * Loads an optional backend module (a literal `import()`, so a bundler keeps it, evaluated only
+ * when used) and its opener.
  * @throws IpamError INVALID_CONFIG when this build has no such module (e.g. a trimmed bundle),
  *   INTERNAL when it lacks the opener; a failure inside the module's own imports propagates.
  */
-async function loadBackend(url: string, file: string, fn: string): Promise<(url: string) => Promise<Store>> {
-  if (!existsSync(fileURLToPath(new URL(file, import.meta.url)))) {
-    throw new IpamError('INVALID_CONFIG', `store URL "${url}": this build has no ${file.slice(2)} backend`, {
-      field: 'store',
-      value: url,
-    });
+async function loadBackend(
+  url: string,
+  name: string,
+  load: () => Promise<Record<string, unknown>>,
+  fn: string,
+): Promise<(url: string) => Promise<Store>> {
+  let m: Record<string, unknown>;
+  try {
+    m = await load();
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const missing = (e as { url?: string; message?: string }).message ?? '';
+    if (code === 'ERR_MODULE_NOT_FOUND' && missing.includes(`${name}.ts`)) {
+      throw new IpamError('INVALID_CONFIG', `store URL "${url}": this build has no ${name} backend`, {
+        field: 'store',
+        value: url,
+      });
+    }
+    throw e;
   }
-  // A computed specifier keeps the type check independent of files written elsewhere.
-  const m = (await import(file)) as Record<string, unknown>;
   const open = m[fn];
   if (typeof open !== 'function') {
-    throw new IpamError('INTERNAL', `store backend ${file} does not export ${fn}()`, { file, fn });
+    throw new IpamError('INTERNAL', `store backend ${name}.ts does not export ${fn}()`, {
+      file: `${name}.ts`,
+      fn,
+    });
   }
   return open as (url: string) => Promise<Store>;
 }
@@ -89,12 +102,17 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     }
     case 'etcd': {
       if (!rest.startsWith('//') || rest.length <= 2) throw invalid(url, 'names no etcd endpoint');
-      const open = await loadBackend(url, './etcd.ts', 'openEtcdStore');
+      const open = await loadBackend(url, 'etcd', () => import('./etcd.ts'), 'openEtcdStore');
       return open(url);
     }
     case 'kubernetes':
     case 'k8s': {
-      const open = await loadBackend(url, './kubernetes.ts', 'openKubernetesStore');
+      const open = await loadBackend(
+        url,
+        'kubernetes',
+        () => import('./kubernetes.ts'),
+        'openKubernetesStore',
+      );
       return open(url);
     }
     default:

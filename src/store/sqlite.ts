@@ -47,8 +47,17 @@ import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { StoreError, validateKey } from './store.ts';
-import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+import { StoreError, distinctKeys, validateKey } from './store.ts';
+import type {
+  CasResult,
+  CreateManyResult,
+  CreateResult,
+  Store,
+  Version,
+  Versioned,
+  WatchEvent,
+  Watcher,
+} from './store.ts';
 import { toJson } from './memory.ts';
 
 export interface SqliteStoreOptions {
@@ -303,6 +312,29 @@ export class SqliteStore implements Store {
       }
       this.logged(rev, key, json);
       return { created: true, version: String(rev) };
+    });
+  }
+
+  /** All in one savepoint of the batch: the keys are checked first, under the write lock, then written. */
+  async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
+    this.check();
+    for (const e of entries) validateKey(e.key);
+    distinctKeys(entries);
+    const jsons = entries.map((e) => toJson(e.key, e.value));
+    return this.write('createMany', entries[0]?.key ?? '(none)', (next): CreateManyResult => {
+      const existing = entries.flatMap((e) => this.read(this.w.get, e.key) ?? []);
+      if (existing.length > 0) return { created: false, existing };
+      const versions: Version[] = [];
+      entries.forEach((e, i) => {
+        const rev = next();
+        if (Number(this.w.insert.run(e.key, jsons[i] as string, rev).changes) === 0) {
+          // Cannot happen: the keys were absent under this same write lock. Throwing rolls the savepoint back.
+          throw new Error(`key ${e.key} appeared inside the transaction`);
+        }
+        this.logged(rev, e.key, jsons[i]);
+        versions.push(String(rev));
+      });
+      return { created: true, versions };
     });
   }
 

@@ -42,6 +42,13 @@ export interface Versioned<T = unknown> {
 export type CreateResult<T = unknown> =
   { created: true; version: Version } | { created: false; existing: Versioned<T> };
 
+/**
+ * Outcome of `createMany`: every key was created (`versions[i]` is entry i's version), or none was
+ * and `existing` holds the entries that were already there (at least one).
+ */
+export type CreateManyResult =
+  { created: true; versions: Version[] } | { created: false; existing: Versioned[] };
+
 /** Outcome of `update`/`delete` with a version precondition. */
 export type CasResult<T = unknown> =
   | { ok: true; version: Version }
@@ -68,6 +75,17 @@ export interface Store {
   list<T>(prefix: string): Promise<Versioned<T>[]>;
   /** Create-if-absent. Exactly one of several concurrent callers gets `created: true`. */
   create<T>(key: string, value: T): Promise<CreateResult<T>>;
+  /**
+   * Create-if-absent of several distinct keys together: all are created or none (one ADD's claims and
+   * its Endpoint). etcd does it in one transaction, sqlite in one savepoint; the kubernetes backend
+   * has no multi-object write, so it creates one by one and deletes what it made when a later key
+   * exists (`createEach`): a watcher may see those for a moment, as it may see an ADD's rollback.
+   * A rejection leaves the outcome of every key unknown (read them back). Optional, so that a
+   * wrapper of a store (node pools, the controller's cache) need not forward it: callers use
+   * `createAll`, which falls back to `createEach`. Every backend implements it.
+   * @throws StoreError (not retryable) for duplicate or invalid keys.
+   */
+  createMany?(entries: { key: string; value: unknown }[]): Promise<CreateManyResult>;
   /** Replace the value if the stored version equals `version`. */
   update<T>(key: string, value: T, version: Version): Promise<CasResult<T>>;
   /** Delete if the stored version equals `version`. A missing key is `{ ok: false, current: undefined }`. */
@@ -78,6 +96,52 @@ export interface Store {
    */
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher;
   close(): Promise<void>;
+}
+
+/**
+ * `createMany` from `create` and `delete`, for a backend without multi-key writes: creates in order;
+ * when one key exists, deletes the ones it made (each at the version it made, so nothing anyone
+ * else wrote is touched) and reports the existing one.
+ * @throws StoreError from the backend; then what was made before may still exist.
+ */
+export async function createEach(
+  store: Pick<Store, 'create' | 'delete'>,
+  entries: { key: string; value: unknown }[],
+): Promise<CreateManyResult> {
+  for (const e of entries) validateKey(e.key);
+  distinctKeys(entries);
+  const made: { key: string; version: Version }[] = [];
+  for (const e of entries) {
+    const r = await store.create(e.key, e.value);
+    if (r.created) {
+      made.push({ key: e.key, version: r.version });
+      continue;
+    }
+    for (const m of made.reverse()) await store.delete(m.key, m.version);
+    return { created: false, existing: [r.existing] };
+  }
+  return { created: true, versions: made.map((m) => m.version) };
+}
+
+/** `store.createMany`, or `createEach` for a store without it. */
+export function createAll(
+  store: Store,
+  entries: { key: string; value: unknown }[],
+): Promise<CreateManyResult> {
+  return store.createMany ? store.createMany(entries) : createEach(store, entries);
+}
+
+/** @throws StoreError (not retryable) naming a key given twice to `createMany`. */
+export function distinctKeys(entries: { key: string }[]): void {
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.key)) {
+      throw new StoreError(`createMany: key "${e.key}" is given twice; each key may be created once`, {
+        retryable: false,
+      });
+    }
+    seen.add(e.key);
+  }
 }
 
 /** A real failure of the backend (not an expected outcome). `retryable` when a retry may succeed. */
@@ -91,12 +155,16 @@ export class StoreError extends Error {
 }
 
 const SEGMENT = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+/** Two or three SEGMENTs joined by `/` (without the ".." rule, checked apart). */
+const KEY = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?:\/[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?){1,2}$/;
 
 /**
  * Checks that a key is `kind/name` or `kind/namespace/name` with DNS-subdomain-like segments.
  * @throws StoreError (not retryable) naming the key and the bad segment.
  */
 export function validateKey(key: string): void {
+  // Every write checks its key: the common, valid case is one regular expression.
+  if (KEY.test(key) && !key.includes('..')) return;
   const parts = key.split('/');
   if (parts.length < 2 || parts.length > 3) {
     throw new StoreError(`store key "${key}" must be "kind/name" or "kind/namespace/name"`, {
