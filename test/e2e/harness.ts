@@ -41,9 +41,30 @@ process.once('exit', () => {
 });
 
 /** Starts `ipkeeper agent` and waits until /readyz answers. */
-export async function startAgent(opts: { store: string; socket: string; node?: string; extra?: string[] }): Promise<AgentProcess> {
-  const args = [CLI, 'agent', '--store', opts.store, '--socket', opts.socket, '--node', opts.node ?? 'node1', ...(opts.extra ?? [])];
-  const child = spawn(NODE, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startAgent(opts: {
+  store: string;
+  socket: string;
+  node?: string;
+  extra?: string[];
+  /** The CLI to run (default: bin/ipkeeper.ts; e.g. the bundled dist/agent/ipkeeper.mjs). */
+  cli?: string;
+  cwd?: string;
+}): Promise<AgentProcess> {
+  const args = [
+    opts.cli ?? CLI,
+    'agent',
+    '--store',
+    opts.store,
+    '--socket',
+    opts.socket,
+    '--node',
+    opts.node ?? 'node1',
+    ...(opts.extra ?? []),
+  ];
+  const child = spawn(NODE, args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
   running.add(child);
   let log = '';
   child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
