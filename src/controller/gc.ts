@@ -27,7 +27,7 @@
  * Passes: a full scan every `scanIntervalMs`, plus event-driven ones — a pod deleted, finished or
  * starting to terminate kicks a pass now and another when its grace (and the candidate grace) has
  * run out. Every release is a Kubernetes event `IPReclaimed` on the pod, or on the pool when the pod
- * is gone, and a log line.
+ * is gone, a log line, and a `gc` event on the controller's pool map page (src/controller/cache.ts).
  */
 import type { Endpoint, IPClaim, IPPool } from '../api/kinds.ts';
 import { API_VERSION } from '../api/kinds.ts';
@@ -36,7 +36,7 @@ import { ENDPOINT_PREFIX } from '../ipam/endpoint.ts';
 import { reclaimDecision, type ReclaimFacts } from '../ipam/retention.ts';
 import type { WorkloadCache, WorkloadKind } from '../cluster/workloads.ts';
 import type { ControllerContext, Reconciler } from './context.ts';
-import { acquireCache, type SharedCache } from './cache.ts';
+import { acquireCache, controllerEvents, type SharedCache } from './cache.ts';
 import { acquirePods, acquireWorkloads, type RawPod, type SharedPods } from './shared.ts';
 import { kubeJson } from './kube.ts';
 import { countGcRelease, countReconcile, type GcReleaseReason } from './metrics.ts';
@@ -508,7 +508,14 @@ export class GcReconciler implements Reconciler {
         report.skipped.push({ key: d.key, why: 'no longer leaked' });
         continue;
       }
-      const r = await ctx.store.delete(d.key, fresh.version);
+      // The page's event is the `gc` one `announce` writes, not the `release` the watch would make.
+      const done = this.cache?.ownDelete(d.key);
+      let r: Awaited<ReturnType<typeof ctx.store.delete>> | undefined;
+      try {
+        r = await ctx.store.delete(d.key, fresh.version);
+      } finally {
+        done?.(r?.ok === true);
+      }
       if (!r.ok) {
         report.skipped.push({ key: d.key, why: 'changed between the re-check and the delete' });
         continue;
@@ -561,6 +568,16 @@ export class GcReconciler implements Reconciler {
       { event: 'gc', ip: c.spec.ip, pool: c.spec.pool, pod: `${o.namespace}/${o.name}`, reason },
       'reclaimed a leaked address',
     );
+    controllerEvents(ctx).push({
+      kind: 'gc',
+      message: `GC ${message}`,
+      network: c.spec.cniNetwork ?? c.spec.network,
+      pod: `${o.namespace}/${o.name}`,
+      ...(c.spec.ifName ? { ifName: c.spec.ifName } : {}),
+      ...(c.spec.node ? { node: c.spec.node } : {}),
+      ips: [c.spec.ip],
+      pools: [c.spec.pool],
+    });
     let regarding;
     if (pod) {
       regarding = {

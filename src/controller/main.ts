@@ -16,7 +16,9 @@
  * and — on the leader — the reconcilers have synced; a standby is ready too: it serves admission) and
  * /metrics, and the live pool map page of the agent (src/agent/ui/: `GET /`, `/v1/map`, SSE
  * `/v1/events`) drawn from the controller's claims/pools cache (src/controller/cache.ts) — the same
- * page, the whole cluster. That cache is taken on the first page request, not at start: a standby
+ * page, the whole cluster. Its "recent events" are the cluster's: claims made, re-owned and deleted
+ * (seen on the claims watch), GC releases and failed reconcile passes (src/controller/cache.ts).
+ * That cache is taken on the first page request, not at start: a standby
  * nobody looks at holds no copy of every claim. Logs are pino JSON on stderr. `close()` (SIGTERM) stops the reconcilers, releases the
  * lease so a standby takes over at once, and stops the servers.
  *
@@ -36,8 +38,15 @@ import { readTlsDir, selfSignedTls, serviceNames, type TlsMaterial } from './cer
 import { DEFAULT_WEBHOOK_LISTEN, parseListen, startWebhook, type WebhookServer } from './webhook.ts';
 import { DEFAULT_WEBHOOK_CONFIG, ensureWebhookCa, type WebhookTarget } from './webhook-config.ts';
 import { attachMetrics, createControllerMetrics, type ControllerMetrics } from './metrics.ts';
-import { acquireCache, type SharedCache } from './cache.ts';
+import {
+  acquireCache,
+  attachEvents,
+  controllerEvents,
+  recordReconcileErrors,
+  type SharedCache,
+} from './cache.ts';
 import { UiHub } from '../agent/ui/hub.ts';
+import { EventRing } from '../agent/ui/events.ts';
 import { hostAllowed, mapOf, PAGE_HEADERS } from '../agent/ui/routes.ts';
 import { PAGE_HTML } from '../agent/ui/page.ts';
 
@@ -139,6 +148,71 @@ function certNames(o: ControllerOptions, namespace: string): string[] {
   names.add('localhost');
   names.add('127.0.0.1');
   return [...names];
+}
+
+/**
+ * The pool map page's claims cache and hub for `ctx`: the agent's hub over the controller's cache,
+ * showing the context's events ring (src/controller/cache.ts: claim changes, GC releases,
+ * reconcile errors). Release `cache` when done.
+ * @throws StoreError when the store cannot be listed.
+ */
+export async function pageHub(
+  ctx: ControllerContext,
+  node: string,
+): Promise<{ cache: SharedCache; hub: UiHub }> {
+  const cache = await acquireCache(ctx);
+  const hub = new UiHub({
+    ipam: cache.ipam,
+    store: ctx.store,
+    node,
+    now: ctx.now,
+    events: controllerEvents(ctx),
+  });
+  return { cache, hub };
+}
+
+/**
+ * Serves the agent's pool map page (`GET /`, `/v1/map`, SSE `/v1/events`) from `hub()`, under the
+ * agent's rules; returns false for any other request (nothing written).
+ */
+export async function servePage(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  hub: () => Promise<UiHub>,
+): Promise<boolean> {
+  const path = (req.url ?? '').split('?')[0];
+  if (req.method !== 'GET' || (path !== '/' && path !== '/v1/map' && path !== '/v1/events')) return false;
+  const json = (status: number, body: unknown): void => {
+    res.writeHead(status, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  // The agent's rule (src/agent/ui/routes.ts): by address or localhost, never a host name.
+  if (!hostAllowed(req)) {
+    json(403, {
+      code: 'INVALID_CONFIG',
+      message: `open the pool map by address (http://127.0.0.1:PORT/), not by the host name in "${req.headers.host}"`,
+    });
+    return true;
+  }
+  if (path === '/') {
+    res.writeHead(200, PAGE_HEADERS);
+    res.end(PAGE_HTML);
+    return true;
+  }
+  try {
+    const h = await hub();
+    if (path === '/v1/events') {
+      h.openStream(res);
+      return true;
+    }
+    const at = new URL(req.url ?? '/', 'http://x').searchParams.get('at') ?? undefined;
+    res.setHeader('cache-control', 'no-store');
+    json(200, mapOf(h, at));
+  } catch (e) {
+    if (isIpamError(e)) json(e.httpStatus, e.toJSON());
+    else json(503, { code: 'STORE_UNAVAILABLE', message: `the claims cache did not load: ${String(e)}` });
+  }
+  return true;
 }
 
 /**
@@ -274,12 +348,16 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
     store = await openKubernetesStore(o.kubeconfig ? `kubernetes:${o.kubeconfig}` : 'kubernetes:');
   }
   const ownStore = o.store === undefined;
+  // The page's events ring exists from the start: the GC and a failing reconciler write to it
+  // before anyone opens the page.
+  const events = new EventRing();
   const ctx = await makeContext({
     store,
     namespace,
-    log: logger,
+    log: recordReconcileErrors(logger, events),
     ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
   });
+  attachEvents(ctx, events);
   const metrics = createControllerMetrics({ defaultMetrics: o.defaultMetrics ?? true });
   attachMetrics(ctx, metrics);
 
@@ -296,10 +374,7 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
   /** The pool map's cache and hub, from the first page request on (see the module comment). */
   let ui: Promise<{ cache: SharedCache; hub: UiHub }> | undefined;
   const uiHub = async (): Promise<UiHub> => {
-    ui ??= acquireCache(ctx).then((cache) => ({
-      cache,
-      hub: new UiHub({ ipam: cache.ipam, store: ctx.store, node: `controller ${identity}`, now: ctx.now }),
-    }));
+    ui ??= pageHub(ctx, `controller ${identity}`);
     try {
       return (await ui).hub;
     } catch (e) {
@@ -392,32 +467,7 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
             res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
             return res.end(text);
           }
-          if (req.method === 'GET' && (path === '/' || path === '/v1/map' || path === '/v1/events')) {
-            // The agent's rule (src/agent/ui/routes.ts): by address or localhost, never a host name.
-            if (!hostAllowed(req)) {
-              return json(403, {
-                code: 'INVALID_CONFIG',
-                message: `open the pool map by address (http://127.0.0.1:PORT/), not by the host name in "${req.headers.host}"`,
-              });
-            }
-            if (path === '/') {
-              res.writeHead(200, PAGE_HEADERS);
-              return res.end(PAGE_HTML);
-            }
-            try {
-              const hub = await uiHub();
-              if (path === '/v1/events') return hub.openStream(res);
-              const at = new URL(req.url ?? '/', 'http://x').searchParams.get('at') ?? undefined;
-              res.setHeader('cache-control', 'no-store');
-              return json(200, mapOf(hub, at));
-            } catch (e) {
-              if (isIpamError(e)) return json(e.httpStatus, e.toJSON());
-              return json(503, {
-                code: 'STORE_UNAVAILABLE',
-                message: `the claims cache did not load: ${String(e)}`,
-              });
-            }
-          }
+          if (await servePage(req, res, uiHub)) return;
           json(404, { error: `no route ${path}; try /, /v1/map, /healthz, /readyz, /metrics` });
         })().catch((e: unknown) => {
           res.writeHead(500);

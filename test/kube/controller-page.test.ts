@@ -272,6 +272,29 @@ describe('controller --listen: the pool map page, GC metrics, --no-webhook', () 
         assert.equal(await count('free'), '8');
         assert.equal(await count('total'), '10');
         assert.equal(await page.locator(`[data-grid="${POOL}"] .c[data-state="used"]`).count(), 2);
+        // The controller makes no CNI calls: its event list comes from the claims watch. A claim
+        // made (for a live pod, so the GC leaves it) and deleted shows as allocate, then release.
+        const r = await kubeRequest(cluster, 'POST', `/api/v1/namespaces/${NS}/pods`, {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'web-2' },
+          spec: {
+            automountServiceAccountToken: false,
+            containers: [{ name: 'c', image: 'registry.invalid/app:1' }],
+          },
+        });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        const key = await claim('web-2', r.body.metadata.uid);
+        const ip = (await store.get<IPClaim>(key))!.value.spec.ip;
+        const allocated = page.locator('#events li[data-kind="allocate"]', { hasText: ip });
+        await allocated.waitFor();
+        assert.match(
+          (await allocated.textContent()) ?? '',
+          new RegExp(`to pod ${NS}/web-2 eth0 on node nowhere`),
+        );
+        const cur = (await store.get<IPClaim>(key))!;
+        assert.ok((await store.delete(key, cur.version)).ok);
+        await page.locator('#events li[data-kind="release"]', { hasText: ip }).waitFor();
         assert.deepEqual(errors, [], 'no script or CSP errors');
       } finally {
         await context.close();
@@ -300,6 +323,21 @@ describe('controller --listen: the pool map page, GC metrics, --no-webhook', () 
         return /^ipkeeper_gc_released_total\{reason="pod_gone"\} 1$/m.test(t) ? t : undefined;
       });
       assert.match(m, /^# HELP ipkeeper_gc_released_total /m);
+      // The page's list: the claim's allocate, then the GC's release, not also a watch `release`.
+      const ip = `10.77.0.${nextIp - 1}`;
+      const mine = await until('the gc event on the page', async () => {
+        const es = (JSON.parse((await get(`${base}/v1/map`)).text) as PoolMapPage).events.filter((e) =>
+          e.ips?.includes(ip),
+        );
+        return es.some((e) => e.kind === 'gc') ? es : undefined;
+      });
+      assert.deepEqual(
+        mine.map((e) => e.kind),
+        ['gc', 'allocate'],
+        JSON.stringify(mine),
+      );
+      assert.equal(mine[0]!.pod, `${NS}/gone-0`);
+      assert.match(mine[0]!.message, new RegExp(`^GC released ${ip.replaceAll('.', '\\.')} \\(pool ${POOL}`));
     } finally {
       stream.close();
     }

@@ -5,7 +5,8 @@
  * only — it answers "what just happened on this node", it is not an audit log (the pino log is).
  *
  * Events enter from three places: the CNI routes (`routes.ts` hooks the answers of `/v1/cni/*`),
- * the leak reclaimer's log lines (`tee`), and the operator release route.
+ * the leak reclaimer's log lines (`tee`), and the operator release route. The controller's page
+ * uses the same ring, fed by its claims watch, GC and reconcilers (src/controller/cache.ts).
  */
 import type { Logger } from '../../ipam/engine.ts';
 
@@ -28,6 +29,8 @@ export interface AgentEvent {
   pod?: string;
   containerId?: string;
   ifName?: string;
+  /** The node of the attachment (controller events: the claim's `spec.node`). */
+  node?: string;
   ips?: string[];
   pools?: string[];
   /** The error code of an `error` event. */

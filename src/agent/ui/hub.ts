@@ -9,8 +9,8 @@
  * says "changed"; the page then fetches `/v1/map` — one source of truth for what it draws, and a
  * burst of changes (a rollout) costs one fetch per `PUSH_COALESCE_MS`, not one per address.
  *
- * Changes come from the events ring (this agent's allocations, releases, reclaims, errors) and from
- * a store watch on pools, reservations and claims (other agents, `ipkeeper apply`). The watch runs
+ * Changes come from the events ring (this agent's allocations, releases, reclaims, errors; on the
+ * controller, the cluster's claim changes, GC releases and reconcile errors) and from a store watch on pools, reservations and claims (other agents, `ipkeeper apply`). The watch runs
  * only while a page is open.
  */
 import type { ServerResponse } from 'node:http';
@@ -31,6 +31,11 @@ export interface UiHubOptions {
   node: string;
   nodeDeadMs?: number;
   now?: () => number;
+  /**
+   * The recent-events ring to show and push; default a new one. The controller passes the ring its
+   * claims watch, GC and reconcilers write to (src/controller/cache.ts), which outlives any page.
+   */
+  events?: EventRing;
 }
 
 export class UiHub {
@@ -52,7 +57,7 @@ export class UiHub {
     this.node = opts.node;
     this.nodeDeadMs = opts.nodeDeadMs ?? NODE_DEAD_MS;
     this.now = opts.now ?? Date.now;
-    this.events = new EventRing(undefined, this.now);
+    this.events = opts.events ?? new EventRing(undefined, this.now);
     this.events.subscribe(() => this.changed());
   }
 
