@@ -106,6 +106,7 @@ const COLUMNS: Record<string, Column[]> = {
     { name: 'V6IP', type: 'string', jsonPath: '.status.v6ip' },
     { name: 'Pool', type: 'string', jsonPath: '.spec.pool' },
     { name: 'Ready', type: 'boolean', jsonPath: '.status.ready' },
+    { name: 'Subnet', type: 'string', jsonPath: '.spec.subnet', priority: 1 },
     { name: 'Type', type: 'string', jsonPath: '.spec.type', priority: 1 },
     { name: 'Pod', type: 'string', jsonPath: '.status.pod', priority: 1 },
     { name: 'Namespace', type: 'string', jsonPath: '.spec.namespace', priority: 1 },
@@ -142,7 +143,9 @@ export function crdFor(info: KindInfo): Json {
   props.metadata = { type: 'object' };
   props.apiVersion = { type: 'string' };
   props.kind = { type: 'string' };
-  schema.required = (schema.required as string[] | undefined)?.filter((r) => !['metadata', 'apiVersion', 'kind'].includes(r));
+  schema.required = (schema.required as string[] | undefined)?.filter(
+    (r) => !['metadata', 'apiVersion', 'kind'].includes(r),
+  );
   if ((schema.required as string[]).length === 0) delete schema.required;
   const hasStatus = props.status !== undefined;
   return {

@@ -26,7 +26,11 @@ const StringMap = Type.Record(Type.String(), Type.String());
 export const RETENTION_PATTERN = '^(0|forever|([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+)$';
 
 export const ObjectMeta = Type.Object({
-  name: Type.String({ pattern: NAME_PATTERN, maxLength: 253, description: 'object name (DNS-1123 subdomain)' }),
+  name: Type.String({
+    pattern: NAME_PATTERN,
+    maxLength: 253,
+    description: 'object name (DNS-1123 subdomain)',
+  }),
   namespace: Type.Optional(Type.String({ pattern: LABEL_PATTERN, maxLength: 63 })),
   labels: Type.Optional(StringMap),
   annotations: Type.Optional(StringMap),
@@ -95,9 +99,7 @@ export const IPPoolSpec = Type.Object(
     ),
     default: Type.Optional(Type.Boolean({ description: 'used when nothing else chooses a pool' })),
     nodeName: Type.Optional(Type.Array(Type.String(), { description: 'only pods on these nodes' })),
-    namespaceName: Type.Optional(
-      Type.Array(Type.String(), { description: 'only pods in these namespaces' }),
-    ),
+    namespaceName: Type.Optional(Type.Array(Type.String(), { description: 'only pods in these namespaces' })),
     multusName: Type.Optional(
       Type.Array(Type.String(), {
         description: 'only attachments of these networks (CNI config name or Multus namespace/name)',
@@ -142,7 +144,9 @@ export type IPPool = Static<typeof IPPool>;
 export const SubnetSpec = Type.Object(
   {
     subnet: IPPoolSpec.properties.subnet,
-    ips: Type.Optional(AddressList('addresses application pools may be given (default: every usable address of the subnet)')),
+    ips: Type.Optional(
+      AddressList('addresses application pools may be given (default: every usable address of the subnet)'),
+    ),
     excludeIPs: IPPoolSpec.properties.excludeIPs,
     gateway: IPPoolSpec.properties.gateway,
     routes: IPPoolSpec.properties.routes,
@@ -314,22 +318,38 @@ export const Endpoint = Type.Object({
 export type Endpoint = Static<typeof Endpoint>;
 
 /**
- * A reserved address (Kube-OVN's `Vip`): one address per family taken from a pool, dynamically or
+ * A reserved address (Kube-OVN's `Vip`): one address per family taken from a pool (or from a Subnet,
+ * outside every pool of it), dynamically or
  * at `v4ip`/`v6ip`, held by a claim owned by the VIP (never given to a pod by allocation) and released
  * when the VIP is deleted. It can be bound to pods of `namespace` by allowed address pairs (pods that
  * match the selector and list it in `ipkeeper.io/aaps`), or be one pod's address (`ipkeeper.io/vip`).
  */
 export const VIPSpec = Type.Object(
   {
-    pool: Type.String({
-      pattern: NAME_PATTERN,
-      description:
-        'the IPPool the address comes from (Kube-OVN: spec.subnet); its family decides the address family',
-    }),
+    pool: Type.Optional(
+      Type.String({
+        pattern: NAME_PATTERN,
+        description:
+          'the IPPool the address comes from (Kube-OVN: spec.subnet); its family decides the address family. Give exactly one of pool and subnet',
+      }),
+    ),
     ipv6Pool: Type.Optional(
       Type.String({
         pattern: NAME_PATTERN,
         description: 'a second, IPv6 pool for a dual-stack VIP (pool is then IPv4)',
+      }),
+    ),
+    subnet: Type.Optional(
+      Type.String({
+        pattern: NAME_PATTERN,
+        description:
+          'instead of pool: the Subnet the address comes from, one that no IPPool of its network holds (application pools never take it); its family decides the address family',
+      }),
+    ),
+    ipv6Subnet: Type.Optional(
+      Type.String({
+        pattern: NAME_PATTERN,
+        description: 'a second, IPv6 Subnet for a dual-stack VIP from subnets (subnet is then IPv4)',
       }),
     ),
     // A pattern, not an enum: kube-apiserver v1.20 refuses "" as a member of a CRD enum.
@@ -341,10 +361,10 @@ export const VIPSpec = Type.Object(
       }),
     ),
     v4ip: Type.Optional(
-      Type.String({ description: 'a fixed IPv4 address inside the pool (default: any free one)' }),
+      Type.String({ description: 'a fixed IPv4 address inside the pool or subnet (default: any free one)' }),
     ),
     v6ip: Type.Optional(
-      Type.String({ description: 'a fixed IPv6 address inside the pool (default: any free one)' }),
+      Type.String({ description: 'a fixed IPv6 address inside the pool or subnet (default: any free one)' }),
     ),
     mac: Type.Optional(
       Type.String({

@@ -55,6 +55,34 @@ function prefix(problems: FieldProblem[], field: string, value: string): Prefix 
 export function vipSemantics(v: VIP): FieldProblem[] {
   const problems: FieldProblem[] = [];
   const s = v.spec;
+  // Where the address comes from: exactly one IPPool (spec.pool) or Subnet (spec.subnet).
+  if (s.pool === undefined && s.subnet === undefined) {
+    problems.push({
+      field: 'spec.pool',
+      message:
+        'neither spec.pool nor spec.subnet is set; name the IPPool (spec.pool) or the Subnet (spec.subnet) the address comes from',
+    });
+  } else if (s.pool !== undefined && s.subnet !== undefined) {
+    problems.push({
+      field: 'spec.subnet',
+      value: s.subnet,
+      message: `spec.pool "${s.pool}" and spec.subnet "${s.subnet}" are both set; a VIP takes its address from one: drop one of them`,
+    });
+  }
+  if (s.ipv6Pool !== undefined && s.pool === undefined) {
+    problems.push({
+      field: 'spec.ipv6Pool',
+      value: s.ipv6Pool,
+      message: 'spec.ipv6Pool goes with spec.pool; with spec.subnet name the IPv6 Subnet in spec.ipv6Subnet',
+    });
+  }
+  if (s.ipv6Subnet !== undefined && s.subnet === undefined) {
+    problems.push({
+      field: 'spec.ipv6Subnet',
+      value: s.ipv6Subnet,
+      message: 'spec.ipv6Subnet goes with spec.subnet; with spec.pool name the IPv6 pool in spec.ipv6Pool',
+    });
+  }
   for (const [field, want, other] of [
     ['v4ip', 4, 'v6ip'],
     ['v6ip', 6, 'v4ip'],

@@ -6,6 +6,16 @@
 import type { NodePool, VIP } from '../api/kinds.ts';
 import { renderTable } from './table.ts';
 
+/** Where the VIP's address comes from: its pools, or `subnet/<name>` for a VIP from a Subnet. */
+export function vipSource(v: VIP, sep = ','): string {
+  if (v.spec.subnet !== undefined)
+    return [v.spec.subnet, v.spec.ipv6Subnet]
+      .filter((x) => x !== undefined)
+      .map((x) => `subnet/${x}`)
+      .join(sep);
+  return [v.spec.pool, v.spec.ipv6Pool].filter(Boolean).join(sep);
+}
+
 export function vipTable(items: VIP[], wide: boolean): string {
   const head = ['NAME', 'V4IP', 'MAC', 'V6IP', 'POOL', 'READY', 'POD', 'AAP-PODS'];
   if (wide) head.push('TYPE', 'NAMESPACE', 'SELECTOR', 'MESSAGE');
@@ -18,7 +28,7 @@ export function vipTable(items: VIP[], wide: boolean): string {
         s.v4ip ?? '',
         s.mac ?? '',
         s.v6ip ?? '',
-        [v.spec.pool, v.spec.ipv6Pool].filter(Boolean).join(','),
+        vipSource(v),
         String(s.ready === true),
         s.pod ?? '',
         (s.pods ?? []).join(','),
@@ -59,7 +69,9 @@ export function describeVip(v: VIP): string {
   const rows: [string, string][] = [
     ['Name', v.metadata.name],
     ['Type', v.spec.type || '<ipam placeholder>'],
-    ['Pool', [v.spec.pool, v.spec.ipv6Pool].filter(Boolean).join(', ')],
+    v.spec.subnet !== undefined
+      ? ['Subnet', [v.spec.subnet, v.spec.ipv6Subnet].filter(Boolean).join(', ')]
+      : ['Pool', [v.spec.pool, v.spec.ipv6Pool].filter(Boolean).join(', ')],
     ['V4IP', s.v4ip ?? '<none>'],
     ['V6IP', s.v6ip ?? '<none>'],
     ['MAC', s.mac ?? '<none>'],

@@ -14,6 +14,9 @@
  *   ippool-reclaim "false": no ownerReference, never deleted here; a re-created application of the
  *                           same kind, namespace and name gets the same pool name and adopts it
  *
+ * A grow never takes an address some claim holds (a VIP from the Subnet holds one outside every pool,
+ * src/ipam/vip.ts), and a Subnet's `free` does not count such addresses.
+ *
  * Only top-level workloads get pools (a Deployment's ReplicaSets and a CronJob's Jobs inherit the
  * annotation but are not applications of their own). Passes are coalesced (`PassLoop`): workload,
  * Subnet, pool and claim changes each kick one; a pass reconciles every application from the caches
@@ -28,7 +31,8 @@ import { mutate } from '../store/retry.ts';
 import { tryParseAddr, type Family } from '../net/addr.ts';
 import { IntervalSet } from '../net/interval-set.ts';
 import type { IPClaim, IPPool, Subnet } from '../api/kinds.ts';
-import { CLAIM_PREFIX, POOL_PREFIX } from '../ipam/state.ts';
+import { CLAIM_PREFIX, POOL_PREFIX, type IpamState } from '../ipam/state.ts';
+import { VIP_PREFIX } from '../ipam/vip.ts';
 import { compilePool, DEFAULT_NETWORK } from '../ipam/pools.ts';
 import {
   APP_KINDS,
@@ -86,6 +90,8 @@ export class AppPoolReconciler implements Reconciler {
   private readonly unsubscribe: (() => void)[] = [];
   private resync: NodeJS.Timeout | undefined;
   private subnetWatch: { close(): void } | undefined;
+  /** VIP changes (a VIP from a Subnet holds an address of it): the Subnet's `free` follows them. */
+  private vipWatch: { close(): void } | undefined;
   /** Workload id → last problem reported, so a Warning is sent once per distinct problem. */
   private readonly problems = new Map<string, string>();
   /** Workload uid → the parts of its object the cache does not keep (see `rawOf`). */
@@ -93,6 +99,8 @@ export class AppPoolReconciler implements Reconciler {
 
   /** Per pass: `<network>/<family>` → every pool's addresses (see `ensurePool`). */
   private readonly taken = new Map<string, IntervalSet>();
+  /** Per pass: every claim, read from the store once when a pool is made, grown or shrunk. */
+  private claimList: IPClaim[] | undefined;
   /** Pools whose shrink waits for claims to go, as of the last pass. */
   private waiting = 0;
   /** Pools in the cache after the last pass. */
@@ -134,6 +142,7 @@ export class AppPoolReconciler implements Reconciler {
     );
     this.unsubscribe.push(this.workloads.on(kick));
     this.subnetWatch = ctx.store.watch(SUBNET_PREFIX, kick, kick);
+    this.vipWatch = ctx.store.watch(VIP_PREFIX, kick, kick);
     if (this.resyncMs > 0) {
       this.resync = setInterval(kick, this.resyncMs);
       this.resync.unref();
@@ -145,6 +154,7 @@ export class AppPoolReconciler implements Reconciler {
     for (const u of this.unsubscribe.splice(0)) u();
     if (this.resync) clearInterval(this.resync);
     this.subnetWatch?.close();
+    this.vipWatch?.close();
     await this.loop?.stop();
     if (!this.given) await this.workloads?.stop();
     this.workloads = undefined;
@@ -167,6 +177,7 @@ export class AppPoolReconciler implements Reconciler {
     const live = new Map<string, App>();
     let failed: unknown;
     this.taken.clear();
+    this.claimList = undefined;
     this.waiting = 0;
     for (const kind of APP_KINDS) {
       if (!workloads.has(kind)) continue;
@@ -355,25 +366,23 @@ export class AppPoolReconciler implements Reconciler {
     const currentOf = (p: IPPool | undefined): IntervalSet =>
       p?.spec.ips ? compilePool(p).allocatable : IntervalSet.empty(o.family);
     const cachedIps = currentOf(cached?.obj);
-    const taken = all.difference(cachedIps);
     // A shrink drops only addresses no claim holds: ask the store, not the cache, which claims exist
     // — but only when the cache says something could go. A shrink waiting for pods to release their
     // addresses (every claim event brings a pass) must not list every claim each time.
     const used = state.usedSet(network, o.family);
     const shrinking = cachedIps.size() > BigInt(o.want);
-    let claimed = IntervalSet.empty(o.family);
+    const growing = cachedIps.size() < BigInt(o.want);
+    // A grow never takes a claimed address either: a VIP from the Subnet holds one outside every
+    // pool (src/ipam/vip.ts), and a pool must not list an address someone else already holds. The
+    // cache's claims always count; a grow also reads the store, so a claim made a moment ago counts.
+    let held = used.toIntervalSet();
     let claimsRead = false;
-    if (cached === undefined || (shrinking && used.countIn(cachedIps) < cachedIps.size())) {
-      const claims = (await ctx.store.list<IPClaim>(CLAIM_PREFIX)).map((e) => e.value);
-      const held: { first: bigint; last: bigint }[] = [];
-      for (const c of claims) {
-        if (c.spec?.network !== network || c.spec.family !== o.family) continue;
-        const v = compileAddr(c.spec.ip);
-        if (v !== undefined) held.push({ first: v, last: v });
-      }
-      claimed = IntervalSet.of(o.family, held).intersect(offered.union(cachedIps));
+    if (cached === undefined || growing || (shrinking && used.countIn(cachedIps) < cachedIps.size())) {
+      held = held.union(await this.claimedIn(ctx, network, o.family));
       claimsRead = true;
     }
+    const claimed = claimsRead ? held.intersect(offered.union(cachedIps)) : IntervalSet.empty(o.family);
+    const taken = carveTaken(all, cachedIps, held);
     let recheck = false;
     let from = 0n;
     let to = 0n;
@@ -481,6 +490,18 @@ export class AppPoolReconciler implements Reconciler {
     }
   }
 
+  /** The addresses claims of `network`/`family` hold, read from the store (once per pass). */
+  private async claimedIn(ctx: ControllerContext, network: string, family: Family): Promise<IntervalSet> {
+    this.claimList ??= (await ctx.store.list<IPClaim>(CLAIM_PREFIX)).map((e) => e.value);
+    const held: { first: bigint; last: bigint }[] = [];
+    for (const c of this.claimList) {
+      if (c.spec?.network !== network || c.spec.family !== family) continue;
+      const v = compileAddr(c.spec.ip);
+      if (v !== undefined) held.push({ first: v, last: v });
+    }
+    return IntervalSet.of(family, held);
+  }
+
   /** Deletes the pools of applications that are gone, unless they asked to keep them. */
   private async reclaimPools(
     ctx: ControllerContext,
@@ -547,23 +568,7 @@ export class AppPoolReconciler implements Reconciler {
       } catch {
         continue; // Invalid (written around validation): nothing to count.
       }
-      const network = subnet.spec.network ?? DEFAULT_NETWORK;
-      const pools: Record<string, string[]> = {};
-      let allocated = 0n;
-      let taken = IntervalSet.empty(offered.family);
-      for (const [pn, e] of state.pools) {
-        if (e.compiled.network !== network || e.compiled.family !== offered.family) continue;
-        const mine = e.compiled.allocatable.intersect(offered);
-        if (mine.isEmpty()) continue;
-        taken = taken.union(mine);
-        if (e.obj.metadata.labels?.[APP_LABEL.subnet] !== undefined) {
-          pools[pn] = mine.toStrings();
-          allocated += mine.size();
-        }
-      }
-      const total = offered.size();
-      const free = offered.difference(taken).difference(state.reserved(offered.family)).size();
-      const status = { total: count(total), allocated: count(allocated), free: count(free), pools };
+      const status = subnetStatus(state, subnet, offered);
       await mutate<Subnet>(ctx.store, `${SUBNET_PREFIX}${name}`, (cur) => {
         if (!cur) return cur;
         if (JSON.stringify(cur.status ?? {}) === JSON.stringify(status)) return cur;
@@ -571,6 +576,49 @@ export class AppPoolReconciler implements Reconciler {
       });
     }
   }
+}
+
+/**
+ * What a pool being grown must not take (`resize`'s `taken`): every other pool's addresses (`all`
+ * minus the pool's own, `mine`) and every claimed address outside the pool — a VIP's from the
+ * Subnet, or a claim left outside any pool. Claimed addresses inside the pool stay in it.
+ */
+export function carveTaken(all: IntervalSet, mine: IntervalSet, held: IntervalSet): IntervalSet {
+  return all.union(held).difference(mine);
+}
+
+/**
+ * A Subnet's status: `total` addresses it offers, `allocated` to its application pools (`pools`,
+ * name → ranges), and `free` — in no pool of its network, not reserved, held by no claim (a VIP
+ * from the Subnet holds its address outside every pool).
+ * @throws NetError when the Subnet does not compile (written around validation).
+ */
+export function subnetStatus(
+  state: IpamState,
+  subnet: Subnet,
+  offered: IntervalSet = subnetAddresses(subnet),
+): NonNullable<Subnet['status']> {
+  const network = subnet.spec.network ?? DEFAULT_NETWORK;
+  const pools: Record<string, string[]> = {};
+  let allocated = 0n;
+  let taken = IntervalSet.empty(offered.family);
+  for (const [pn, e] of state.pools) {
+    if (e.compiled.network !== network || e.compiled.family !== offered.family) continue;
+    const mine = e.compiled.allocatable.intersect(offered);
+    if (mine.isEmpty()) continue;
+    taken = taken.union(mine);
+    if (e.obj.metadata.labels?.[APP_LABEL.subnet] !== undefined) {
+      pools[pn] = mine.toStrings();
+      allocated += mine.size();
+    }
+  }
+  const total = offered.size();
+  const free = offered
+    .difference(taken)
+    .difference(state.reserved(offered.family))
+    .difference(state.usedSet(network, offered.family).toIntervalSet())
+    .size();
+  return { total: count(total), allocated: count(allocated), free: count(free), pools };
 }
 
 function count(n: bigint): number {

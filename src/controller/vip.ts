@@ -4,9 +4,9 @@
  * their addresses and status. One pass over every VIP, coalesced (`PassLoop`) from VIP events, claim
  * events (the shared engine cache) and pod events (an informer over all namespaces):
  *
- * - allocate: `allocateVip` (src/ipam/vip.ts) — dynamic or static, idempotent; a refusal
- *   (address taken, outside the pool, no such pool) goes into status.message with ready: false, and
- *   a Warning event;
+ * - allocate: `allocateVip` (src/ipam/vip.ts) — dynamic or static, from a pool or a Subnet,
+ *   idempotent; a refusal (address taken, outside the pool, no such pool or Subnet) goes into
+ *   status.message with ready: false, and a Warning event;
  * - allowed address pairs: status.pods = the pods of spec.namespace matching the selector that list
  *   the VIP in `ipkeeper.io/aaps` (or `ovn.kubernetes.io/aaps`) — `aapPods`; a pod of another
  *   namespace listing it is ignored;
@@ -21,7 +21,7 @@
  */
 import { IpamError } from '../errors.ts';
 import { mutate } from '../store/retry.ts';
-import { API_VERSION, type VIP, type VIPStatus } from '../api/kinds.ts';
+import { API_VERSION, type Subnet, type VIP, type VIPStatus } from '../api/kinds.ts';
 import {
   VIP_ANNOTATIONS,
   VIP_PREFIX,
@@ -40,6 +40,7 @@ import { acquireCache, type SharedCache } from './cache.ts';
 import { acquirePods } from './shared.ts';
 import type { ControllerContext, Reconciler } from './context.ts';
 import { PassLoop } from './pass-loop.ts';
+import { SUBNET_PREFIX } from './app-pools.ts';
 
 /** Orphan claims younger than this are left alone: their VIP may be being written right now. */
 export const ORPHAN_GRACE_MS = 60_000;
@@ -76,6 +77,8 @@ export class VipReconciler implements Reconciler {
   private loop: PassLoop | undefined;
   private unsubscribe: (() => void) | undefined;
   private vipWatch: { close(): void } | undefined;
+  /** A VIP waiting for its Subnet (or whose Subnet changed) is retried when Subnets change. */
+  private subnetWatch: { close(): void } | undefined;
   private informer: { stop(): Promise<void> | void } | undefined;
   /** Pods that name a VIP (vip or aaps annotation): the only ones this reconciler needs. */
   private readonly pods = new Map<string, PodFacts>();
@@ -100,6 +103,11 @@ export class VipReconciler implements Reconciler {
     this.unsubscribe = cache.onChange(() => this.loop?.kick());
     this.vipWatch = ctx.store.watch(
       VIP_PREFIX,
+      () => this.loop?.kick(),
+      () => this.loop?.kick(),
+    );
+    this.subnetWatch = ctx.store.watch(
+      SUBNET_PREFIX,
       () => this.loop?.kick(),
       () => this.loop?.kick(),
     );
@@ -154,10 +162,14 @@ export class VipReconciler implements Reconciler {
     const vips = await ctx.store.list<VIP>(VIP_PREFIX);
     // One pass over the claims for every VIP (not one per VIP).
     const index = vipClaimIndex(ipam.state);
+    // One list of the Subnets for the VIPs taken from one (not a read per VIP).
+    const subnets = vips.some((e) => e.value.spec.subnet !== undefined)
+      ? new Map((await ctx.store.list<Subnet>(SUBNET_PREFIX)).map((e) => [e.value.metadata.name, e.value]))
+      : new Map<string, Subnet>();
     let failed: unknown;
     for (const e of vips) {
       try {
-        await this.reconcileOne(ctx, deps, e.value, index);
+        await this.reconcileOne(ctx, deps, e.value, index, subnets);
       } catch (err) {
         // One VIP's failure must not starve the others; the pass reports it at the end.
         failed ??= err;
@@ -186,13 +198,14 @@ export class VipReconciler implements Reconciler {
     deps: VipDeps,
     vip: VIP,
     index: Map<string, HeldClaim[]>,
+    subnets: ReadonlyMap<string, Subnet>,
   ): Promise<void> {
     if (vip.metadata.deletionTimestamp) return;
     const name = vip.metadata.name;
     let message: string | undefined;
     let claims: HeldClaim[];
     try {
-      const a = await allocateVip(deps, vip, index);
+      const a = await allocateVip(deps, vip, index, subnets);
       claims = a.claims;
       await dropClaims(deps, a.stale);
     } catch (e) {
@@ -256,6 +269,7 @@ export class VipReconciler implements Reconciler {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.vipWatch?.close();
+    this.subnetWatch?.close();
     await this.loop?.stop();
     await this.informer?.stop();
     await this.cache?.release();

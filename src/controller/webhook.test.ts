@@ -27,6 +27,13 @@ const claim = (pool: string, ip: string, owner: string): IPClaim => ({
   },
 });
 
+const vipObj = (name: string, spec: Record<string, unknown>) => ({
+  apiVersion: 'ipkeeper.io/v1alpha1',
+  kind: 'VIP',
+  metadata: { name },
+  spec,
+});
+
 const review = (operation: string, object: unknown, oldObject?: unknown): AdmissionRequest => ({
   uid: 'u-1',
   kind: { group: 'ipkeeper.io', version: 'v1alpha1', kind: (object as { kind?: string }).kind ?? 'IPPool' },
@@ -185,6 +192,37 @@ describe('admission decisions', () => {
       allowed: false,
       code: 400,
       message: /spec\.owner is required/,
+    },
+    {
+      name: 'a VIP from a Subnet is admitted',
+      req: () => review('CREATE', vipObj('lb', { subnet: 'lb-net', v4ip: '10.6.0.30' })),
+      allowed: true,
+    },
+    {
+      name: 'a VIP naming neither a pool nor a Subnet is refused naming both fields',
+      req: () => review('CREATE', vipObj('lb', { type: '' })),
+      allowed: false,
+      code: 400,
+      message: /VIP "lb" is invalid: spec\.pool: neither spec\.pool nor spec\.subnet is set/,
+    },
+    {
+      name: 'a VIP naming both a pool and a Subnet is refused',
+      req: () => review('CREATE', vipObj('lb', { pool: 'pool-a', subnet: 'lb-net' })),
+      allowed: false,
+      code: 400,
+      message: /spec\.subnet: spec\.pool "pool-a" and spec\.subnet "lb-net" are both set/,
+    },
+    {
+      name: 'a VIP updated from a pool to both is refused',
+      req: () =>
+        review(
+          'UPDATE',
+          vipObj('lb', { pool: 'pool-a', subnet: 'lb-net' }),
+          vipObj('lb', { pool: 'pool-a' }),
+        ),
+      allowed: false,
+      code: 400,
+      message: /both set/,
     },
     {
       name: 'other groups and DELETE pass untouched',

@@ -8,7 +8,8 @@
  *
  * What it refuses (`admit`, pure apart from reading the store):
  *   - any ipkeeper.io object that fails `api/validate.ts` (schema and semantics: field paths, e.g.
- *     an address of spec.ips outside spec.subnet, a gateway off the subnet)            400 Invalid
+ *     an address of spec.ips outside spec.subnet, a gateway off the subnet; a VIP naming
+ *     neither or both of spec.pool and spec.subnet)                                     400 Invalid
  *   - IPPool CREATE/UPDATE whose addresses overlap another pool's in the same spec.network
  *     (`poolOverlapError`, the rule `ipkeeper apply` enforces)                          403 Forbidden
  *   - IPPool UPDATE that changes spec.subnet or spec.network                           403 Forbidden

@@ -45,7 +45,11 @@ function sameSpec(a: AnyObject, b: AnyObject): boolean {
  * same network and family, or undefined. Pure: the agent's apply and the controller's admission
  * webhook share it. Pools in `others` that do not compile (never validated) are skipped.
  */
-export function poolOverlapError(n: CompiledPool, name: string, others: Map<string, IPPool>): IpamError | undefined {
+export function poolOverlapError(
+  n: CompiledPool,
+  name: string,
+  others: Map<string, IPPool>,
+): IpamError | undefined {
   for (const [otherName, other] of others) {
     if (otherName === name) continue;
     let p: CompiledPool;
@@ -135,9 +139,13 @@ export class ObjectService {
     const valid = objects.map((o) => validateObject<AnyObject>(o));
     for (const o of valid) {
       if (!this.info(o.kind).userApplied) {
-        throw new IpamError('INVALID_OBJECT', `${o.kind} objects are written by ipkeeper itself, not applied`, {
-          kind: o.kind,
-        });
+        throw new IpamError(
+          'INVALID_OBJECT',
+          `${o.kind} objects are written by ipkeeper itself, not applied`,
+          {
+            kind: o.kind,
+          },
+        );
       }
       if (o.kind === 'IPPool') {
         this.checkPoolChange(o as IPPool);
@@ -146,7 +154,7 @@ export class ObjectService {
     }
     // A VIP's address is checked before anything is written (a refused one changes nothing) and taken
     // once the batch's pools are stored, so a manifest may carry a VIP and its pool (vip.ts).
-    checkVips(this.ipam.state, valid);
+    await checkVips(this.vipDeps(), valid);
     const ordered = [...valid.filter((o) => o.kind !== 'VIP'), ...valid.filter((o) => o.kind === 'VIP')];
     let vips: VipAllocation | undefined;
     const out: ApplyOutcome[] = [];
@@ -209,7 +217,11 @@ export class ObjectService {
    * until released, but no new address comes from it).
    * @throws IpamError NOT_FOUND, CONFLICT.
    */
-  async delete(kind: string, name: string, opts: { force?: boolean; namespace?: string } = {}): Promise<void> {
+  async delete(
+    kind: string,
+    name: string,
+    opts: { force?: boolean; namespace?: string } = {},
+  ): Promise<void> {
     const info = this.info(kind);
     if (!info.userApplied && !opts.force) {
       throw new IpamError(
@@ -237,7 +249,8 @@ export class ObjectService {
     }
     const key = storeKey(info, name, opts.namespace);
     const r = await mutate<AnyObject>(this.store, key, () => undefined);
-    if (r.action === 'absent') throw new IpamError('NOT_FOUND', `${kind} "${name}" not found`, { kind, name });
+    if (r.action === 'absent')
+      throw new IpamError('NOT_FOUND', `${kind} "${name}" not found`, { kind, name });
     if (r.action === 'deleted') this.ipam.state.remove(key, r.version);
     // A VIP's addresses go with it; one a pod still uses stays until that pod's DEL (vip.ts).
     if (kind === 'VIP') await releaseVip(this.vipDeps(), name);

@@ -1,14 +1,20 @@
 /**
  * @module ipam/vip
- * VIPs (seed 002, Kube-OVN's `Vip`): an address reserved from a pool, held by an ordinary claim
+ * VIPs (seed 002, Kube-OVN's `Vip`): an address reserved from a pool or a Subnet, held by an ordinary claim
  * (`ipclaims/<network>.<address key>`) whose owner is `{kind: 'VIP', name, uid}`. Because it is a
  * claim like any other, allocation never proposes it to a pod (it is in the used set) and uniqueness
  * is the store's create-if-absent (DESIGN invariant 1). This module:
  *
- * - allocates a VIP's claims — one per family of `spec.pool` / `spec.ipv6Pool`, dynamic or at
- *   `spec.v4ip` / `spec.v6ip` (inside the pool, not reserved, free: else ADDRESS_NOT_IN_POOL,
- *   ADDRESS_RESERVED, ADDRESS_IN_USE naming the holder) — all or nothing, idempotently (a claim the
- *   VIP already holds is kept);
+ * - allocates a VIP's claims — one per family of `spec.pool` / `spec.ipv6Pool`, or of `spec.subnet` /
+ *   `spec.ipv6Subnet` (exactly one of pool and subnet), dynamic or at `spec.v4ip` / `spec.v6ip`
+ *   (inside the pool or subnet, not reserved, free: else ADDRESS_NOT_IN_POOL, ADDRESS_RESERVED,
+ *   ADDRESS_IN_USE naming the holder) — all or nothing, idempotently (a claim the VIP already holds
+ *   is kept);
+ * - a VIP from a Subnet takes an address of the subnet that no IPPool of its network holds (pools are
+ *   carved from Subnets, and an address has one pool): its claim names `subnet/<name>` in
+ *   `spec.pool` (`SUBNET_CLAIM_PREFIX`) — never an IPPool name, so no pool counts it, keeps its
+ *   finalizer for it or calls it its own — and the carving of application pools skips it, as it skips
+ *   every claimed address (src/controller/app-pools.ts);
  * - releases them when the VIP goes (never while a pod uses the address, see below);
  * - derives the VIP's status (addresses, MAC, ready, the pod using it);
  * - lets one pod use a VIP as its address (annotation `ipkeeper.io/vip`, alias `ovn.kubernetes.io/vip`;
@@ -31,11 +37,13 @@ import type { Store } from '../store/store.ts';
 import { mutate } from '../store/retry.ts';
 import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
+import { IntervalSet } from '../net/interval-set.ts';
 import {
   API_VERSION,
   type ClaimOwner,
   type IPClaim,
   type IPPool,
+  type Subnet,
   type VIP,
   type VIPStatus,
 } from '../api/kinds.ts';
@@ -149,34 +157,143 @@ function what(vip: VIP): string {
   return `VIP "${vip.metadata.name}"`;
 }
 
-/** The pools of a VIP per family, checked against what exists. */
-function poolsOf(
+/** Store prefix of Subnet objects (as src/controller/app-pools.ts). */
+export const SUBNET_KEY_PREFIX = 'subnets/';
+/**
+ * The `spec.pool` of a claim made for a VIP from a Subnet: `subnet/<Subnet name>`. A `/` is never in
+ * an IPPool's name, so pool status, the pool-in-use finalizer and pool-change checks (which match
+ * claims to pools by this field) never take it for a pool's claim.
+ */
+export const SUBNET_CLAIM_PREFIX = 'subnet/';
+
+/** The Subnet a claim's address was taken from directly (a VIP from a Subnet), or undefined. */
+export function claimSubnet(c: IPClaim): string | undefined {
+  return c.spec.pool.startsWith(SUBNET_CLAIM_PREFIX)
+    ? c.spec.pool.slice(SUBNET_CLAIM_PREFIX.length)
+    : undefined;
+}
+
+type SourceField = 'pool' | 'ipv6Pool' | 'subnet' | 'ipv6Subnet';
+
+/**
+ * Where one family of a VIP comes from: an IPPool, or a Subnet compiled as a pool named
+ * `subnet/<name>` (so the claim's `spec.pool` is that name, see SUBNET_CLAIM_PREFIX).
+ */
+interface Source {
+  field: SourceField;
+  kind: 'IPPool' | 'Subnet';
+  /** The object's own name. */
+  name: string;
+  pool: CompiledPool;
+}
+
+/** Whether the VIP's address comes from a Subnet (`spec.subnet`) rather than an IPPool. */
+export function vipFromSubnet(vip: VIP): boolean {
+  return vip.spec.subnet !== undefined;
+}
+
+/** How many address families the VIP holds (two for a dual-stack one). */
+export function vipFamilies(vip: VIP): number {
+  return vip.spec.ipv6Pool !== undefined || vip.spec.ipv6Subnet !== undefined ? 2 : 1;
+}
+
+/** `pool "x"` / `Subnet "x"`, for messages. */
+function sourceText(s: Source): string {
+  return s.kind === 'IPPool' ? `pool "${s.name}"` : `Subnet "${s.name}"`;
+}
+
+export type SubnetLookup = (name: string) => Subnet | undefined;
+
+/** The Subnets a VIP names, read from the store (those not in `known`). */
+async function subnetsOf(
+  store: Store,
+  vips: VIP[],
+  known: ReadonlyMap<string, Subnet> = new Map(),
+): Promise<Map<string, Subnet>> {
+  const out = new Map(known);
+  for (const v of vips) {
+    for (const n of [v.spec.subnet, v.spec.ipv6Subnet]) {
+      if (n === undefined || out.has(n)) continue;
+      const e = await store.get<Subnet>(SUBNET_KEY_PREFIX + n);
+      if (e) out.set(n, e.value);
+    }
+  }
+  return out;
+}
+
+/** A Subnet as a pool named `subnet/<name>` (its addresses, gateway, routes), for VIPs taken from it. */
+export function compileSubnet(subnet: Subnet): CompiledPool {
+  return compilePool({
+    apiVersion: API_VERSION,
+    kind: 'IPPool',
+    metadata: { name: SUBNET_CLAIM_PREFIX + subnet.metadata.name },
+    spec: subnet.spec,
+  });
+}
+
+/**
+ * The sources of a VIP per family, checked against what exists.
+ * @throws IpamError INVALID_OBJECT (neither or both of spec.pool and spec.subnet, families that do
+ *   not fit), POOL_NOT_FOUND (no such IPPool or Subnet), ADDRESS_NOT_IN_POOL (a static address of a
+ *   family the VIP has no source for).
+ */
+function sourcesOf(
   state: IpamState,
   vip: VIP,
+  subnets: SubnetLookup,
   lookup: (name: string) => CompiledPool | undefined = (n) => state.pools.get(n)?.compiled,
-): Map<Family, CompiledPool> {
-  const out = new Map<Family, CompiledPool>();
+): Map<Family, Source> {
+  const out = new Map<Family, Source>();
   const s = vip.spec;
-  const get = (field: string, name: string): CompiledPool => {
-    const p = lookup(name);
-    if (!p) {
+  const fromSubnet = s.subnet !== undefined;
+  if ((s.pool === undefined) === (s.subnet === undefined) || (fromSubnet && s.ipv6Pool !== undefined)) {
+    throw new IpamError(
+      'INVALID_OBJECT',
+      `${what(vip)}: ${s.pool === undefined && s.subnet === undefined ? 'neither spec.pool nor spec.subnet is set' : 'both an IPPool (spec.pool/ipv6Pool) and a Subnet (spec.subnet) are named'}; name exactly one: spec.pool (an IPPool) or spec.subnet (a Subnet)`,
+      { field: 'spec.pool', pool: s.pool, subnet: s.subnet },
+    );
+  }
+  if (!fromSubnet && s.ipv6Subnet !== undefined) {
+    throw new IpamError(
+      'INVALID_OBJECT',
+      `${what(vip)}: spec.ipv6Subnet "${s.ipv6Subnet}" goes with spec.subnet; with spec.pool name the IPv6 pool in spec.ipv6Pool`,
+      { field: 'spec.ipv6Subnet' },
+    );
+  }
+  const get = (field: SourceField, name: string): Source => {
+    if (field === 'pool' || field === 'ipv6Pool') {
+      const p = lookup(name);
+      if (!p) {
+        throw new IpamError(
+          'POOL_NOT_FOUND',
+          `${what(vip)}: spec.${field} "${name}" is not an IPPool; create the pool or name an existing one (ipkeeper get ippools)`,
+          { field: `spec.${field}`, pool: name },
+        );
+      }
+      return { field, kind: 'IPPool', name, pool: p };
+    }
+    const sub = subnets(name);
+    if (!sub) {
       throw new IpamError(
         'POOL_NOT_FOUND',
-        `${what(vip)}: spec.${field} "${name}" is not an IPPool; create the pool or name an existing one (ipkeeper get ippools)`,
-        { field: `spec.${field}`, pool: name },
+        `${what(vip)}: spec.${field} "${name}" is not a Subnet; create the Subnet or name an existing one (ipkeeper get subnets)`,
+        { field: `spec.${field}`, subnet: name },
       );
     }
-    return p;
+    return { field, kind: 'Subnet', name, pool: compileSubnet(sub) };
   };
-  const first = get('pool', s.pool);
-  out.set(first.family, first);
-  if (s.ipv6Pool !== undefined) {
-    const six = get('ipv6Pool', s.ipv6Pool);
-    if (six.family !== 6 || first.family !== 4) {
+  const [f1, f6] = fromSubnet ? (['subnet', 'ipv6Subnet'] as const) : (['pool', 'ipv6Pool'] as const);
+  const firstName = (fromSubnet ? s.subnet : s.pool) as string;
+  const first = get(f1, firstName);
+  out.set(first.pool.family, first);
+  const sixName = s[f6];
+  if (sixName !== undefined) {
+    const six = get(f6, sixName);
+    if (six.pool.family !== 6 || first.pool.family !== 4) {
       throw new IpamError(
         'INVALID_OBJECT',
-        `${what(vip)}: spec.ipv6Pool "${s.ipv6Pool}" must be an IPv6 pool and spec.pool "${s.pool}" an IPv4 one for a dual-stack VIP`,
-        { field: 'spec.ipv6Pool' },
+        `${what(vip)}: spec.${f6} "${sixName}" must be an IPv6 ${first.kind} and spec.${f1} "${firstName}" an IPv4 one for a dual-stack VIP`,
+        { field: `spec.${f6}` },
       );
     }
     out.set(6, six);
@@ -189,12 +306,59 @@ function poolsOf(
     if (ip !== undefined && ip !== '' && !out.has(fam)) {
       throw new IpamError(
         'ADDRESS_NOT_IN_POOL',
-        `${what(vip)}: spec.${field} ${ip} is IPv${fam} but spec.pool "${s.pool}" is IPv${first.family}; ${fam === 6 ? 'add an IPv6 pool as spec.ipv6Pool' : 'name an IPv4 pool in spec.pool'}`,
+        `${what(vip)}: spec.${field} ${ip} is IPv${fam} but spec.${f1} "${firstName}" is IPv${first.pool.family}; ${fam === 6 ? `add an IPv6 ${first.kind} as spec.${f6}` : `name an IPv4 ${first.kind} in spec.${f1}`}`,
         { field: `spec.${field}`, ip },
       );
     }
   }
   return out;
+}
+
+/**
+ * The addresses every IPPool of `network` and `family` holds (`extra`: pools of an apply batch, not
+ * stored yet, which take precedence over stored ones of the same name).
+ */
+function poolAddresses(
+  state: IpamState,
+  network: string,
+  family: Family,
+  extra: ReadonlyMap<string, CompiledPool> = new Map(),
+): IntervalSet {
+  let all = IntervalSet.empty(family);
+  const add = (p: CompiledPool): void => {
+    if (p.network === network && p.family === family) all = all.union(p.allocatable);
+  };
+  for (const [name, e] of state.pools) if (!extra.has(name)) add(e.compiled);
+  for (const p of extra.values()) add(p);
+  return all;
+}
+
+/** The IPPool of `network`/`family` that holds `value`, if any. */
+function poolHolding(
+  state: IpamState,
+  network: string,
+  family: Family,
+  value: bigint,
+  extra: ReadonlyMap<string, CompiledPool> = new Map(),
+): string | undefined {
+  for (const [name, p] of extra) {
+    if (p.network === network && p.family === family && p.allocatable.contains(value)) return name;
+  }
+  for (const [name, e] of state.pools) {
+    const p = e.compiled;
+    if (!extra.has(name) && p.network === network && p.family === family && p.allocatable.contains(value))
+      return name;
+  }
+  return undefined;
+}
+
+/** What a source may hand out now: a pool's allowed set; a Subnet's addresses minus every pool's and every reservation. */
+function allowedOf(state: IpamState, src: Source): IntervalSet {
+  if (src.kind === 'IPPool') return state.allowed(src.pool);
+  const p = src.pool;
+  return p.allocatable
+    .difference(state.reserved(p.family))
+    .difference(poolAddresses(state, p.network, p.family));
 }
 
 function newClaim(deps: VipDeps, vip: VIP, pool: CompiledPool, value: bigint): IPClaim {
@@ -247,17 +411,26 @@ async function tryClaim(
 }
 
 /**
- * What can be known of a static address before the claim is made: inside the pool, not reserved, and
- * (as far as the cache knows) not held by another owner.
+ * What can be known of a static address before the claim is made: inside the pool (or the Subnet,
+ * and then in no IPPool), not reserved, and (as far as the cache knows) not held by another owner.
+ * `batchPools`: pools of the same apply, not stored yet.
  * @throws IpamError ADDRESS_NOT_IN_POOL, ADDRESS_RESERVED, ADDRESS_IN_USE.
  */
-function checkStatic(state: IpamState, vip: VIP, pool: CompiledPool, field: string, ip: string): void {
+function checkStatic(
+  state: IpamState,
+  vip: VIP,
+  src: Source,
+  field: string,
+  ip: string,
+  batchPools?: ReadonlyMap<string, CompiledPool>,
+): void {
+  const pool = src.pool;
   const value = parseAddr(ip).value;
   if (!pool.allocatable.contains(value)) {
     throw new IpamError(
       'ADDRESS_NOT_IN_POOL',
-      `${what(vip)}: spec.${field} ${ip} is not an address of pool "${pool.name}" (${formatValue(pool.family, pool.subnet.base)}/${pool.subnet.bits}, ${pool.allocatable.toStrings().slice(0, 3).join(', ')}${pool.allocatable.runs().length > 3 ? ', ...' : ''}); pick an address inside the pool`,
-      { field: `spec.${field}`, ip, pool: pool.name },
+      `${what(vip)}: spec.${field} ${ip} is not an address of ${sourceText(src)} (${formatValue(pool.family, pool.subnet.base)}/${pool.subnet.bits}, ${pool.allocatable.toStrings().slice(0, 3).join(', ')}${pool.allocatable.runs().length > 3 ? ', ...' : ''}); pick an address inside the ${src.kind === 'IPPool' ? 'pool' : 'subnet'}`,
+      { field: `spec.${field}`, ip, ...(src.kind === 'IPPool' ? { pool: src.name } : { subnet: src.name }) },
     );
   }
   // Not state.allowed(pool): the pool may be a batch's, not yet stored, and must not enter its cache.
@@ -276,6 +449,18 @@ function checkStatic(state: IpamState, vip: VIP, pool: CompiledPool, field: stri
   );
   if (holder && !ownsClaim(holder.claim, vip.metadata.name, vip.metadata.uid))
     throw inUse(vip, field, ip, holder);
+  if (src.kind === 'Subnet' && !holder) {
+    // An address of a pool is that pool's to give (one address, one pool); a VIP from the Subnet
+    // takes only what no pool holds. (An address the VIP already holds stays its own.)
+    const p = poolHolding(state, pool.network, pool.family, value, batchPools);
+    if (p !== undefined) {
+      throw new IpamError(
+        'ADDRESS_IN_USE',
+        `${what(vip)}: spec.${field} ${ip} belongs to IPPool "${p}" (carved from or inside Subnet "${src.name}"); take it from the pool with spec.pool: ${p}, or pick an address of the subnet that no pool holds`,
+        { field: `spec.${field}`, ip, holder: { kind: 'IPPool', name: p } },
+      );
+    }
+  }
 }
 
 function inUse(vip: VIP, field: string, ip: string, holder: HeldClaim | undefined): IpamError {
@@ -289,11 +474,12 @@ function inUse(vip: VIP, field: string, ip: string, holder: HeldClaim | undefine
 async function claimStatic(
   deps: VipDeps,
   vip: VIP,
-  pool: CompiledPool,
+  src: Source,
   field: string,
   ip: string,
 ): Promise<HeldClaim> {
-  checkStatic(deps.state, vip, pool, field, ip);
+  checkStatic(deps.state, vip, src, field, ip);
+  const pool = src.pool;
   const value = parseAddr(ip).value;
   const h = await tryClaim(deps, vip, pool, value);
   if (!h)
@@ -306,7 +492,8 @@ async function claimStatic(
   return h;
 }
 
-async function claimDynamic(deps: VipDeps, vip: VIP, pool: CompiledPool): Promise<HeldClaim> {
+async function claimDynamic(deps: VipDeps, vip: VIP, src: Source): Promise<HeldClaim> {
+  const pool = src.pool;
   if (pool.disabled) {
     throw new IpamError(
       'POOL_EXHAUSTED',
@@ -314,7 +501,7 @@ async function claimDynamic(deps: VipDeps, vip: VIP, pool: CompiledPool): Promis
       { pool: pool.name },
     );
   }
-  const allowed = deps.state.allowed(pool);
+  const allowed = allowedOf(deps.state, src);
   const used = deps.state.usedSet(pool.network, pool.family);
   let from = allowed.nth(0n) ?? 0n;
   for (let races = 0; races < MAX_RACES; races++) {
@@ -323,6 +510,16 @@ async function claimDynamic(deps: VipDeps, vip: VIP, pool: CompiledPool): Promis
     const h = await tryClaim(deps, vip, pool, v);
     if (h) return h;
     from = v + 1n;
+  }
+  if (src.kind === 'Subnet') {
+    const total = pool.allocatable.size();
+    const inPools = poolAddresses(deps.state, pool.network, pool.family).intersect(pool.allocatable).size();
+    const reserved = deps.state.reserved(pool.family).intersect(pool.allocatable).size();
+    throw new IpamError(
+      'POOL_EXHAUSTED',
+      `${what(vip)}: Subnet "${src.name}" has no free address outside its pools (${total} addresses, ${inPools} in IPPools, ${reserved} reserved, ${used.countIn(allowed)} in use); add addresses to the Subnet's spec.ips, or take the VIP from a pool with spec.pool`,
+      { subnet: src.name },
+    );
   }
   const u = deps.state.usage(pool);
   throw new IpamError(
@@ -357,9 +554,11 @@ export interface VipAllocation {
 }
 
 /**
- * Makes the VIP hold one claim per family of its pools (at `v4ip`/`v6ip` when given). Claims it
- * already holds at the right address are kept; one at an address the spec no longer asks for is
- * returned as `stale`. All or nothing: on failure the claims made here are deleted.
+ * Makes the VIP hold one claim per family of its pools or subnets (at `v4ip`/`v6ip` when given).
+ * Claims it already holds at the right address are kept; one at an address the spec no longer asks
+ * for is returned as `stale`. All or nothing: on failure the claims made here are deleted.
+ * `subnets`: the Subnets by name when the caller has listed them (else the ones named are read from
+ * the store).
  * @throws IpamError POOL_NOT_FOUND, POOL_EXHAUSTED, ADDRESS_NOT_IN_POOL, ADDRESS_RESERVED,
  *   ADDRESS_IN_USE, INVALID_OBJECT; StoreError.
  */
@@ -367,28 +566,30 @@ export async function allocateVip(
   deps: VipDeps,
   vip: VIP,
   index?: Map<string, HeldClaim[]>,
+  subnets?: ReadonlyMap<string, Subnet>,
 ): Promise<VipAllocation> {
-  const pools = poolsOf(deps.state, vip);
+  const known = vipFromSubnet(vip) ? await subnetsOf(deps.store, [vip], subnets) : new Map<string, Subnet>();
+  const sources = sourcesOf(deps.state, vip, (n) => known.get(n));
   let held = claimsOfVip(deps.state, vip.metadata.name, vip.metadata.uid, index);
-  if (index && held.length < pools.size) {
+  if (index && held.length < sources.size) {
     // A claim made after the index was built is not in it: look at the whole cache before making one.
     held = claimsOfVip(deps.state, vip.metadata.name, vip.metadata.uid);
   }
   const made: HeldClaim[] = [];
   const keep: HeldClaim[] = [];
   try {
-    for (const [family, pool] of [...pools.entries()].sort((a, b) => a[0] - b[0])) {
+    for (const [family, src] of [...sources.entries()].sort((a, b) => a[0] - b[0])) {
       const field = family === 4 ? 'v4ip' : 'v6ip';
       const want = vip.spec[field] || undefined;
       const mine = held.filter((h) => h.claim.spec.family === family);
       const ok = mine.find((h) =>
-        want ? h.value === parseAddr(want).value : h.claim.spec.pool === pool.name,
+        want ? h.value === parseAddr(want).value : h.claim.spec.pool === src.pool.name,
       );
       if (ok) {
         keep.push(ok);
         continue;
       }
-      made.push(want ? await claimStatic(deps, vip, pool, field, want) : await claimDynamic(deps, vip, pool));
+      made.push(want ? await claimStatic(deps, vip, src, field, want) : await claimDynamic(deps, vip, src));
     }
   } catch (e) {
     await dropClaims(deps, made);
@@ -399,21 +600,36 @@ export async function allocateVip(
 }
 
 /**
- * Checks every VIP of an apply before anything is written: its pools exist (in the store or in the
- * same batch) and its static addresses are inside them, not reserved and not held by another owner.
- * @throws IpamError POOL_NOT_FOUND, ADDRESS_NOT_IN_POOL, ADDRESS_RESERVED, ADDRESS_IN_USE, INVALID_OBJECT.
+ * Checks every VIP of an apply before anything is written: its pools or subnets exist (in the store
+ * or in the same batch) and its static addresses are inside them, not reserved, not held by another
+ * owner, and — from a Subnet — in no pool.
+ * @throws IpamError POOL_NOT_FOUND, ADDRESS_NOT_IN_POOL, ADDRESS_RESERVED, ADDRESS_IN_USE,
+ *   INVALID_OBJECT; StoreError reading Subnets.
  */
-export function checkVips(state: IpamState, batch: { kind: string; metadata: { name: string } }[]): void {
+export async function checkVips(
+  deps: { state: IpamState; store: Store },
+  batch: { kind: string; metadata: { name: string } }[],
+): Promise<void> {
+  const { state } = deps;
   const batchPools = new Map<string, CompiledPool>();
-  for (const o of batch) if (o.kind === 'IPPool') batchPools.set(o.metadata.name, compilePool(o as IPPool));
+  const batchSubnets = new Map<string, Subnet>();
   for (const o of batch) {
-    if (o.kind !== 'VIP') continue;
-    const vip = o as VIP;
-    const pools = poolsOf(state, vip, (n) => batchPools.get(n) ?? state.pools.get(n)?.compiled);
-    for (const [family, pool] of pools) {
+    if (o.kind === 'IPPool') batchPools.set(o.metadata.name, compilePool(o as IPPool));
+    if (o.kind === 'Subnet') batchSubnets.set(o.metadata.name, o as Subnet);
+  }
+  const vips = batch.filter((o) => o.kind === 'VIP') as VIP[];
+  const subnets = await subnetsOf(deps.store, vips.filter(vipFromSubnet), batchSubnets);
+  for (const vip of vips) {
+    const sources = sourcesOf(
+      state,
+      vip,
+      (n) => subnets.get(n),
+      (n) => batchPools.get(n) ?? state.pools.get(n)?.compiled,
+    );
+    for (const [family, src] of sources) {
       const field = family === 4 ? 'v4ip' : 'v6ip';
       const ip = vip.spec[field];
-      if (ip) checkStatic(state, vip, pool, field, ip);
+      if (ip) checkStatic(state, vip, src, field, ip, batchPools);
     }
   }
 }
@@ -491,7 +707,7 @@ export function boundPod(c: IPClaim): string | undefined {
  * `pods` (allowed address pairs) is kept from `prev`: the controller computes it.
  */
 export function vipStatus(vip: VIP, claims: HeldClaim[], prev?: VIPStatus, message?: string): VIPStatus {
-  const families = 1 + (vip.spec.ipv6Pool !== undefined ? 1 : 0);
+  const families = vipFamilies(vip);
   const v4 = claims.find((h) => h.claim.spec.family === 4)?.claim.spec.ip;
   const v6 = claims.find((h) => h.claim.spec.family === 6)?.claim.spec.ip;
   const first = v4 ?? v6;
@@ -582,7 +798,7 @@ export async function bindVip(
   }
   const vip = e.value;
   const claims = claimsOfVip(deps.state, name, vip.metadata.uid);
-  const families = 1 + (vip.spec.ipv6Pool !== undefined ? 1 : 0);
+  const families = vipFamilies(vip);
   if (claims.length < families) {
     throw new IpamError(
       'NOT_READY',

@@ -37,6 +37,9 @@ const OTHER_NS = `ipk-vip-other-${TAG}`;
 const NODE = `ipk-vip-node-${TAG}`;
 const NETWORK = `vip-${TAG}`;
 const POOL = `ovn-default-${TAG}`;
+/** A second network for the VIP from a Subnet (POOL holds every address of NETWORK's /16). */
+const NETWORK2 = `vips-${TAG}`;
+const POOL2 = `lb-app-${TAG}`;
 const API = '/apis/ipkeeper.io/v1alpha1';
 const n = (name: string): string => `${name}-${TAG}`;
 
@@ -132,11 +135,13 @@ describe('seed 002 in Kubernetes mode: VIP CRs, the reconciler, allowed address 
         for (const e of await store.list<VIP>('vips/'))
           if (e.key.endsWith(TAG)) await store.delete(e.key, e.version);
         for (const e of await store.list<AnyObject>('ipclaims/')) {
-          if ((e.value.spec as { network?: string }).network === NETWORK)
+          if ([NETWORK, NETWORK2].includes((e.value.spec as { network?: string }).network ?? ''))
             await store.delete(e.key, e.version);
         }
-        const p = await store.get(`ippools/${POOL}`);
-        if (p) await store.delete(p.key, p.version);
+        for (const key of [`ippools/${POOL}`, `ippools/${POOL2}`, `subnets/${n('lb-net')}`]) {
+          const p = await store.get(key);
+          if (p) await store.delete(p.key, p.version);
+        }
         await store.close();
       }
       await cluster.stop();
@@ -243,6 +248,52 @@ describe('seed 002 in Kubernetes mode: VIP CRs, the reconciler, allowed address 
       b.ips.map((i) => i.address),
       [`${vip.status?.v4ip}/16`],
     );
+  });
+
+  it('a VIP CR from a Subnet takes an address no pool of the Subnet holds; deleting it releases it', async () => {
+    const subnet = n('lb-net');
+    const vipName = n('vip-from-subnet');
+    await create(`${API}/subnets`, {
+      apiVersion: 'ipkeeper.io/v1alpha1',
+      kind: 'Subnet',
+      metadata: { name: subnet },
+      spec: { subnet: '10.17.0.0/24', ips: ['10.17.0.10-10.17.0.20'], network: NETWORK2 },
+    });
+    // A pool carved from it holds .10-.12: the VIP takes .13.
+    await create(`${API}/ippools`, {
+      apiVersion: 'ipkeeper.io/v1alpha1',
+      kind: 'IPPool',
+      metadata: { name: POOL2 },
+      spec: { subnet: '10.17.0.0/24', ips: ['10.17.0.10-10.17.0.12'], network: NETWORK2 },
+    });
+    await until('the pool in the cache', async () =>
+      (await store.get(`ippools/${POOL2}`)) ? true : undefined,
+    );
+    await create(`${API}/vips`, {
+      apiVersion: 'ipkeeper.io/v1alpha1',
+      kind: 'VIP',
+      metadata: { name: vipName },
+      spec: { subnet },
+    });
+    const v = await vipWhere(vipName, 'ready', (x) => x.status?.ready === true);
+    assert.equal(v.status?.v4ip, '10.17.0.13');
+    const claims = (await kubeRequest(cluster, 'GET', `${API}/ipclaims`)).body.items as any[];
+    const c = claims.find((x) => x.spec.network === NETWORK2 && x.spec.ip === '10.17.0.13');
+    assert.equal(c?.spec.owner.name, vipName);
+    assert.equal(c?.spec.pool, `subnet/${subnet}`);
+    // Deleted: its claim goes (the orphan release, here without the grace period).
+    const orphanGrace = new VipReconciler({ delayMs: 20, orphanGraceMs: 0 });
+    const ctx = await makeContext({ kubeconfig: cluster.kubeconfigPath, store, namespace: 'default' });
+    await kubeRequest(cluster, 'DELETE', `${API}/vips/${vipName}`);
+    await orphanGrace.start(ctx);
+    try {
+      await until('the claim to go', async () => {
+        const all = (await kubeRequest(cluster, 'GET', `${API}/ipclaims`)).body.items as any[];
+        return all.some((x) => x.spec.network === NETWORK2) ? undefined : true;
+      });
+    } finally {
+      await orphanGrace.stop();
+    }
   });
 
   it('deleting a VIP CR releases its address', async () => {

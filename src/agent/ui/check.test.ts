@@ -206,3 +206,47 @@ describe('check: the report', () => {
     assert.match(r.problems[0]?.problems[0]?.detail ?? '', /"broken" is in the store but invalid/);
   });
 });
+
+describe('check: a VIP taken from a Subnet (spec.pool "subnet/<name>")', () => {
+  const lb = {
+    key: 'subnets/lb-net',
+    version: '1',
+    value: {
+      apiVersion: V,
+      kind: 'Subnet',
+      metadata: { name: 'lb-net' },
+      spec: { subnet: '10.7.0.0/24', ips: ['10.7.0.10-10.7.0.20'] },
+    },
+  };
+  const vipClaim = (ip: string) =>
+    claim(ip, {
+      pool: 'subnet/lb-net',
+      owner: { kind: 'VIP', name: 'lb' },
+      cniNetwork: undefined,
+      containerId: undefined,
+      ifName: undefined,
+    });
+
+  it('is checked against its Subnet: inside is fine, outside is reported', () => {
+    const k = kindsOf({ subnets: [lb], claims: [vipClaim('10.7.0.15'), vipClaim('10.7.0.30')] });
+    assert.deepEqual(k.get(vipClaim('10.7.0.15').key) ?? [], []);
+    assert.deepEqual(k.get(vipClaim('10.7.0.30').key), ['outside-pool']);
+  });
+
+  it('a Subnet that is gone is named as such', () => {
+    const r = findProblems(
+      { claims: [vipClaim('10.7.0.15')], pools: basePools, reservations: [], subnets: [] },
+      { agent: 'n1', store: 'memory', now: 0 },
+    );
+    assert.equal(r.problems[0]?.problems[0]?.kind, 'pool-missing');
+    assert.match(
+      r.problems[0]?.problems[0]?.detail ?? '',
+      /Subnet "lb-net" \(the source of this VIP's address\) does not exist/,
+    );
+  });
+
+  it('without Subnets to look at (the agent cache), its source is not judged', () => {
+    const k = kindsOf({ claims: [vipClaim('10.7.0.15')] });
+    assert.deepEqual(k.get(vipClaim('10.7.0.15').key) ?? [], []);
+  });
+});

@@ -23,11 +23,12 @@ import { formatValue, parseAddr, type Family } from '../../net/addr.ts';
 import { IntervalSet } from '../../net/interval-set.ts';
 import { prefixContains } from '../../net/prefix.ts';
 import { parseRange } from '../../net/range.ts';
-import { API_VERSION, type IPClaim, type IPPool, type ReservedIP } from '../../api/kinds.ts';
+import { API_VERSION, type IPClaim, type IPPool, type ReservedIP, type Subnet } from '../../api/kinds.ts';
 import { objectErrors } from '../../api/validate.ts';
 import { compilePool, type CompiledPool } from '../../ipam/pools.ts';
 import { CLAIM_PREFIX, POOL_PREFIX, RESERVED_PREFIX } from '../../ipam/state.ts';
 import { claimName } from '../../ipam/engine.ts';
+import { SUBNET_CLAIM_PREFIX, SUBNET_KEY_PREFIX, claimSubnet, compileSubnet } from '../../ipam/vip.ts';
 import { NODE_DEAD_MS, NodeLeaseSource } from '../../ipam/reclaim.ts';
 import type { Store, Versioned } from '../../store/store.ts';
 import { ownerText } from './map.ts';
@@ -88,6 +89,11 @@ export interface CheckInput {
   claims: Versioned<unknown>[];
   pools: Versioned<unknown>[];
   reservations: Versioned<unknown>[];
+  /**
+   * Subnets (`subnets/<name>`), for claims of VIPs taken from a Subnet (`spec.pool` is
+   * `subnet/<name>`). Absent: such claims' source is not checked (the agent's cache holds no Subnets).
+   */
+  subnets?: Versioned<unknown>[];
   /** Why the claim's node looks gone, or undefined (`NodeLeaseSource.why`). */
   deadNode?: (c: IPClaim) => string | undefined;
 }
@@ -173,6 +179,18 @@ export function findProblems(
       invalidObjects.push({ key: e.key, reason });
     }
   }
+  for (const e of input.subnets ?? []) {
+    const name = SUBNET_CLAIM_PREFIX + e.key.slice(SUBNET_KEY_PREFIX.length);
+    const why = errorsText(e.value);
+    try {
+      if (why) throw new Error(why);
+      pools.set(name, compileSubnet(e.value as Subnet));
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      badPools.set(name, reason);
+      invalidObjects.push({ key: e.key, reason });
+    }
+  }
   const reserved: { name: string; sets: Record<Family, IntervalSet> }[] = [];
   for (const e of input.reservations) {
     const why = errorsText(e.value);
@@ -235,13 +253,18 @@ export function findProblems(
     parsed.push({ entry: e, claim, family, value, out });
 
     const pool = pools.get(claim.spec.pool);
-    if (!pool) {
+    const subnet = claimSubnet(claim);
+    if (!pool && subnet !== undefined && input.subnets === undefined) {
+      // A VIP's claim from a Subnet, and no Subnets to check it against.
+    } else if (!pool) {
       const bad = badPools.get(claim.spec.pool);
       out.problems.push({
         kind: 'pool-missing',
         detail: bad
-          ? `pool "${claim.spec.pool}" is in the store but invalid, so no agent uses it (${bad})`
-          : `pool "${claim.spec.pool}" does not exist`,
+          ? `${subnet !== undefined ? `Subnet "${subnet}"` : `pool "${claim.spec.pool}"`} is in the store but invalid, so no agent uses it (${bad})`
+          : subnet !== undefined
+            ? `Subnet "${subnet}" (the source of this VIP's address) does not exist`
+            : `pool "${claim.spec.pool}" does not exist`,
       });
     } else {
       const o = outsideWhy(pool, claim, family, value);
@@ -319,10 +342,11 @@ export async function runCheck(
   const claims = await store.list(CLAIM_PREFIX);
   const pools = await store.list(POOL_PREFIX);
   const reservations = await store.list(RESERVED_PREFIX);
+  const subnets = await store.list(SUBNET_KEY_PREFIX);
   const leases = new NodeLeaseSource(store, { now }, opts.nodeDeadMs ?? NODE_DEAD_MS);
   await leases.refresh();
   return findProblems(
-    { pools, reservations, claims, deadNode: (c) => leases.why(c) },
+    { pools, reservations, subnets, claims, deadNode: (c) => leases.why(c) },
     { agent: opts.agent, store: store.backend, now: now() },
   );
 }
