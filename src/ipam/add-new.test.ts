@@ -160,12 +160,41 @@ describe('one-write ADD of a new plain pod', () => {
     calls.length = 0;
     await ipam.add(req('api-4', 'c4'));
     assert.deepEqual(
-      calls,
-      ['create ipclaims', 'create ipclaims', 'create endpoints'],
-      'createEach, in order',
+      [...calls].sort(),
+      ['create endpoints', 'create ipclaims', 'create ipclaims', 'get endpoints'],
+      'the ordinary path: the endpoint read (alongside the claims), the claims, then the endpoint',
     );
     const named = await ipam.add(req('api-5', 'c5', { requestedIps: ['10.6.0.33'] }));
     assert.ok(named.ips.some((i) => i.address === '10.6.0.33/24'));
     assert.equal((await inner.get<Endpoint>(`${ENDPOINT_PREFIX}web/api-5`))?.value.spec.containerId, 'c5');
+  });
+
+  it('without createMany, a second interface of a pod makes no claim it must take back', async () => {
+    const inner = new MemoryStore();
+    const { store, calls } = counted(inner, { withoutCreateMany: true });
+    const ipam = await engine(store, inner);
+    const seen: string[] = [];
+    const w = inner.watch(
+      CLAIM_PREFIX,
+      (ev) => seen.push(`${ev.type} ${ev.key}`),
+      () => undefined,
+    );
+    await ipam.add(req('api-6', 'c6'));
+    calls.length = 0;
+    seen.length = 0;
+    const net1 = await ipam.add(req('api-6', 'c6', { ifName: 'net1' }));
+    await new Promise((r) => setImmediate(r));
+    w.close();
+    assert.ok(!calls.includes('delete ipclaims'), `a claim was made and taken back: ${calls.join(', ')}`);
+    assert.deepEqual(
+      seen.filter((e) => e.startsWith('delete')),
+      [],
+      'no claim appeared and vanished',
+    );
+    // The lowest free addresses after eth0's: nothing was pushed off an address.
+    assert.deepEqual(
+      net1.ips.map((i) => i.address),
+      ['10.6.0.11/24', 'fd00:6::11/64'],
+    );
   });
 });

@@ -12,15 +12,32 @@
  * ADDRESS_NOT_IN_POOL, INVALID_CONFIG, NOT_FOUND, NOT_READY, STORE_UNAVAILABLE.
  */
 import { IpamError } from '../errors.ts';
-import { StoreError, createAll, type Store, type Versioned, type Watcher } from '../store/store.ts';
+import { StoreError, type Store, type Versioned, type Watcher } from '../store/store.ts';
 import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
-import { API_VERSION, type ClaimOwner, type Endpoint, type IPClaim, type Route } from '../api/kinds.ts';
+import {
+  API_VERSION,
+  type ClaimOwner,
+  type Endpoint,
+  type IPClaim,
+  type Route,
+  type Subnet,
+} from '../api/kinds.ts';
 import type { IpamResult, ResultIp } from '../cni/protocol.ts';
 import { choosePools, excludedBecause, type FilterContext, type PoolChoice } from './choose.ts';
 import { EMPTY_VIEW, type ClusterView } from './cluster-view.ts';
 import { Endpoints, type EndpointPlan } from './endpoint.ts';
-import { bindVip, gcVipBindings, unbindVip, vipBound, vipRequested, type VipDeps } from './vip.ts';
+import {
+  bindVip,
+  claimSubnet,
+  compileSubnet,
+  gcVipBindings,
+  SUBNET_KEY_PREFIX,
+  unbindVip,
+  vipBound,
+  vipRequested,
+  type VipDeps,
+} from './vip.ts';
 import { mergeRequested, requestedByAnnotation } from './requested.ts';
 import { defaultRouteNic, endpointRouting, interfaceRouting, type InterfaceRouting } from './routing.ts';
 import {
@@ -301,7 +318,10 @@ export class Ipam {
     const ctx = this.context(req);
     // A pod using a VIP (ipkeeper.io/vip) gets the VIP's address and nothing else: src/ipam/vip.ts.
     const vip = vipRequested(req, ctx.pod);
-    if (vip) return this.result(await bindVip(this.vipDeps(), req, vip, ctx.pod), req).result;
+    if (vip) {
+      const bound = await bindVip(this.vipDeps(), req, vip, ctx.pod);
+      return this.result(bound, req, await this.subnetSources(bound)).result;
+    }
     const choice = choosePools(
       {
         ...(req.configPools ? { configPools: req.configPools } : {}),
@@ -377,13 +397,18 @@ export class Ipam {
     plan: EndpointPlan,
   ): Promise<IpamResult | undefined> {
     const id = plan.identity;
-    if (!id) return undefined;
+    // Only a store that writes several keys as one (etcd, sqlite, memory). One that would create
+    // them one by one (the kubernetes backend, store wrappers) could show a claim it then takes back
+    // when the endpoint exists — in every agent's cache, pushing other ADDs off that address.
+    const createMany = this.store.createMany?.bind(this.store);
+    if (!id || !createMany) return undefined;
     for (let attempt = 0; attempt < FAST_PATH_ATTEMPTS; attempt++) {
       const picks: { pool: CompiledPool; value: bigint; marked: boolean }[] = [];
       const unmark = (): void => {
         for (const p of picks) {
           const key = CLAIM_PREFIX + claimName(p.pool.network, p.pool.family, p.value);
-          if (p.marked && !this.state.claims.has(key)) this.state.usedSet(p.pool.network, p.pool.family).delete(p.value);
+          if (p.marked && !this.state.claims.has(key))
+            this.state.usedSet(p.pool.network, p.pool.family).delete(p.value);
         }
       };
       for (const family of wanted) {
@@ -403,7 +428,10 @@ export class Ipam {
       const endpoint = this.endpoints.build(plan, req, held, endpointRouting(routing), undefined);
       let res;
       try {
-        res = await createAll(this.store, [
+        // The Endpoint last: where a backend numbers the keys of one write one after another
+        // (sqlite, memory), the endpoint's version is then at least its claims' — `releaseEndpoint`
+        // takes a claim newer than the endpoint for one handed out after the endpoint was read.
+        res = await createMany([
           ...held.map((h) => ({ key: h.key, value: h.claim })),
           { key: id.key, value: endpoint },
         ]);
@@ -436,7 +464,9 @@ export class Ipam {
         if (sameAttachment(ex.value as IPClaim, req)) return undefined;
         // Lost a race to another agent: jump somewhere else in that pool, as claimFree does.
         this.stats.racesLost++;
-        const pick = picks.find((p) => CLAIM_PREFIX + claimName(p.pool.network, p.pool.family, p.value) === ex.key);
+        const pick = picks.find(
+          (p) => CLAIM_PREFIX + claimName(p.pool.network, p.pool.family, p.value) === ex.key,
+        );
         if (pick) this.jump(pick.pool, pick.value);
       }
       if (endpointExists) return undefined;
@@ -445,7 +475,11 @@ export class Ipam {
   }
 
   /** The first free address from the cursor of the first candidate pool that has one. */
-  private propose(family: Family, choice: PoolChoice, ctx: FilterContext): { pool: CompiledPool; value: bigint } | undefined {
+  private propose(
+    family: Family,
+    choice: PoolChoice,
+    ctx: FilterContext,
+  ): { pool: CompiledPool; value: bigint } | undefined {
     for (const pool of this.candidates(family, choice, [], ctx)) {
       const allowed = this.state.allowed(pool);
       const from = this.cursors.get(pool.name) ?? allowed.nth(0n) ?? 0n;
@@ -459,7 +493,8 @@ export class Ipam {
   private jump(pool: CompiledPool, from: bigint): void {
     const allowed = this.state.allowed(pool);
     const size = allowed.size();
-    const jump = size > 0n ? BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))) : 0n;
+    const jump =
+      size > 0n ? BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))) : 0n;
     this.cursors.set(pool.name, allowed.nth(jump) ?? from);
   }
 
@@ -539,7 +574,12 @@ export class Ipam {
     return this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
   }
 
-  private candidates(family: Family, choice: PoolChoice, notes: string[], ctx: FilterContext): CompiledPool[] {
+  private candidates(
+    family: Family,
+    choice: PoolChoice,
+    notes: string[],
+    ctx: FilterContext,
+  ): CompiledPool[] {
     const out: CompiledPool[] = [];
     for (const name of choice.families[family] ?? []) {
       const e = this.state.pools.get(name);
@@ -679,7 +719,9 @@ export class Ipam {
   private exhausted(req: AllocateRequest, family: Family, choice: PoolChoice, notes: string[]): IpamError {
     const names = choice.families[family] ?? [];
     return new IpamError(
-      names.length > 0 && notes.every((n) => n.includes('does not exist')) ? 'POOL_NOT_FOUND' : 'POOL_EXHAUSTED',
+      names.length > 0 && notes.every((n) => n.includes('does not exist'))
+        ? 'POOL_NOT_FOUND'
+        : 'POOL_EXHAUSTED',
       `no free ${NS(family)} address for pod ${podName(req.owner)} in pools ${names.map((n) => `"${n}"`).join(', ') || '(none)'} (chosen by ${choice.rule}): ${notes.join('; ')}. Fix: add addresses to a pool or a backup pool, remove a reservation, or release unused addresses (ipkeeper get ipclaims)`,
       { family, pools: names, rule: choice.rule, notes },
     );
@@ -756,7 +798,32 @@ export class Ipam {
    * Addresses and routes of the attachment (multi-NIC aware: `src/ipam/routing.ts`). Never throws:
    * it runs after the claims are made; the default-route annotation was checked in wantedFamilies.
    */
-  private result(held: HeldClaim[], req: AllocateRequest): { result: IpamResult; routing: InterfaceRouting } {
+  /**
+   * The Subnets behind VIP claims taken from a Subnet (`spec.pool` is `subnet/<name>`, see vip.ts),
+   * compiled as pools, so the pod using such a VIP gets the subnet's prefix, gateway and routes. The
+   * agent does not cache Subnets: they are read when a pod binds such a VIP (rare).
+   */
+  private async subnetSources(held: HeldClaim[]): Promise<Map<string, CompiledPool>> {
+    const out = new Map<string, CompiledPool>();
+    for (const h of held) {
+      const name = claimSubnet(h.claim);
+      if (name === undefined || out.has(h.claim.spec.pool)) continue;
+      const sub = await this.store.get<Subnet>(`${SUBNET_KEY_PREFIX}${name}`);
+      if (!sub) continue; // Deleted since: the address alone (/32, /128), as for a pool gone.
+      try {
+        out.set(h.claim.spec.pool, compileSubnet(sub.value));
+      } catch {
+        // Invalid (written around validation): the address alone.
+      }
+    }
+    return out;
+  }
+
+  private result(
+    held: HeldClaim[],
+    req: AllocateRequest,
+    sources?: Map<string, CompiledPool>,
+  ): { result: IpamResult; routing: InterfaceRouting } {
     const ips: ResultIp[] = [];
     let defaultNic = DEFAULT_ROUTE_NIC;
     try {
@@ -765,7 +832,7 @@ export class Ipam {
       // Unreachable after wantedFamilies checked it; eth0 is the safe answer if the pod changed since.
     }
     const addresses = held.map((h) => {
-      const pool = this.state.pools.get(h.claim.spec.pool)?.compiled;
+      const pool = this.state.pools.get(h.claim.spec.pool)?.compiled ?? sources?.get(h.claim.spec.pool);
       const bits = pool?.subnet.bits ?? (h.claim.spec.family === 4 ? 32 : 128);
       ips.push({
         address: `${h.claim.spec.ip}/${bits}`,
@@ -809,7 +876,13 @@ export class Ipam {
         n += await unbindVip(this.vipDeps(), req);
         if (n > 0) {
           this.log.info(
-            { event: 'release', network: req.cniNetwork, containerId: req.containerId, ifName: req.ifName, count: n },
+            {
+              event: 'release',
+              network: req.cniNetwork,
+              containerId: req.containerId,
+              ifName: req.ifName,
+              count: n,
+            },
             'released',
           );
         }
@@ -901,7 +974,12 @@ export class Ipam {
     if (!this.ready) throw new IpamError('NOT_READY', 'the agent is still loading its store');
     const choice = choosePools(configPools ? { configPools } : {}, this.state);
     // STATUS has no pod: only the pod-independent filters (disable, node, network) can apply.
-    const ctx: FilterContext = { cniNetwork, nodeName: this.node, live: this.view.live, podIndependent: true };
+    const ctx: FilterContext = {
+      cniNetwork,
+      nodeName: this.node,
+      live: this.view.live,
+      podIndependent: true,
+    };
     for (const f of [4, 6] as Family[]) {
       if (!choice.families[f]) continue;
       const notes: string[] = [];
@@ -959,7 +1037,9 @@ function parseRequested(ip: string): { family: Family; value: bigint } {
 
 function sameAttachment(c: IPClaim, req: ReleaseRequest): boolean {
   return (
-    c.spec.cniNetwork === req.cniNetwork && c.spec.containerId === req.containerId && c.spec.ifName === req.ifName
+    c.spec.cniNetwork === req.cniNetwork &&
+    c.spec.containerId === req.containerId &&
+    c.spec.ifName === req.ifName
   );
 }
 

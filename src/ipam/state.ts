@@ -53,7 +53,12 @@ export class IpamState {
   readonly reservations = new Map<string, ReservationEntry>();
   readonly claims = new Map<string, HeldClaim>();
   private readonly used = new Map<string, UsedSet>();
-  private readonly byAttachment = new Map<string, Set<string>>();
+  /**
+   * Claim keys per attachment: one key as a string (nearly every attachment: one per family is
+   * two at most), several as an array — no Set per attachment, which with 100k claims is most of
+   * the garbage an agent's start makes.
+   */
+  private readonly byAttachment = new Map<string, string | string[]>();
   private readonly byPool = new Map<string, number>();
   /** Deleted keys and the revision of their deletion, so a late put of an older revision is dropped. */
   private readonly tombstones = new Map<string, Version>();
@@ -182,9 +187,11 @@ export class IpamState {
     const s = claim.spec;
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
       const ak = attachmentKey(s.cniNetwork, s.containerId, s.ifName);
-      let set = this.byAttachment.get(ak);
-      if (!set) this.byAttachment.set(ak, (set = new Set()));
-      set.add(key);
+      const had = this.byAttachment.get(ak);
+      if (had === undefined) this.byAttachment.set(ak, key);
+      else if (typeof had === 'string') {
+        if (had !== key) this.byAttachment.set(ak, [had, key]);
+      } else if (!had.includes(key)) had.push(key);
     }
     this.byPool.set(s.pool, (this.byPool.get(s.pool) ?? 0) + 1);
     this.tombstones.delete(key);
@@ -197,9 +204,13 @@ export class IpamState {
     this.usedSet(s.network, s.family).delete(held.value);
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
       const ak = attachmentKey(s.cniNetwork, s.containerId, s.ifName);
-      const set = this.byAttachment.get(ak);
-      set?.delete(held.key);
-      if (set && set.size === 0) this.byAttachment.delete(ak);
+      const had = this.byAttachment.get(ak);
+      if (had === held.key) this.byAttachment.delete(ak);
+      else if (Array.isArray(had)) {
+        const rest = had.filter((k) => k !== held.key);
+        if (rest.length === 1) this.byAttachment.set(ak, rest[0] as string);
+        else this.byAttachment.set(ak, rest);
+      }
     }
     const n = (this.byPool.get(s.pool) ?? 1) - 1;
     if (n <= 0) this.byPool.delete(s.pool);
@@ -262,9 +273,9 @@ export class IpamState {
 
   claimsOf(cniNetwork: string, containerId: string, ifName: string): HeldClaim[] {
     const keys = this.byAttachment.get(attachmentKey(cniNetwork, containerId, ifName));
-    if (!keys) return [];
+    if (keys === undefined) return [];
     const out: HeldClaim[] = [];
-    for (const k of keys) {
+    for (const k of typeof keys === 'string' ? [keys] : keys) {
       const h = this.claims.get(k);
       if (h) out.push(h);
     }

@@ -26,6 +26,11 @@ export interface StoreContractOptions {
   reopen?: (store: Store) => Promise<Store>;
   /** Hang guard for waiting on watch events, in ms (default 10 000). */
   watchDeadlineMs?: number;
+  /**
+   * Whether the backend writes several keys as one (`createMany`; default true). A backend that
+   * cannot is held to not offering it.
+   */
+  createMany?: boolean;
 }
 
 /** Runs `fn` with a freshly opened store and always closes it. */
@@ -206,123 +211,130 @@ export function storeContract(
       });
     });
 
-    describe('createMany (every backend has it; createEach is the fallback for wrappers)', () => {
-      const many = (s: Store) => {
-        assert.ok(s.createMany, `${s.backend} implements createMany`);
-        return s.createMany.bind(s);
-      };
-
-      it('creates every key, each readable at its version', async () => {
+    if (opts.createMany === false) {
+      it('offers no createMany: it cannot write several keys as one', async () => {
         await withStore(open, async (s) => {
-          const r = await many(s)([
-            { key: 'claims/default.10.0.2.1', value: { i: 1 } },
-            { key: 'claims/default.10.0.2.2', value: { i: 2 } },
-            { key: 'endpoints/ns/pod', value: { pod: true } },
-          ]);
-          assert.ok(r.created);
-          assert.equal(r.versions.length, 3);
-          assert.deepEqual(await s.get('claims/default.10.0.2.1'), {
-            key: 'claims/default.10.0.2.1',
-            value: { i: 1 },
-            version: r.versions[0],
-          });
-          assert.equal((await s.get('claims/default.10.0.2.2'))?.version, r.versions[1]);
-          assert.deepEqual((await s.get('endpoints/ns/pod'))?.value, { pod: true });
+          assert.equal(s.createMany, undefined);
         });
       });
+    } else
+      describe('createMany (all or none)', () => {
+        const many = (s: Store) => {
+          assert.ok(s.createMany, `${s.backend} implements createMany`);
+          return s.createMany.bind(s);
+        };
 
-      it('creates none when one key exists, and reports that one', async () => {
-        await withStore(open, async (s) => {
-          const v = await mustCreate(s, 'claims/default.10.0.2.2', { owner: 'a' });
-          const r = await many(s)([
-            { key: 'claims/default.10.0.2.1', value: { i: 1 } },
-            { key: 'claims/default.10.0.2.2', value: { i: 2 } },
-            { key: 'endpoints/ns/pod', value: {} },
-          ]);
-          assert.deepEqual(r, {
-            created: false,
-            existing: [{ key: 'claims/default.10.0.2.2', value: { owner: 'a' }, version: v }],
-          });
-          assert.equal(await s.get('claims/default.10.0.2.1'), undefined);
-          assert.equal(await s.get('endpoints/ns/pod'), undefined);
-          assert.deepEqual(
-            (await s.list('claims/')).map((e) => e.key),
-            ['claims/default.10.0.2.2'],
-          );
-        });
-      });
-
-      it('20 concurrent createMany sharing one key: exactly one wins all its keys, the others none', async () => {
-        await withStore(open, async (s) => {
-          const results = await Promise.all(
-            Array.from({ length: 20 }, (_, i) =>
-              many(s)([
-                { key: `claims/default.10.0.3.${i + 1}`, value: { i } },
-                { key: 'claims/default.10.0.3.200', value: { i } },
-              ]),
-            ),
-          );
-          const winners = results.flatMap((r, i) => (r.created ? [i] : []));
-          assert.equal(winners.length, 1, `winners: ${JSON.stringify(winners)}`);
-          const w = winners[0]!;
-          for (const r of results) {
-            if (!r.created)
-              assert.deepEqual(
-                r.existing.map((e) => e.value),
-                [{ i: w }],
-              );
-          }
-          assert.deepEqual(
-            (await s.list('claims/')).map((e) => e.key).sort(),
-            [`claims/default.10.0.3.${w + 1}`, 'claims/default.10.0.3.200'].sort(),
-          );
-        });
-      });
-
-      it('rejects a key given twice, and an invalid key, with a StoreError and writes nothing', async () => {
-        await withStore(open, async (s) => {
-          await assert.rejects(
-            many(s)([
-              { key: 'claims/default.10.0.4.1', value: 1 },
-              { key: 'claims/default.10.0.4.1', value: 2 },
-            ]),
-            (e: unknown) => e instanceof StoreError && /given twice/.test(e.message),
-          );
-          await assert.rejects(
-            many(s)([
-              { key: 'claims/default.10.0.4.2', value: 1 },
-              { key: 'claims/../x', value: 2 },
-            ]),
-            (e: unknown) => e instanceof StoreError && !e.retryable,
-          );
-          assert.deepEqual(await s.list('claims/'), []);
-        });
-      });
-
-      it('is seen by a watcher as ordinary puts', async () => {
-        await withStore(open, async (s) => {
-          const log = new EventLog(deadlineMs);
-          const w = s.watch('claims/', log.onEvent);
-          try {
+        it('creates every key, each readable at its version', async () => {
+          await withStore(open, async (s) => {
             const r = await many(s)([
-              { key: 'claims/default.10.0.5.1', value: { i: 1 } },
-              { key: 'claims/default.10.0.5.2', value: { i: 2 } },
+              { key: 'claims/default.10.0.2.1', value: { i: 1 } },
+              { key: 'claims/default.10.0.2.2', value: { i: 2 } },
+              { key: 'endpoints/ns/pod', value: { pod: true } },
             ]);
             assert.ok(r.created);
-            await log.until('2 puts', () => log.events.length >= 2);
+            assert.equal(r.versions.length, 3);
+            assert.deepEqual(await s.get('claims/default.10.0.2.1'), {
+              key: 'claims/default.10.0.2.1',
+              value: { i: 1 },
+              version: r.versions[0],
+            });
+            assert.equal((await s.get('claims/default.10.0.2.2'))?.version, r.versions[1]);
+            assert.deepEqual((await s.get('endpoints/ns/pod'))?.value, { pod: true });
+          });
+        });
+
+        it('creates none when one key exists, and reports that one', async () => {
+          await withStore(open, async (s) => {
+            const v = await mustCreate(s, 'claims/default.10.0.2.2', { owner: 'a' });
+            const r = await many(s)([
+              { key: 'claims/default.10.0.2.1', value: { i: 1 } },
+              { key: 'claims/default.10.0.2.2', value: { i: 2 } },
+              { key: 'endpoints/ns/pod', value: {} },
+            ]);
+            assert.deepEqual(r, {
+              created: false,
+              existing: [{ key: 'claims/default.10.0.2.2', value: { owner: 'a' }, version: v }],
+            });
+            assert.equal(await s.get('claims/default.10.0.2.1'), undefined);
+            assert.equal(await s.get('endpoints/ns/pod'), undefined);
             assert.deepEqual(
-              log.events.map((e) => [e.type, e.key, e.version]).sort(),
-              [
-                ['put', 'claims/default.10.0.5.1', r.versions[0]],
-                ['put', 'claims/default.10.0.5.2', r.versions[1]],
-              ].sort(),
+              (await s.list('claims/')).map((e) => e.key),
+              ['claims/default.10.0.2.2'],
             );
-          } finally {
-            w.close();
-          }
+          });
+        });
+
+        it('20 concurrent createMany sharing one key: exactly one wins all its keys, the others none', async () => {
+          await withStore(open, async (s) => {
+            const results = await Promise.all(
+              Array.from({ length: 20 }, (_, i) =>
+                many(s)([
+                  { key: `claims/default.10.0.3.${i + 1}`, value: { i } },
+                  { key: 'claims/default.10.0.3.200', value: { i } },
+                ]),
+              ),
+            );
+            const winners = results.flatMap((r, i) => (r.created ? [i] : []));
+            assert.equal(winners.length, 1, `winners: ${JSON.stringify(winners)}`);
+            const w = winners[0]!;
+            for (const r of results) {
+              if (!r.created)
+                assert.deepEqual(
+                  r.existing.map((e) => e.value),
+                  [{ i: w }],
+                );
+            }
+            assert.deepEqual(
+              (await s.list('claims/')).map((e) => e.key).sort(),
+              [`claims/default.10.0.3.${w + 1}`, 'claims/default.10.0.3.200'].sort(),
+            );
+          });
+        });
+
+        it('rejects a key given twice, and an invalid key, with a StoreError and writes nothing', async () => {
+          await withStore(open, async (s) => {
+            await assert.rejects(
+              many(s)([
+                { key: 'claims/default.10.0.4.1', value: 1 },
+                { key: 'claims/default.10.0.4.1', value: 2 },
+              ]),
+              (e: unknown) => e instanceof StoreError && /given twice/.test(e.message),
+            );
+            await assert.rejects(
+              many(s)([
+                { key: 'claims/default.10.0.4.2', value: 1 },
+                { key: 'claims/../x', value: 2 },
+              ]),
+              (e: unknown) => e instanceof StoreError && !e.retryable,
+            );
+            assert.deepEqual(await s.list('claims/'), []);
+          });
+        });
+
+        it('is seen by a watcher as ordinary puts', async () => {
+          await withStore(open, async (s) => {
+            const log = new EventLog(deadlineMs);
+            const w = s.watch('claims/', log.onEvent);
+            try {
+              const r = await many(s)([
+                { key: 'claims/default.10.0.5.1', value: { i: 1 } },
+                { key: 'claims/default.10.0.5.2', value: { i: 2 } },
+              ]);
+              assert.ok(r.created);
+              await log.until('2 puts', () => log.events.length >= 2);
+              assert.deepEqual(
+                log.events.map((e) => [e.type, e.key, e.version]).sort(),
+                [
+                  ['put', 'claims/default.10.0.5.1', r.versions[0]],
+                  ['put', 'claims/default.10.0.5.2', r.versions[1]],
+                ].sort(),
+              );
+            } finally {
+              w.close();
+            }
+          });
         });
       });
-    });
 
     describe('update', () => {
       it('with the current version succeeds and changes the version', async () => {

@@ -273,6 +273,58 @@ describe('EtcdStore on one member', () => {
     }
   });
 
+  it('group commit: concurrent createMany calls share transactions, each answered as if alone', async () => {
+    const s = (await openEtcdStore(cluster.url, { prefix: freshPrefix() })) as EtcdStore;
+    try {
+      const calls = Array.from({ length: 24 }, (_, i) => [
+        { key: `claims/a${i}`, value: { i } },
+        { key: `endpoints/ns/p${i}`, value: { i } },
+      ]);
+      const before = { ...s.groupStats };
+      const rs = await Promise.all(calls.map((c) => s.createMany!(c)));
+      const sent = s.groupStats.transactions - before.transactions;
+      assert.ok(sent < calls.length, `${calls.length} calls went in ${sent} transactions: none shared`);
+      for (const [i, r] of rs.entries()) {
+        assert.ok(r.created, `call ${i}`);
+        for (const [j, e] of (calls[i] ?? []).entries()) {
+          const got = await s.get(e.key);
+          assert.deepEqual(got?.value, e.value);
+          assert.equal(got?.version, r.versions[j], `${e.key}: the version createMany reported`);
+        }
+      }
+
+      // A group with a key that exists: the call holding it is refused with exactly what exists;
+      // the others are created; the refused call wrote nothing.
+      await s.create('claims/taken', { by: 'someone' });
+      const mixed = Array.from({ length: 12 }, (_, i) => [
+        { key: `claims/b${i}`, value: { i } },
+        { key: `endpoints/ns/q${i}`, value: { i } },
+      ]);
+      mixed[5] = [
+        { key: 'claims/b5', value: { i: 5 } },
+        { key: 'claims/taken', value: { i: 5 } },
+      ];
+      const out = await Promise.all(mixed.map((c) => s.createMany!(c)));
+      for (const [i, r] of out.entries()) {
+        if (i === 5) {
+          assert.equal(r.created, false);
+          assert.deepEqual(!r.created && r.existing.map((e) => [e.key, e.value]), [
+            ['claims/taken', { by: 'someone' }],
+          ]);
+          assert.equal(await s.get('claims/b5'), undefined, 'the refused call wrote nothing');
+        } else assert.ok(r.created, `call ${i}`);
+      }
+
+      // Two calls for one key at once: never in one group; exactly one wins.
+      const race = await Promise.all(
+        [1, 2, 3].map((n) => s.createMany!([{ key: 'claims/race', value: { n } }])),
+      );
+      assert.equal(race.filter((r) => r.created).length, 1);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('rejects every call after close() with a StoreError that is not retryable', async () => {
     const s = await openEtcdStore(cluster.url, { prefix: freshPrefix() });
     await s.close();

@@ -91,6 +91,15 @@ const LIST_WATCH_ENTRIES = 64;
  * the deadline itself; this only guarantees that no call can hang, whatever the client does.
  */
 const BACKSTOP_GRACE_MS = 250;
+/**
+ * Group commit of `createMany` (see `createMany`): transactions in flight before calls queue, and
+ * keys per grouped transaction (etcd refuses a transaction of more than --max-txn-ops, default 128,
+ * operations per branch). One in flight measured best (npm run bench -- --only etcd --quick: 1 →
+ * 990 alloc/s, 2 → 905, 4 → 612, none → 586 on 2 CPUs shared with etcd): a group then carries
+ * everything that arrived during the previous transaction, and etcd applies one raft entry for it.
+ */
+export const GROUP_IN_FLIGHT = 1;
+export const GROUP_MAX_KEYS = 64;
 
 const URL_FORM = 'etcd://host:port[,host:port...][/prefix]';
 
@@ -101,6 +110,15 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
   /** Keys per range request of `list` (default 10 000); small values let tests cross pages. */
   listPageKeys?: number;
+  /** Concurrent `createMany` calls share transactions (default true; false: one each). */
+  groupCommit?: boolean;
+}
+
+/** A `createMany` call waiting for its group's transaction. */
+interface PendingCreate {
+  entries: { key: string; value: unknown }[];
+  resolve(r: CreateManyResult): void;
+  reject(e: unknown): void;
 }
 
 /** An `etcd://` URL taken apart. */
@@ -243,6 +261,11 @@ export class EtcdStore implements Store {
   /** Recent lists (newest last): a watch of a prefix they cover starts after their revision. */
   private recentLists: { prefix: string; revision: bigint; at: number }[] = [];
   private closed = false;
+  private readonly groupCommit: boolean;
+  private readonly groupQueue: PendingCreate[] = [];
+  private groupsInFlight = 0;
+  /** `createMany` calls, the transactions sent for them, and groups split by an existing key. */
+  readonly groupStats = { transactions: 0, calls: 0, split: 0 };
 
   /**
    * Makes a client for `hosts` (`host:port` each) without contacting etcd; `openEtcdStore` also
@@ -270,6 +293,7 @@ export class EtcdStore implements Store {
     this.timeoutMs = timeoutMs;
     this.hosts = [...hosts];
     this.listPageKeys = Math.max(1, Math.floor(opts.listPageKeys ?? LIST_PAGE_KEYS));
+    this.groupCommit = opts.groupCommit ?? true;
     this.client = new Etcd3({
       hosts: this.hosts.map((h) => `http://${h}`),
       faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
@@ -352,16 +376,101 @@ export class EtcdStore implements Store {
   }
 
   /**
-   * One transaction: If(create_revision(k) == 0 for every k) Then(put every k) Else(get every k).
-   * Every key is written at the transaction's revision.
+   * All or none, as one transaction. Concurrent calls share transactions (group commit): while
+   * `GROUP_IN_FLIGHT` are in flight, calls queue, and the next transaction carries every queued call
+   * whose keys fit (`GROUP_MAX_KEYS`, no key twice). A group either creates every call's keys — each
+   * call's keys exist or not together, as they would alone — or, when some key exists, each call is
+   * answered on its own: a call whose keys were all absent is sent again alone, one with a key that
+   * exists gets `created: false` with what exists, as it would alone. A failure of the grouped
+   * transaction (unknown outcome included) is every member's failure: each was in it.
    */
   async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
     this.check();
     for (const e of entries) validateKey(e.key);
     distinctKeys(entries);
+    this.groupStats.calls++;
+    if (!this.groupCommit) return this.createTxn(entries);
+    return new Promise<CreateManyResult>((resolve, reject) => {
+      this.groupQueue.push({ entries, resolve, reject });
+      this.sendGroups();
+    });
+  }
+
+  private sendGroups(): void {
+    while (this.groupsInFlight < GROUP_IN_FLIGHT && this.groupQueue.length > 0) {
+      const group: PendingCreate[] = [];
+      const keys = new Set<string>();
+      for (let i = 0; i < this.groupQueue.length;) {
+        const p = this.groupQueue[i] as PendingCreate;
+        const fits =
+          group.length === 0 ||
+          (keys.size + p.entries.length <= GROUP_MAX_KEYS && !p.entries.some((e) => keys.has(e.key)));
+        if (!fits) {
+          i++;
+          continue;
+        }
+        this.groupQueue.splice(i, 1);
+        group.push(p);
+        for (const e of p.entries) keys.add(e.key);
+      }
+      this.groupsInFlight++;
+      void this.sendGroup(group).finally(() => {
+        this.groupsInFlight--;
+        this.sendGroups();
+      });
+    }
+  }
+
+  private async sendGroup(group: PendingCreate[]): Promise<void> {
+    if (group.length === 1) {
+      const p = group[0] as PendingCreate;
+      await this.createTxn(p.entries).then(p.resolve, p.reject);
+      return;
+    }
+    let res: CreateManyResult;
+    try {
+      res = await this.createTxn(group.flatMap((p) => p.entries));
+    } catch (e) {
+      for (const p of group) p.reject(e);
+      return;
+    }
+    if (res.created) {
+      let i = 0;
+      for (const p of group) {
+        p.resolve({ created: true, versions: res.versions.slice(i, (i += p.entries.length)) });
+      }
+      return;
+    }
+    this.groupStats.split++;
+    const existing = new Map(res.existing.map((e) => [e.key, e]));
+    await Promise.all(
+      group.map((p) => {
+        const mine = p.entries.flatMap((e) => existing.get(e.key) ?? []);
+        if (mine.length > 0) {
+          p.resolve({ created: false, existing: mine });
+          return undefined;
+        }
+        return this.createTxn(p.entries).then(p.resolve, p.reject);
+      }),
+    );
+  }
+
+  /**
+   * One transaction: If(create_revision(k) == 0 for every k) Then(put every k) Else(get every k).
+   * Every key is written at the transaction's revision.
+   */
+  private async createTxn(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
+    this.check();
+    this.groupStats.transactions++;
     const ks = entries.map((e) => this.etcdKey(e.key));
     const values = entries.map((e) => Buffer.from(toJson(e.key, e.value)));
-    const subject = entries.map((e) => e.key).join(', ');
+    const subject =
+      entries.length <= 3
+        ? entries.map((e) => e.key).join(', ')
+        : `${entries
+            .slice(0, 2)
+            .map((e) => e.key)
+            .join(', ')}, ... (${entries.length} keys)`;
     const res = await this.call('createMany', subject, true, (deadline) =>
       this.client.kv.txn(
         {
@@ -758,6 +867,7 @@ export async function openEtcdStore(url: string, opts: EtcdStoreOptions = {}): P
     prefix: opts.prefix ?? parsed.prefix,
     timeoutMs: opts.timeoutMs,
     listPageKeys: opts.listPageKeys,
+    groupCommit: opts.groupCommit,
   });
   try {
     // Also learns the current revision, so the first watch starts right after it.

@@ -145,6 +145,8 @@ storeContract(
       return openKubernetesStore(url(), { native: false, listPageSize: 64 });
     },
     watchDeadlineMs: DEADLINE_MS,
+    // The API server has no multi-object write.
+    createMany: false,
   },
 );
 

@@ -105,17 +105,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, GROUP, KINDS, VERSION, type KindInfo } from '../api/kinds.ts';
 import { toJson } from './memory.ts';
-import { StoreError, createEach, validateKey } from './store.ts';
-import type {
-  CasResult,
-  CreateManyResult,
-  CreateResult,
-  Store,
-  Version,
-  Versioned,
-  WatchEvent,
-  Watcher,
-} from './store.ts';
+import { StoreError, validateKey } from './store.ts';
+import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
 
 export const KEYVALUE_KIND = 'KeyValue';
@@ -718,11 +709,6 @@ export class KubernetesStore implements Store {
       `kubernetes create "${key}": the key kept appearing and vanishing (${CREATE_ATTEMPTS} attempts); retry`,
       { retryable: true },
     );
-  }
-
-  /** The API server has no multi-object write: one create after another, undone on a conflict. */
-  createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
-    return createEach(this, entries);
   }
 
   async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {

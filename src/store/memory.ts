@@ -110,9 +110,9 @@ export class MemoryStore implements Store {
   /**
    * Made of `create` calls started in one synchronous turn: a MemoryStore's create checks and writes
    * before it returns, so nothing can come between them (all or none, like the durable backends'
-   * transactions). Going through `create` keeps a test's wrapper that overrides it (to delay or fail
-   * writes) in the path; for such a wrapper, creates that land after others are undone (as
-   * `createEach` does).
+   * transactions), and entries get increasing versions in order. Going through `create` keeps a
+   * test's wrapper that overrides it (to delay or fail writes) in the path; for such a wrapper,
+   * creates that land after others are undone.
    */
   async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
     this.check();

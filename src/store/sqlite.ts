@@ -110,8 +110,12 @@ interface Row {
   version: number;
 }
 
-interface ListRow extends Row {
-  key: string;
+/** A row of `list` (a statement returning arrays): key, value, version. */
+type ListRow = [key: string, value: string, version: number];
+
+function rowsAsArrays(stmt: StatementSync): StatementSync {
+  stmt.setReturnArrays(true);
+  return stmt;
 }
 
 interface ChangeRow {
@@ -271,7 +275,9 @@ export class SqliteStore implements Store {
       };
       this.r = {
         get: reader.prepare('SELECT value, version FROM kv WHERE key = ?'),
-        list: reader.prepare('SELECT key, value, version FROM kv WHERE key >= ? AND key < ? ORDER BY key'),
+        list: rowsAsArrays(
+          reader.prepare('SELECT key, value, version FROM kv WHERE key >= ? AND key < ? ORDER BY key'),
+        ),
         revision: reader.prepare(`SELECT value FROM meta WHERE name = 'revision'`),
         changesAfter: reader.prepare(
           'SELECT revision, key, type FROM changes WHERE revision > ? ORDER BY revision LIMIT ?',
@@ -297,8 +303,9 @@ export class SqliteStore implements Store {
     this.check();
     return this.run('list', prefix, () => {
       // Keys are ASCII (validateKey), so every key starting with `prefix` sorts below prefix + U+10FFFF.
+      // Rows as arrays: an agent's start lists every claim, and a row object per claim costs ~25%.
       const rows = this.r.list.all(prefix, `${prefix}\u{10FFFF}`) as unknown as ListRow[];
-      return rows.map((row) => this.decode<T>(row.key, row));
+      return rows.map((row) => this.decode<T>(row[0], { value: row[1], version: row[2] }));
     });
   }
 

@@ -76,13 +76,12 @@ export interface Store {
   /** Create-if-absent. Exactly one of several concurrent callers gets `created: true`. */
   create<T>(key: string, value: T): Promise<CreateResult<T>>;
   /**
-   * Create-if-absent of several distinct keys together: all are created or none (one ADD's claims and
-   * its Endpoint). etcd does it in one transaction, sqlite in one savepoint; the kubernetes backend
-   * has no multi-object write, so it creates one by one and deletes what it made when a later key
-   * exists (`createEach`): a watcher may see those for a moment, as it may see an ADD's rollback.
-   * A rejection leaves the outcome of every key unknown (read them back). Optional, so that a
-   * wrapper of a store (node pools, the controller's cache) need not forward it: callers use
-   * `createAll`, which falls back to `createEach`. Every backend implements it.
+   * Create-if-absent of several distinct keys as one write: all are created or none (one ADD's
+   * claims and its Endpoint). etcd does it in one transaction, sqlite in one savepoint, memory in
+   * one turn. Optional: a backend that cannot write several objects at once (the kubernetes
+   * backend: the API server has no multi-object write) and store wrappers (node pools) leave it
+   * out, and callers take their one-key path. Where a backend numbers the keys of one write one
+   * after another, later entries get higher versions.
    * @throws StoreError (not retryable) for duplicate or invalid keys.
    */
   createMany?(entries: { key: string; value: unknown }[]): Promise<CreateManyResult>;
@@ -96,39 +95,6 @@ export interface Store {
    */
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher;
   close(): Promise<void>;
-}
-
-/**
- * `createMany` from `create` and `delete`, for a backend without multi-key writes: creates in order;
- * when one key exists, deletes the ones it made (each at the version it made, so nothing anyone
- * else wrote is touched) and reports the existing one.
- * @throws StoreError from the backend; then what was made before may still exist.
- */
-export async function createEach(
-  store: Pick<Store, 'create' | 'delete'>,
-  entries: { key: string; value: unknown }[],
-): Promise<CreateManyResult> {
-  for (const e of entries) validateKey(e.key);
-  distinctKeys(entries);
-  const made: { key: string; version: Version }[] = [];
-  for (const e of entries) {
-    const r = await store.create(e.key, e.value);
-    if (r.created) {
-      made.push({ key: e.key, version: r.version });
-      continue;
-    }
-    for (const m of made.reverse()) await store.delete(m.key, m.version);
-    return { created: false, existing: [r.existing] };
-  }
-  return { created: true, versions: made.map((m) => m.version) };
-}
-
-/** `store.createMany`, or `createEach` for a store without it. */
-export function createAll(
-  store: Store,
-  entries: { key: string; value: unknown }[],
-): Promise<CreateManyResult> {
-  return store.createMany ? store.createMany(entries) : createEach(store, entries);
 }
 
 /** @throws StoreError (not retryable) naming a key given twice to `createMany`. */
