@@ -2,7 +2,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'deploy/**', 'docs/**', '.scratch/**', 'test-results/**', '.ipkeeper/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist/**',
+      'deploy/**',
+      'docs/**',
+      '.scratch/**',
+      'test-results/**',
+      '.ipkeeper/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

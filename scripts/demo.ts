@@ -29,14 +29,26 @@ function ipkeeper(args: string[]): string {
 async function main(): Promise<void> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   say(`== ipkeeper agent: store ${store}, socket ${socket}`);
-  const agent: AgentProcess = await startAgent({ store, socket, node: 'demo-node', extra: ['--log-level', 'warn'] });
+  const agent: AgentProcess = await startAgent({
+    store,
+    socket,
+    node: 'demo-node',
+    extra: ['--log-level', 'warn'],
+  });
   let lab: Lab | undefined;
   const attached: { netns: string; id: string }[] = [];
   let conf: unknown;
   let binDir = '';
   const cleanup = async (): Promise<void> => {
     for (const a of attached.splice(0)) {
-      runPlugin(join(CNI_BIN_DIR, 'bridge'), { command: 'DEL', containerId: a.id, netns: a.netns, ifName: 'eth0', config: conf, cniPath: `${binDir}:${CNI_BIN_DIR}` });
+      runPlugin(join(CNI_BIN_DIR, 'bridge'), {
+        command: 'DEL',
+        containerId: a.id,
+        netns: a.netns,
+        ifName: 'eth0',
+        config: conf,
+        cniPath: `${binDir}:${CNI_BIN_DIR}`,
+      });
     }
     lab?.cleanup();
     await agent.kill();
@@ -94,7 +106,9 @@ async function main(): Promise<void> {
     say('\n== ipkeeper usage');
     say(ipkeeper(['usage']));
     if (process.stdin.isTTY) {
-      say(`\nThe agent keeps running. In another shell: IPKEEPER_SOCKET=${socket} node bin/ipkeeper.ts get ippools`);
+      say(
+        `\nThe agent keeps running. In another shell: IPKEEPER_SOCKET=${socket} node bin/ipkeeper.ts get ippools`,
+      );
       say('Press Ctrl-C to release the addresses, remove the namespaces and stop.');
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
     }

@@ -1,7 +1,7 @@
 /**
  * The whole test suite: `npm test`. Installs missing system packages, type-checks, lints, then runs
  * every `*.test.ts` under src/ and test/ with node's test runner. Fails when any test fails, when the
- * run counts zero tests, or when the type check or lint fails. Pass file paths to run only those.
+ * run counts zero tests, or when the type check, lint or formatting check (prettier) fails. Pass file paths to run only those.
  *
  * Env: IPKEEPER_TEST_KUBECONFIG=path runs the Kubernetes-mode tests against that cluster instead of
  * the locally built kube-apiserver.
@@ -36,9 +36,22 @@ else console.error('[test] not root: network-namespace tests will be reported as
 
 if (only.length === 0) {
   console.error('[test] tsc --noEmit');
-  if (run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit']) !== 0) process.exit(1);
+  if (run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit']) !== 0)
+    process.exit(1);
   console.error('[test] eslint');
   if (run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '.']) !== 0) process.exit(1);
+  console.error('[test] prettier --check');
+  if (
+    run(process.execPath, [
+      join(root, 'node_modules/prettier/bin/prettier.cjs'),
+      '--check',
+      '--log-level=warn',
+      '.',
+    ]) !== 0
+  ) {
+    console.error('[test] formatting differs: run `npx prettier --write .`');
+    process.exit(1);
+  }
 }
 
 const files = only.length > 0 ? only : [...findTests(join(root, 'src')), ...findTests(join(root, 'test'))];

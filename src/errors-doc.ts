@@ -18,7 +18,7 @@ export function renderErrorsDoc(): string {
     'answers its HTTP API with the status below and `{"code", "message", "details"}`; the CLI prints',
     '`error: <message>` and exits 1. Messages quote the values involved and say what to do.',
     '',
-    'CNI codes 1–11 are the CNI specification\'s own (11: try again later — the runtime retries);',
+    "CNI codes 1–11 are the CNI specification's own (11: try again later — the runtime retries);",
     '50 is STATUS\'s "not available"; 100 and up are ipkeeper\'s.',
     '',
     '| code | CNI | HTTP | meaning |',

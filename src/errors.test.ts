@@ -20,5 +20,9 @@ it('an IpamError maps to its CNI code and HTTP status and serialises without a s
   const e = new IpamError('POOL_EXHAUSTED', 'no free address', { pool: 'p' });
   assert.equal(e.cniCode, 100);
   assert.equal(e.httpStatus, 409);
-  assert.deepEqual(JSON.parse(JSON.stringify(e)), { code: 'POOL_EXHAUSTED', message: 'no free address', details: { pool: 'p' } });
+  assert.deepEqual(JSON.parse(JSON.stringify(e)), {
+    code: 'POOL_EXHAUSTED',
+    message: 'no free address',
+    details: { pool: 'p' },
+  });
 });

@@ -29,7 +29,8 @@ export const ERRORS = {
   APP_POOL_PENDING: {
     cni: 11,
     http: 503,
-    summary: "the controller has not created the application's pool (ipkeeper.io/subnet) yet; the runtime should retry",
+    summary:
+      "the controller has not created the application's pool (ipkeeper.io/subnet) yet; the runtime should retry",
   },
   POOL_EXHAUSTED: { cni: 100, http: 409, summary: 'no free address in any of the chosen pools' },
   NO_POOL: { cni: 101, http: 422, summary: 'no pool applies to this request' },

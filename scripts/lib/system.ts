@@ -33,7 +33,8 @@ const KUBECTL_CACHE = `${process.env.IPKEEPER_KUBE_CACHE ?? '/var/cache/ipkeeper
 export function ensureKubectl(): string {
   const exe = join(KUBECTL_CACHE, 'usr/bin/kubectl');
   if (existsSync(exe)) return exe;
-  if (!isRoot()) throw new Error(`kubectl is not in ${KUBECTL_CACHE}: run the tests as root once to fetch it`);
+  if (!isRoot())
+    throw new Error(`kubectl is not in ${KUBECTL_CACHE}: run the tests as root once to fetch it`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const work = mkdtempSync(join(tmpdir(), 'ipk-kubectl-'));
   // apt fetches as the unprivileged _apt user, which must be able to write here.

@@ -71,9 +71,21 @@ export function createMetrics(ipam: Ipam, opts: { defaultMetrics?: boolean } = {
   });
   void ready;
   const counters: [string, string, keyof Ipam['stats']][] = [
-    ['ipkeeper_claim_races_lost_total', 'Claim creates lost to another owner of the address (another agent was first)', 'racesLost'],
-    ['ipkeeper_store_errors_total', 'Store calls that failed; the request was answered "try again"', 'storeErrors'],
-    ['ipkeeper_store_uncertain_writes_total', 'Store writes whose outcome was unknown, read back on the next request', 'uncertainWrites'],
+    [
+      'ipkeeper_claim_races_lost_total',
+      'Claim creates lost to another owner of the address (another agent was first)',
+      'racesLost',
+    ],
+    [
+      'ipkeeper_store_errors_total',
+      'Store calls that failed; the request was answered "try again"',
+      'storeErrors',
+    ],
+    [
+      'ipkeeper_store_uncertain_writes_total',
+      'Store writes whose outcome was unknown, read back on the next request',
+      'uncertainWrites',
+    ],
     ['ipkeeper_gc_released_total', 'Claims released by CNI GC', 'gcReleased'],
   ];
   for (const [name, help, field] of counters) {

@@ -40,9 +40,23 @@ describe('agent over its unix socket', () => {
   let agent: Agent;
   const socket = join(dir, 'run', 'sub', 'agent.sock');
   before(async () => {
-    agent = await startAgent({ store: new MemoryStore(), socket, node: 'n1', logLevel: 'silent', defaultMetrics: false, maxInFlight: 4 });
+    agent = await startAgent({
+      store: new MemoryStore(),
+      socket,
+      node: 'n1',
+      logLevel: 'silent',
+      defaultMetrics: false,
+      maxInFlight: 4,
+    });
     await call(socket, 'POST', '/v1/apply', {
-      objects: [{ apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPPool', metadata: { name: 'p' }, spec: { subnet: '10.0.0.0/29' } }],
+      objects: [
+        {
+          apiVersion: 'ipkeeper.io/v1alpha1',
+          kind: 'IPPool',
+          metadata: { name: 'p' },
+          spec: { subnet: '10.0.0.0/29' },
+        },
+      ],
     });
   });
   after(() => agent.close());
@@ -73,7 +87,10 @@ describe('agent over its unix socket', () => {
     assert.ok(e instanceof IpamError);
     assert.equal(e.code, 'INVALID_ENV');
     assert.match(e.message, /CNI_CONTAINERID/);
-    assert.equal(await code(call(socket, 'POST', '/v1/cni/add', { ...cni(), network: undefined })), 'INVALID_CONFIG');
+    assert.equal(
+      await code(call(socket, 'POST', '/v1/cni/add', { ...cni(), network: undefined })),
+      'INVALID_CONFIG',
+    );
   });
 
   it('refuses a body over 1 MiB without touching the store', async () => {
@@ -81,7 +98,12 @@ describe('agent over its unix socket', () => {
     const status = await new Promise<number>((resolve, reject) => {
       const big = Buffer.alloc(2 << 20, 'a');
       const req = request(
-        { socketPath: socket, method: 'POST', path: '/v1/cni/add', headers: { 'content-type': 'application/json', 'content-length': big.length } },
+        {
+          socketPath: socket,
+          method: 'POST',
+          path: '/v1/cni/add',
+          headers: { 'content-type': 'application/json', 'content-length': big.length },
+        },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);
@@ -106,7 +128,12 @@ describe('agent over its unix socket', () => {
     });
     assert.match(text, /ipkeeper_pool_addresses\{pool="p",state="total"\} 6/);
     assert.match(text, /ipkeeper_cni_requests_total\{command="ADD",result="ok"\} \d+/);
-    for (const name of ['ipkeeper_claim_races_lost_total', 'ipkeeper_store_errors_total', 'ipkeeper_gc_released_total', 'ipkeeper_store_uncertain_writes_total']) {
+    for (const name of [
+      'ipkeeper_claim_races_lost_total',
+      'ipkeeper_store_errors_total',
+      'ipkeeper_gc_released_total',
+      'ipkeeper_store_uncertain_writes_total',
+    ]) {
       assert.match(text, new RegExp(`^${name} \\d+$`, 'm'), name);
     }
   });
@@ -119,7 +146,13 @@ describe('agent over its unix socket', () => {
     const stale = join(dir, 'stale.sock');
     writeFileSync(stale, '');
     await assert.rejects(
-      startAgent({ store: new MemoryStore(), socket: stale, node: 'n1', logLevel: 'silent', defaultMetrics: false }),
+      startAgent({
+        store: new MemoryStore(),
+        socket: stale,
+        node: 'n1',
+        logLevel: 'silent',
+        defaultMetrics: false,
+      }),
       /is not a socket/,
     );
   });
@@ -136,8 +169,20 @@ describe('agent over its unix socket', () => {
       },
     });
     const sock = join(dir, 'busy.sock');
-    await inner.create('ippools/p', { apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPPool', metadata: { name: 'p' }, spec: { subnet: '10.0.0.0/24' } });
-    const a = await startAgent({ store: slow, socket: sock, node: 'n1', logLevel: 'silent', defaultMetrics: false, maxInFlight: 2 });
+    await inner.create('ippools/p', {
+      apiVersion: 'ipkeeper.io/v1alpha1',
+      kind: 'IPPool',
+      metadata: { name: 'p' },
+      spec: { subnet: '10.0.0.0/24' },
+    });
+    const a = await startAgent({
+      store: slow,
+      socket: sock,
+      node: 'n1',
+      logLevel: 'silent',
+      defaultMetrics: false,
+      maxInFlight: 2,
+    });
     try {
       const first = [1, 2].map((i) => code(call(sock, 'POST', '/v1/cni/add', cni({ containerId: `b${i}` }))));
       await new Promise((r) => setTimeout(r, 100));
@@ -154,11 +199,24 @@ describe('agent over its unix socket', () => {
   it('answers BUSY past its request rate and nothing changes for the refused requests', async () => {
     const sock = join(dir, 'rate.sock');
     const store = new MemoryStore();
-    await store.create('ippools/p', { apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPPool', metadata: { name: 'p' }, spec: { subnet: '10.0.0.0/24' } });
-    const a = await startAgent({ store, socket: sock, node: 'n1', logLevel: 'silent', defaultMetrics: false, maxRate: 5 });
+    await store.create('ippools/p', {
+      apiVersion: 'ipkeeper.io/v1alpha1',
+      kind: 'IPPool',
+      metadata: { name: 'p' },
+      spec: { subnet: '10.0.0.0/24' },
+    });
+    const a = await startAgent({
+      store,
+      socket: sock,
+      node: 'n1',
+      logLevel: 'silent',
+      defaultMetrics: false,
+      maxRate: 5,
+    });
     try {
       const codes = [];
-      for (let i = 0; i < 12; i++) codes.push(await code(call(sock, 'POST', '/v1/cni/add', cni({ containerId: `r${i}` }))));
+      for (let i = 0; i < 12; i++)
+        codes.push(await code(call(sock, 'POST', '/v1/cni/add', cni({ containerId: `r${i}` }))));
       const ok = codes.filter((c) => c === 'ok').length;
       assert.ok(codes.includes('BUSY'), codes.join(','));
       assert.ok(ok >= 5, codes.join(','));
@@ -170,7 +228,13 @@ describe('agent over its unix socket', () => {
 
   it('rejects a node name that could not be a store key', async () => {
     await assert.rejects(
-      startAgent({ store: new MemoryStore(), socket: join(dir, 'x.sock'), node: '../evil', logLevel: 'silent', defaultMetrics: false }),
+      startAgent({
+        store: new MemoryStore(),
+        socket: join(dir, 'x.sock'),
+        node: '../evil',
+        logLevel: 'silent',
+        defaultMetrics: false,
+      }),
       /--node "\.\.\/evil" must be a DNS label/,
     );
   });

@@ -105,10 +105,16 @@ async function prepareSocket(path: string): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   if (existsSync(path)) {
     if (!statSync(path).isSocket()) {
-      throw new IpamError('INVALID_CONFIG', `--socket ${path} exists and is not a socket; remove it or pick another path`);
+      throw new IpamError(
+        'INVALID_CONFIG',
+        `--socket ${path} exists and is not a socket; remove it or pick another path`,
+      );
     }
     if (await socketAlive(path)) {
-      throw new IpamError('INVALID_CONFIG', `another agent already listens on ${path}; stop it or pick another --socket`);
+      throw new IpamError(
+        'INVALID_CONFIG',
+        `another agent already listens on ${path}; stop it or pick another --socket`,
+      );
     }
     unlinkSync(path);
   }
@@ -138,7 +144,8 @@ function requireAttachment(req: CniRequest): { containerId: string; ifName: stri
 }
 
 function requireRequest(body: unknown): CniRequest {
-  if (body === null || typeof body !== 'object') throw new IpamError('DECODE_FAILED', 'request body must be a JSON object');
+  if (body === null || typeof body !== 'object')
+    throw new IpamError('DECODE_FAILED', 'request body must be a JSON object');
   const r = body as CniRequest;
   if (typeof r.network !== 'string' || r.network === '') {
     throw new IpamError('INVALID_CONFIG', 'network (the CNI config "name") is required');
@@ -156,7 +163,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const store = typeof opts.store === 'string' ? await openStore(opts.store) : opts.store;
   const node = opts.node ?? hostname().toLowerCase();
   if (!new RegExp(LABEL_PATTERN).test(node) || node.length > 63) {
-    throw new IpamError('INVALID_CONFIG', `--node "${node}" must be a DNS label (lower-case letters, digits, "-"), like a Kubernetes node name`);
+    throw new IpamError(
+      'INVALID_CONFIG',
+      `--node "${node}" must be a DNS label (lower-case letters, digits, "-"), like a Kubernetes node name`,
+    );
   }
   let kube: KubeView | undefined;
   const kubeconfig =
@@ -195,7 +205,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const timers: NodeJS.Timeout[] = [];
   const every = (ms: number, what: string, fn: () => Promise<unknown>): void => {
     const t = setInterval(() => {
-      fn().catch((e: unknown) => logger.warn({ err: String(e), task: what }, 'background task failed; retrying next round'));
+      fn().catch((e: unknown) =>
+        logger.warn({ err: String(e), task: what }, 'background task failed; retrying next round'),
+      );
     }, ms);
     t.unref();
     timers.push(t);
@@ -279,13 +291,16 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       return async (request: FastifyRequest, reply: FastifyReply) => {
         if (!admit()) {
           metrics.errors.inc({ code: 'BUSY' });
-          return reply.code(429).send({ code: 'BUSY', message: `agent is over its rate limit (${maxRate} requests/s); retry` });
+          return reply
+            .code(429)
+            .send({ code: 'BUSY', message: `agent is over its rate limit (${maxRate} requests/s); retry` });
         }
         if (inFlight >= maxInFlight) {
           metrics.errors.inc({ code: 'BUSY' });
-          return reply
-            .code(429)
-            .send({ code: 'BUSY', message: `agent is serving ${inFlight} requests (limit ${maxInFlight}); retry` });
+          return reply.code(429).send({
+            code: 'BUSY',
+            message: `agent is serving ${inFlight} requests (limit ${maxInFlight}); retry`,
+          });
         }
         inFlight++;
         const end = metrics.duration.startTimer({ command });
@@ -307,7 +322,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
               network: r?.network,
               containerId: r?.containerId,
               ifName: r?.ifName,
-              pod: r?.args?.K8S_POD_NAME ? `${r.args.K8S_POD_NAMESPACE ?? ''}/${r.args.K8S_POD_NAME}` : undefined,
+              pod: r?.args?.K8S_POD_NAME
+                ? `${r.args.K8S_POD_NAMESPACE ?? ''}/${r.args.K8S_POD_NAME}`
+                : undefined,
             },
             'request failed',
           );
@@ -365,7 +382,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
     const kindOf = (word: string): string => {
       const info = resolveKind(word);
-      if (!info) throw new IpamError('NOT_FOUND', `unknown kind "${word}"; use ippool, reservedip or ipclaim`);
+      if (!info)
+        throw new IpamError('NOT_FOUND', `unknown kind "${word}"; use ippool, reservedip or ipclaim`);
       return info.kind;
     };
     registerCniExec(app, opts.socket);
@@ -443,7 +461,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   let httpAddress: string | undefined;
   if (opts.listen) {
     const m = /^(.+):(\d+)$/.exec(opts.listen);
-    if (!m) throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
+    if (!m)
+      throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
     http = build(false);
     httpAddress = await http.listen({ host: m[1] as string, port: Number(m[2]) });
   }

@@ -192,7 +192,10 @@ export const CONVERTERS: Record<string, (o: Json) => AnyObject> = {
  */
 export function convertObject(doc: unknown): Converted {
   if (!isObj(doc)) {
-    throw new IpamError('INVALID_OBJECT', `a manifest document must be a mapping, got ${JSON.stringify(doc)}`);
+    throw new IpamError(
+      'INVALID_OBJECT',
+      `a manifest document must be a mapping, got ${JSON.stringify(doc)}`,
+    );
   }
   const apiVersion = String(doc.apiVersion ?? '');
   const kind = String(doc.kind ?? '');

@@ -5,12 +5,15 @@ import { allCrds, crdsYaml } from './crd.ts';
 import { KINDS } from './kinds.ts';
 
 it('deploy/crds/ipkeeper.io.yaml is what `ipkeeper crds` prints (regenerate: node scripts/gen-docs.ts)', () => {
-  assert.equal(readFileSync(new URL('../../deploy/crds/ipkeeper.io.yaml', import.meta.url), 'utf8'), crdsYaml());
+  assert.equal(
+    readFileSync(new URL('../../deploy/crds/ipkeeper.io.yaml', import.meta.url), 'utf8'),
+    crdsYaml(),
+  );
 });
 
 it('every kind has a CRD with a structural schema (no const, anyOf or patternProperties)', () => {
   const crds = allCrds();
-  assert.equal(crds.length, Object.keys(KINDS).length + 1, "every kind plus KeyValue");
+  assert.equal(crds.length, Object.keys(KINDS).length + 1, 'every kind plus KeyValue');
   const walk = (s: unknown, path: string): void => {
     if (s === null || typeof s !== 'object') return;
     for (const bad of ['const', 'anyOf', 'patternProperties', '$id', '~kind']) {
@@ -26,7 +29,9 @@ it('an IPPool CRD has the status subresource and the usage printer columns', () 
   const v = pool.spec.versions[0];
   assert.deepEqual(v.subresources, { status: {} });
   assert.deepEqual(
-    v.additionalPrinterColumns.filter((c: { priority?: number }) => !c.priority).map((c: { name: string }) => c.name),
+    v.additionalPrinterColumns
+      .filter((c: { priority?: number }) => !c.priority)
+      .map((c: { name: string }) => c.name),
     ['Subnet', 'Used', 'Total', 'Default', 'Disabled', 'Age'],
   );
   assert.deepEqual(pool.spec.names.shortNames, ['ipp', 'pool', 'pools']);
@@ -34,7 +39,9 @@ it('an IPPool CRD has the status subresource and the usage printer columns', () 
 
 it('Subnet, Endpoint, NodePool and VIP show what `kubectl get` users look for', () => {
   const columns = (plural: string, wide = false): string[] => {
-    const crd = allCrds().find((c) => (c.metadata as { name: string }).name === `${plural}.ipkeeper.io`) as any;
+    const crd = allCrds().find(
+      (c) => (c.metadata as { name: string }).name === `${plural}.ipkeeper.io`,
+    ) as any;
     return crd.spec.versions[0].additionalPrinterColumns
       .filter((c: { priority?: number }) => wide || !c.priority)
       .map((c: { name: string }) => c.name);

@@ -16,18 +16,78 @@ const pool = (spec: Record<string, unknown>, name = 'p') => ({
 describe('validate: IPPool', () => {
   const bad: { name: string; obj: unknown; field: string; says: RegExp }[] = [
     { name: 'missing subnet', obj: pool({}), field: 'spec.subnet', says: /required/ },
-    { name: 'octal-looking address', obj: pool({ subnet: '10.0.0.0/8', ips: ['010.0.0.1'] }), field: 'spec.ips[0]', says: /010\.0\.0\.1/ },
-    { name: 'address outside the subnet', obj: pool({ subnet: '10.6.0.0/16', ips: ['10.7.0.1'] }), field: 'spec.ips[0]', says: /outside the subnet/ },
-    { name: 'reversed range', obj: pool({ subnet: '10.6.0.0/16', ips: ['10.6.0.9-10.6.0.1'] }), field: 'spec.ips[0]', says: /10\.6\.0\.9/ },
-    { name: 'mixed family', obj: pool({ subnet: '10.6.0.0/16', ips: ['fd00::1'] }), field: 'spec.ips[0]', says: /IPv6 but the subnet is IPv4/ },
-    { name: 'host bits in subnet', obj: pool({ subnet: '10.6.1.0/16' }), field: 'spec.subnet', says: /10\.6\.0\.0\/16/ },
-    { name: 'gateway off the subnet', obj: pool({ subnet: '10.6.0.0/16', gateway: '10.9.0.1' }), field: 'spec.gateway', says: /not inside subnet/ },
-    { name: 'vlan out of range', obj: pool({ subnet: '10.6.0.0/16', vlan: 4095 }), field: 'spec.vlan', says: /4094/ },
-    { name: 'unknown field', obj: pool({ subnet: '10.6.0.0/16', ipz: [] }), field: 'spec.ipz', says: /unknown field/ },
-    { name: 'bad name', obj: pool({ subnet: '10.6.0.0/16' }, 'Bad_Name'), field: 'metadata.name', says: /DNS-1123/ },
-    { name: 'route family mismatch', obj: pool({ subnet: '10.6.0.0/16', routes: [{ dst: '10.7.0.0/16', gw: 'fd00::1' }] }), field: 'spec.routes[0].gw', says: /IPv6/ },
-    { name: 'excludeIPs garbage', obj: pool({ subnet: '10.6.0.0/16', excludeIPs: ['ten'] }), field: 'spec.excludeIPs[0]', says: /ten/ },
-    { name: 'wrong apiVersion', obj: { ...pool({ subnet: '10.6.0.0/16' }), apiVersion: 'v1' }, field: 'apiVersion', says: /ipkeeper\.io\/v1alpha1/ },
+    {
+      name: 'octal-looking address',
+      obj: pool({ subnet: '10.0.0.0/8', ips: ['010.0.0.1'] }),
+      field: 'spec.ips[0]',
+      says: /010\.0\.0\.1/,
+    },
+    {
+      name: 'address outside the subnet',
+      obj: pool({ subnet: '10.6.0.0/16', ips: ['10.7.0.1'] }),
+      field: 'spec.ips[0]',
+      says: /outside the subnet/,
+    },
+    {
+      name: 'reversed range',
+      obj: pool({ subnet: '10.6.0.0/16', ips: ['10.6.0.9-10.6.0.1'] }),
+      field: 'spec.ips[0]',
+      says: /10\.6\.0\.9/,
+    },
+    {
+      name: 'mixed family',
+      obj: pool({ subnet: '10.6.0.0/16', ips: ['fd00::1'] }),
+      field: 'spec.ips[0]',
+      says: /IPv6 but the subnet is IPv4/,
+    },
+    {
+      name: 'host bits in subnet',
+      obj: pool({ subnet: '10.6.1.0/16' }),
+      field: 'spec.subnet',
+      says: /10\.6\.0\.0\/16/,
+    },
+    {
+      name: 'gateway off the subnet',
+      obj: pool({ subnet: '10.6.0.0/16', gateway: '10.9.0.1' }),
+      field: 'spec.gateway',
+      says: /not inside subnet/,
+    },
+    {
+      name: 'vlan out of range',
+      obj: pool({ subnet: '10.6.0.0/16', vlan: 4095 }),
+      field: 'spec.vlan',
+      says: /4094/,
+    },
+    {
+      name: 'unknown field',
+      obj: pool({ subnet: '10.6.0.0/16', ipz: [] }),
+      field: 'spec.ipz',
+      says: /unknown field/,
+    },
+    {
+      name: 'bad name',
+      obj: pool({ subnet: '10.6.0.0/16' }, 'Bad_Name'),
+      field: 'metadata.name',
+      says: /DNS-1123/,
+    },
+    {
+      name: 'route family mismatch',
+      obj: pool({ subnet: '10.6.0.0/16', routes: [{ dst: '10.7.0.0/16', gw: 'fd00::1' }] }),
+      field: 'spec.routes[0].gw',
+      says: /IPv6/,
+    },
+    {
+      name: 'excludeIPs garbage',
+      obj: pool({ subnet: '10.6.0.0/16', excludeIPs: ['ten'] }),
+      field: 'spec.excludeIPs[0]',
+      says: /ten/,
+    },
+    {
+      name: 'wrong apiVersion',
+      obj: { ...pool({ subnet: '10.6.0.0/16' }), apiVersion: 'v1' },
+      field: 'apiVersion',
+      says: /ipkeeper\.io\/v1alpha1/,
+    },
   ];
   for (const c of bad) {
     it(`rejects ${c.name}, naming ${c.field}`, () => {
@@ -35,7 +95,10 @@ describe('validate: IPPool', () => {
       const hit = errs.find((e) => e.field === c.field);
       assert.ok(hit, `no error for ${c.field}: ${JSON.stringify(errs)}`);
       assert.match(hit.message, c.says);
-      assert.throws(() => validateObject(c.obj), (e: unknown) => e instanceof IpamError && e.code === 'INVALID_OBJECT');
+      assert.throws(
+        () => validateObject(c.obj),
+        (e: unknown) => e instanceof IpamError && e.code === 'INVALID_OBJECT',
+      );
     });
   }
 
@@ -43,7 +106,13 @@ describe('validate: IPPool', () => {
     for (const o of [
       pool({ subnet: '10.6.0.0/16', ips: ['10.6.168.131-10.6.168.133'] }),
       pool({ subnet: 'fd00:6::/64', ips: ['fd00:6::10-fd00:6::20'], gateway: 'fd00:6::1' }),
-      pool({ subnet: '10.6.0.0/16', gateway: '10.6.0.1', routes: [{ dst: '10.7.0.0/16' }], vlan: 0, default: true }),
+      pool({
+        subnet: '10.6.0.0/16',
+        gateway: '10.6.0.1',
+        routes: [{ dst: '10.7.0.0/16' }],
+        vlan: 0,
+        default: true,
+      }),
     ]) {
       assert.deepEqual(objectErrors(o), []);
     }
@@ -103,11 +172,20 @@ spec:
 
   it('refuses an unknown field and an unknown kind, naming them', () => {
     assert.throws(
-      () => parseManifests('apiVersion: spiderpool.spidernet.io/v2beta1\nkind: SpiderIPPool\nmetadata: {name: a}\nspec: {subnet: 10.0.0.0/8, frobnicate: 1}'),
+      () =>
+        parseManifests(
+          'apiVersion: spiderpool.spidernet.io/v2beta1\nkind: SpiderIPPool\nmetadata: {name: a}\nspec: {subnet: 10.0.0.0/8, frobnicate: 1}',
+        ),
       /spec\.frobnicate/,
     );
-    assert.throws(() => parseManifests('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}'), /ConfigMap.*accepted/);
-    assert.throws(() => parseManifests('a: [1, 2'), (e: unknown) => e instanceof IpamError && e.code === 'INVALID_OBJECT');
+    assert.throws(
+      () => parseManifests('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}'),
+      /ConfigMap.*accepted/,
+    );
+    assert.throws(
+      () => parseManifests('a: [1, 2'),
+      (e: unknown) => e instanceof IpamError && e.code === 'INVALID_OBJECT',
+    );
   });
 
   it('flattens Lists and skips empty documents', () => {

@@ -35,7 +35,9 @@ export function call<T>(socket: string, method: string, path: string, body?: unk
           }
           if ((res.statusCode ?? 500) >= 400) {
             const b = parsed as { code?: ErrorCode; message?: string; details?: Record<string, unknown> };
-            reject(new IpamError(b.code ?? 'INTERNAL', b.message ?? `agent answered ${res.statusCode}`, b.details));
+            reject(
+              new IpamError(b.code ?? 'INTERNAL', b.message ?? `agent answered ${res.statusCode}`, b.details),
+            );
           } else resolve(parsed as T);
         });
       },

@@ -10,7 +10,14 @@ import { stringify } from 'yaml';
 import { isIpamError, IpamError } from '../errors.ts';
 import { DEFAULT_SOCKET } from '../cni/protocol.ts';
 import { CONVERTERS, parseManifests } from '../api/convert.ts';
-import { resolveKind, KINDS, type AnyObject, type IPClaim, type IPPool, type ReservedIP } from '../api/kinds.ts';
+import {
+  resolveKind,
+  KINDS,
+  type AnyObject,
+  type IPClaim,
+  type IPPool,
+  type ReservedIP,
+} from '../api/kinds.ts';
 import type { PoolUsage } from '../ipam/engine.ts';
 import { call, SOCKET_ENV } from './client.ts';
 import { renderTable } from './table.ts';
@@ -82,7 +89,12 @@ function table(kind: string, items: AnyObject[], wide: boolean, usage: PoolUsage
         String(p.spec.disable === true),
       ];
       if (wide) {
-        row.push(p.spec.network ?? 'default', String(p.spec.vlan ?? ''), p.spec.gateway ?? '', (p.spec.ips ?? []).join(','));
+        row.push(
+          p.spec.network ?? 'default',
+          String(p.spec.vlan ?? ''),
+          p.spec.gateway ?? '',
+          (p.spec.ips ?? []).join(','),
+        );
       }
       return row;
     });
@@ -124,118 +136,219 @@ export function buildCli(): Command {
   program
     .command('agent')
     .description('run the node agent: serve the CNI plugin on a unix socket and allocate from the store')
-    .option('--store <url>', 'sqlite:PATH | memory: | etcd://host:port[,host:port...][/prefix]', DEFAULT_STORE)
+    .option(
+      '--store <url>',
+      'sqlite:PATH | memory: | etcd://host:port[,host:port...][/prefix]',
+      DEFAULT_STORE,
+    )
     .addOption(socketOpt())
-    .option('--node <name>', 'this node\'s name (default: the host name)')
-    .option('--kubeconfig <path>', 'read pods, namespaces and nodes from Kubernetes for pool choice (implied by --store kubernetes:)')
-    .option('--listen <host:port>', 'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610')
+    .option('--node <name>', "this node's name (default: the host name)")
+    .option(
+      '--kubeconfig <path>',
+      'read pods, namespaces and nodes from Kubernetes for pool choice (implied by --store kubernetes:)',
+    )
+    .option(
+      '--listen <host:port>',
+      'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610',
+    )
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
-    .option('--gc-min-age <ms>', 'CNI GC leaves claims younger than this alone (an ADD may be in flight)', '60000')
+    .option(
+      '--gc-min-age <ms>',
+      'CNI GC leaves claims younger than this alone (an ADD may be in flight)',
+      '60000',
+    )
     .option('--max-rate <n>', 'CNI requests per second before the agent answers BUSY (CNI 11)', '5000')
     .option('--max-in-flight <n>', 'CNI requests served at once before the agent answers BUSY', '1024')
-    .option('--node-pool', "node-pool mode (seed 004): allocate only from the NodePool named after this node, and report its status.used")
-    .option('--node-pool-status-interval <duration>', 'node-pool mode: write status.used at most this often (15s, 500ms, 1m)', '15s')
-    .option('--node-pool-health-check', 'node-pool mode: the node health-checks with one of its addresses, so readiness needs two')
-    .addHelpText('after', '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock')
-    .action(async (o: { store: string; socket?: string; node?: string; listen?: string; logLevel: string; gcMinAge: string; maxRate: string; maxInFlight: string; kubeconfig?: string; nodePool?: boolean; nodePoolStatusInterval: string; nodePoolHealthCheck?: boolean }) => {
-      const whole = (flag: string, v: string, min: number): number => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < min) {
-          throw new IpamError('INVALID_CONFIG', `${flag} ${v} must be a whole number of at least ${min}`);
+    .option(
+      '--node-pool',
+      'node-pool mode (seed 004): allocate only from the NodePool named after this node, and report its status.used',
+    )
+    .option(
+      '--node-pool-status-interval <duration>',
+      'node-pool mode: write status.used at most this often (15s, 500ms, 1m)',
+      '15s',
+    )
+    .option(
+      '--node-pool-health-check',
+      'node-pool mode: the node health-checks with one of its addresses, so readiness needs two',
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock',
+    )
+    .action(
+      async (o: {
+        store: string;
+        socket?: string;
+        node?: string;
+        listen?: string;
+        logLevel: string;
+        gcMinAge: string;
+        maxRate: string;
+        maxInFlight: string;
+        kubeconfig?: string;
+        nodePool?: boolean;
+        nodePoolStatusInterval: string;
+        nodePoolHealthCheck?: boolean;
+      }) => {
+        const whole = (flag: string, v: string, min: number): number => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < min) {
+            throw new IpamError('INVALID_CONFIG', `${flag} ${v} must be a whole number of at least ${min}`);
+          }
+          return n;
+        };
+        if (!o.nodePool && (o.nodePoolHealthCheck || o.nodePoolStatusInterval !== '15s')) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            '--node-pool-health-check and --node-pool-status-interval apply to node-pool mode; add --node-pool',
+          );
         }
-        return n;
-      };
-      if (!o.nodePool && (o.nodePoolHealthCheck || o.nodePoolStatusInterval !== '15s')) {
-        throw new IpamError('INVALID_CONFIG', '--node-pool-health-check and --node-pool-status-interval apply to node-pool mode; add --node-pool');
-      }
-      const maxRate = whole('--max-rate', o.maxRate, 1);
-      const maxInFlight = whole('--max-in-flight', o.maxInFlight, 1);
-      const gcMinAgeMs = Number(o.gcMinAge);
-      if (!Number.isInteger(gcMinAgeMs) || gcMinAgeMs < 0) {
-        throw new IpamError('INVALID_CONFIG', `--gc-min-age ${o.gcMinAge} must be a whole number of milliseconds, e.g. 60000`);
-      }
-      const { startAgent } = await import('../agent/server.ts');
-      const agent = await startAgent({
-        store: o.store,
-        socket: socketOf(o),
-        ...(o.node ? { node: o.node } : {}),
-        ...(o.listen ? { listen: o.listen } : {}),
-        ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
-        logLevel: o.logLevel,
-        gcMinAgeMs,
-        maxRate,
-        maxInFlight,
-        ...(o.nodePool
-          ? {
-              nodePool: true,
-              nodePoolStatusIntervalMs: (await import('../agent/node-pool.ts')).parseStatusInterval(o.nodePoolStatusInterval),
-              nodePoolHealthCheck: o.nodePoolHealthCheck === true,
-            }
-          : {}),
-      });
-      const stop = async (): Promise<void> => {
-        await agent.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
-    });
+        const maxRate = whole('--max-rate', o.maxRate, 1);
+        const maxInFlight = whole('--max-in-flight', o.maxInFlight, 1);
+        const gcMinAgeMs = Number(o.gcMinAge);
+        if (!Number.isInteger(gcMinAgeMs) || gcMinAgeMs < 0) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--gc-min-age ${o.gcMinAge} must be a whole number of milliseconds, e.g. 60000`,
+          );
+        }
+        const { startAgent } = await import('../agent/server.ts');
+        const agent = await startAgent({
+          store: o.store,
+          socket: socketOf(o),
+          ...(o.node ? { node: o.node } : {}),
+          ...(o.listen ? { listen: o.listen } : {}),
+          ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          logLevel: o.logLevel,
+          gcMinAgeMs,
+          maxRate,
+          maxInFlight,
+          ...(o.nodePool
+            ? {
+                nodePool: true,
+                nodePoolStatusIntervalMs: (await import('../agent/node-pool.ts')).parseStatusInterval(
+                  o.nodePoolStatusInterval,
+                ),
+                nodePoolHealthCheck: o.nodePoolHealthCheck === true,
+              }
+            : {}),
+        });
+        const stop = async (): Promise<void> => {
+          await agent.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void stop());
+        process.once('SIGTERM', () => void stop());
+      },
+    );
 
   program
     .command('controller')
-    .description('run the cluster controller (Kubernetes mode): leader-elected reconcilers and the admission webhook')
+    .description(
+      'run the cluster controller (Kubernetes mode): leader-elected reconcilers and the admission webhook',
+    )
     .option('--kubeconfig <path>', 'kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)')
-    .option('--namespace <ns>', 'namespace of the Lease and of events about cluster-scoped objects (default: $POD_NAMESPACE, the pod\'s namespace, else ipkeeper-system)')
+    .option(
+      '--namespace <ns>',
+      "namespace of the Lease and of events about cluster-scoped objects (default: $POD_NAMESPACE, the pod's namespace, else ipkeeper-system)",
+    )
     .option('--id <identity>', 'leader-election identity (default: <hostname>-<pid>)')
-    .option('--lease-name <name>', 'coordination.k8s.io Lease to elect the leader with', 'ipkeeper-controller')
+    .option(
+      '--lease-name <name>',
+      'coordination.k8s.io Lease to elect the leader with',
+      'ipkeeper-controller',
+    )
     .option('--lease-duration <s>', 'seconds a leader that stops renewing keeps the lease', '15')
-    .option('--listen <host:port>', 'serve /healthz, /readyz, /metrics and the live pool map page (/) of the whole cluster, e.g. 0.0.0.0:9611')
-    .option('--no-webhook', 'serve no admission webhook and do not look for its configuration (Helm: webhook.enabled=false)')
+    .option(
+      '--listen <host:port>',
+      'serve /healthz, /readyz, /metrics and the live pool map page (/) of the whole cluster, e.g. 0.0.0.0:9611',
+    )
+    .option(
+      '--no-webhook',
+      'serve no admission webhook and do not look for its configuration (Helm: webhook.enabled=false)',
+    )
     .option('--webhook-listen <host:port>', 'admission webhook (HTTPS) address', '0.0.0.0:9443')
-    .option('--webhook-cert-dir <dir>', 'tls.crt, tls.key (and ca.crt) for the webhook; default: a self-signed CA made at start')
-    .option('--webhook-config <name>', 'ValidatingWebhookConfiguration whose caBundle this controller keeps', 'ipkeeper')
-    .option('--webhook-service <ns/name>', 'Service the API server reaches the webhook through (namespace/name[:port]); used for the certificate names and when creating the configuration')
+    .option(
+      '--webhook-cert-dir <dir>',
+      'tls.crt, tls.key (and ca.crt) for the webhook; default: a self-signed CA made at start',
+    )
+    .option(
+      '--webhook-config <name>',
+      'ValidatingWebhookConfiguration whose caBundle this controller keeps',
+      'ipkeeper',
+    )
+    .option(
+      '--webhook-service <ns/name>',
+      'Service the API server reaches the webhook through (namespace/name[:port]); used for the certificate names and when creating the configuration',
+    )
     .option('--webhook-url <url>', 'or the URL the API server calls, e.g. https://127.0.0.1:9443/validate')
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
-    .addHelpText('after', '\nExample:\n  ipkeeper controller --namespace ipkeeper-system --webhook-service ipkeeper-system/ipkeeper-webhook --listen 0.0.0.0:9611')
-    .action(async (o: { kubeconfig?: string; namespace?: string; id?: string; leaseName: string; leaseDuration: string; listen?: string; webhookListen: string; webhookCertDir?: string; webhookConfig: string; webhookService?: string; webhookUrl?: string; webhook: boolean; logLevel: string }) => {
-      const leaseDurationS = Number(o.leaseDuration);
-      if (!Number.isInteger(leaseDurationS) || leaseDurationS < 3) {
-        throw new IpamError('INVALID_CONFIG', `--lease-duration ${o.leaseDuration} must be a whole number of seconds, at least 3 (default 15)`);
-      }
-      const { runController } = await import('../controller/main.ts');
-      const controller = await runController({
-        ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
-        ...(o.namespace ? { namespace: o.namespace } : {}),
-        ...(o.id ? { id: o.id } : {}),
-        leaseName: o.leaseName,
-        leaseDurationS,
-        ...(o.listen ? { listen: o.listen } : {}),
-        webhookListen: o.webhookListen,
-        ...(o.webhook === false ? { noWebhook: true } : {}),
-        ...(o.webhookCertDir ? { webhookCertDir: o.webhookCertDir } : {}),
-        webhookConfig: o.webhookConfig,
-        ...(o.webhookService ? { webhookService: o.webhookService } : {}),
-        ...(o.webhookUrl ? { webhookUrl: o.webhookUrl } : {}),
-        logLevel: o.logLevel,
-      });
-      const stop = async (): Promise<void> => {
-        await controller.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
-    });
+    .addHelpText(
+      'after',
+      '\nExample:\n  ipkeeper controller --namespace ipkeeper-system --webhook-service ipkeeper-system/ipkeeper-webhook --listen 0.0.0.0:9611',
+    )
+    .action(
+      async (o: {
+        kubeconfig?: string;
+        namespace?: string;
+        id?: string;
+        leaseName: string;
+        leaseDuration: string;
+        listen?: string;
+        webhookListen: string;
+        webhookCertDir?: string;
+        webhookConfig: string;
+        webhookService?: string;
+        webhookUrl?: string;
+        webhook: boolean;
+        logLevel: string;
+      }) => {
+        const leaseDurationS = Number(o.leaseDuration);
+        if (!Number.isInteger(leaseDurationS) || leaseDurationS < 3) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--lease-duration ${o.leaseDuration} must be a whole number of seconds, at least 3 (default 15)`,
+          );
+        }
+        const { runController } = await import('../controller/main.ts');
+        const controller = await runController({
+          ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          ...(o.namespace ? { namespace: o.namespace } : {}),
+          ...(o.id ? { id: o.id } : {}),
+          leaseName: o.leaseName,
+          leaseDurationS,
+          ...(o.listen ? { listen: o.listen } : {}),
+          webhookListen: o.webhookListen,
+          ...(o.webhook === false ? { noWebhook: true } : {}),
+          ...(o.webhookCertDir ? { webhookCertDir: o.webhookCertDir } : {}),
+          webhookConfig: o.webhookConfig,
+          ...(o.webhookService ? { webhookService: o.webhookService } : {}),
+          ...(o.webhookUrl ? { webhookUrl: o.webhookUrl } : {}),
+          logLevel: o.logLevel,
+        });
+        const stop = async (): Promise<void> => {
+          await controller.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void stop());
+        process.once('SIGTERM', () => void stop());
+      },
+    );
 
   program
     .command('apply')
-    .description('create or update objects from YAML/JSON: ipkeeper kinds, or Spiderpool, Kube-OVN and Cilium ones')
+    .description(
+      'create or update objects from YAML/JSON: ipkeeper kinds, or Spiderpool, Kube-OVN and Cilium ones',
+    )
     .requiredOption('-f, --filename <path...>', 'file, directory, or - for stdin')
     .addOption(socketOpt())
     .addOption(progressOption())
     .addHelpText(
       'after',
-      `\nAlso reads (converted): ${Object.keys(CONVERTERS).map((k) => k.slice(k.lastIndexOf('/') + 1)).join(', ')}\n` +
+      `\nAlso reads (converted): ${Object.keys(CONVERTERS)
+        .map((k) => k.slice(k.lastIndexOf('/') + 1))
+        .join(', ')}\n` +
         '\nExamples:\n  ipkeeper apply -f pools.yaml\n  ipkeeper apply -f examples/seed-000/ --progress\n  cat pool.yaml | ipkeeper apply -f -',
     )
     .action(async (o: { filename: string[]; socket?: string; progress?: boolean }) => {
@@ -272,18 +385,31 @@ export function buildCli(): Command {
     .description('list objects, or show one')
     .argument('<kind>', 'ippool | reservedip | ipclaim (plural and short names work too)')
     .argument('[name]')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'wide', 'yaml', 'json']).default('table'))
+    .addOption(
+      new Option('-o, --output <format>', 'output format')
+        .choices(['table', 'wide', 'yaml', 'json'])
+        .default('table'),
+    )
     .addOption(socketOpt())
-    .addHelpText('after', '\nExamples:\n  ipkeeper get ippools\n  ipkeeper get ippool test-ippool -o yaml\n  ipkeeper get ipclaims -o wide')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  ipkeeper get ippools\n  ipkeeper get ippool test-ippool -o yaml\n  ipkeeper get ipclaims -o wide',
+    )
     .action(async (word: string, name: string | undefined, o: { output: string; socket?: string }) => {
       const kind = kindOrFail(word);
       const info = KINDS[kind];
       const socket = socketOf(o);
       // A namespaced kind's one object is NAMESPACE/NAME (`get endpoint default/web-0`).
       if (name && info?.namespaced && !/^[^/]+(\/[^/]+)?$/.test(name)) {
-        throw new IpamError('INVALID_OBJECT', `${word} "${name}" must be NAME or NAMESPACE/NAME, e.g. default/web-0`);
+        throw new IpamError(
+          'INVALID_OBJECT',
+          `${word} "${name}" must be NAME or NAMESPACE/NAME, e.g. default/web-0`,
+        );
       }
-      const one = name && info?.namespaced ? name.split('/').map(encodeURIComponent).join('/') : encodeURIComponent(name ?? '');
+      const one =
+        name && info?.namespaced
+          ? name.split('/').map(encodeURIComponent).join('/')
+          : encodeURIComponent(name ?? '');
       const items = name
         ? [await call<AnyObject>(socket, 'GET', `/v1/objects/${info?.plural}/${one}`)]
         : (await call<{ items: AnyObject[] }>(socket, 'GET', `/v1/objects/${info?.plural}`)).items;
@@ -298,7 +424,9 @@ export function buildCli(): Command {
       }
       const text = table(kind, items, o.output === 'wide', usage);
       // The VIPs each endpoint's pod is bound to, read from the VIPs now (src/cli/describe.ts).
-      console.log(kind === 'Endpoint' ? withVipColumn(text, items as Endpoint[], await listVips(socket)) : text);
+      console.log(
+        kind === 'Endpoint' ? withVipColumn(text, items as Endpoint[], await listVips(socket)) : text,
+      );
     });
 
   program
@@ -308,7 +436,10 @@ export function buildCli(): Command {
     .argument('<name>')
     .option('--force', 'delete a pool that still holds claims')
     .addOption(socketOpt())
-    .addHelpText('after', '\nExamples:\n  ipkeeper delete reservedip test-reservedip\n  ipkeeper delete ippool test-ippool --force   # its claims stay valid until released')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  ipkeeper delete reservedip test-reservedip\n  ipkeeper delete ippool test-ippool --force   # its claims stay valid until released',
+    )
     .action(async (word: string, name: string, o: { force?: boolean; socket?: string }) => {
       const kind = kindOrFail(word);
       await call(
@@ -336,7 +467,15 @@ export function buildCli(): Command {
       console.log(
         renderTable(
           ['POOL', 'SUBNET', 'USED', 'RESERVED', 'FREE', 'TOTAL', 'USAGE'],
-          usage.map((p) => [p.name, p.subnet, String(p.used), String(p.reserved), String(p.free), String(p.total), bar(p)]),
+          usage.map((p) => [
+            p.name,
+            p.subnet,
+            String(p.used),
+            String(p.reserved),
+            String(p.free),
+            String(p.total),
+            bar(p),
+          ]),
         ),
       );
     });

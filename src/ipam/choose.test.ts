@@ -37,38 +37,69 @@ describe('choose: the first rule that names pools wins', () => {
     poolObj('rack1-y', { subnet: '10.0.4.0/24' }),
   );
   const ns = { name: 'ns1', labels: {}, annotations: { 'ipkeeper.io/default-ipv4-ippool': '["b4"]' } };
-  const cases: { name: string; input: Parameters<typeof choosePools>[0]; families: Record<number, string[]>; rule: RegExp }[] = [
+  const cases: {
+    name: string;
+    input: Parameters<typeof choosePools>[0];
+    families: Record<number, string[]>;
+    rule: RegExp;
+  }[] = [
     {
       name: 'ippools annotation, per interface',
-      input: { ifName: 'net1', pod: pod({ 'ipkeeper.io/ippools': '[{"interface":"eth0","ipv4":["a4"]},{"interface":"net1","ipv4":["b4"],"ipv6":["a6"]}]' }), namespace: ns },
+      input: {
+        ifName: 'net1',
+        pod: pod({
+          'ipkeeper.io/ippools':
+            '[{"interface":"eth0","ipv4":["a4"]},{"interface":"net1","ipv4":["b4"],"ipv6":["a6"]}]',
+        }),
+        namespace: ns,
+      },
       families: { 4: ['b4'], 6: ['a6'] },
       rule: /pod annotation ipkeeper\.io\/ippools \(interface net1\)/,
     },
     {
       name: 'Spiderpool ippools alias',
-      input: { ifName: 'eth0', pod: pod({ 'ipam.spidernet.io/ippools': '[{"interface":"eth0","ipv4":["a4"]}]' }) },
+      input: {
+        ifName: 'eth0',
+        pod: pod({ 'ipam.spidernet.io/ippools': '[{"interface":"eth0","ipv4":["a4"]}]' }),
+      },
       families: { 4: ['a4'] },
       rule: /ipam\.spidernet\.io\/ippools/,
     },
     {
       name: 'ippool annotation beats namespace and config (seed 000)',
-      input: { pod: pod({ 'ipam.spidernet.io/ippool': '{\n  "ipv4": ["a4", "b4"]\n}' }), namespace: ns, configPools: { ipv4: ['c4'] } },
+      input: {
+        pod: pod({ 'ipam.spidernet.io/ippool': '{\n  "ipv4": ["a4", "b4"]\n}' }),
+        namespace: ns,
+        configPools: { ipv4: ['c4'] },
+      },
       families: { 4: ['a4', 'b4'] },
       rule: /pod annotation ipam\.spidernet\.io\/ippool/,
     },
     {
       name: 'ippool annotation for another interface falls through',
-      input: { ifName: 'net1', pod: pod({ 'ipkeeper.io/ippool': '{"interface":"eth0","ipv4":["a4"]}' }), namespace: ns },
+      input: {
+        ifName: 'net1',
+        pod: pod({ 'ipkeeper.io/ippool': '{"interface":"eth0","ipv4":["a4"]}' }),
+        namespace: ns,
+      },
       families: { 4: ['b4'] },
       rule: /namespace ns1 annotation/,
     },
     {
       name: 'namespace default, plain name form',
-      input: { namespace: { name: 'ns1', labels: {}, annotations: { 'ipkeeper.io/default-ipv4-ippool': 'b4' } }, configPools: { ipv4: ['c4'] } },
+      input: {
+        namespace: { name: 'ns1', labels: {}, annotations: { 'ipkeeper.io/default-ipv4-ippool': 'b4' } },
+        configPools: { ipv4: ['c4'] },
+      },
       families: { 4: ['b4'] },
       rule: /namespace ns1/,
     },
-    { name: 'CNI config', input: { configPools: { ipv4: ['rack1-*'] } }, families: { 4: ['rack1-x', 'rack1-y'] }, rule: /CNI config/ },
+    {
+      name: 'CNI config',
+      input: { configPools: { ipv4: ['rack1-*'] } },
+      families: { 4: ['rack1-x', 'rack1-y'] },
+      rule: /CNI config/,
+    },
     { name: 'default pools', input: {}, families: { 4: ['c4'] }, rule: /default: true/ },
   ];
   for (const c of cases) {
@@ -88,26 +119,71 @@ describe('choose: the first rule that names pools wins', () => {
     it(`refuses a broken ${name} naming it: ${value}`, () => {
       assert.throws(
         () => choosePools({ pod: pod({ [name]: value }) }, state),
-        (e: unknown) => e instanceof IpamError && e.code === 'INVALID_OBJECT' && e.message.includes(name) && e.message.includes('expected'),
+        (e: unknown) =>
+          e instanceof IpamError &&
+          e.code === 'INVALID_OBJECT' &&
+          e.message.includes(name) &&
+          e.message.includes('expected'),
       );
     });
   }
 });
 
 describe('choose: filters say why a pool was ruled out', () => {
-  const ctx = (over: Partial<FilterContext> = {}): FilterContext => ({ cniNetwork: 'macvlan-ens192', nodeName: 'node1', podNamespace: 'ns1', live: true, ...over });
-  const cases: { name: string; spec: Record<string, unknown>; ctx: FilterContext; why: RegExp | undefined }[] = [
+  const ctx = (over: Partial<FilterContext> = {}): FilterContext => ({
+    cniNetwork: 'macvlan-ens192',
+    nodeName: 'node1',
+    podNamespace: 'ns1',
+    live: true,
+    ...over,
+  });
+  const cases: {
+    name: string;
+    spec: Record<string, unknown>;
+    ctx: FilterContext;
+    why: RegExp | undefined;
+  }[] = [
     { name: 'no filter', spec: {}, ctx: ctx(), why: undefined },
     { name: 'disabled', spec: { disable: true }, ctx: ctx(), why: /disabled/ },
     { name: 'other node', spec: { nodeName: ['node2'] }, ctx: ctx(), why: /for nodes node2/ },
     { name: 'this node', spec: { nodeName: ['node1'] }, ctx: ctx(), why: undefined },
-    { name: 'other namespace', spec: { namespaceName: ['kube-system'] }, ctx: ctx(), why: /namespaces kube-system/ },
-    { name: 'multus name with namespace', spec: { multusName: ['kube-system/macvlan-ens192'] }, ctx: ctx(), why: undefined },
+    {
+      name: 'other namespace',
+      spec: { namespaceName: ['kube-system'] },
+      ctx: ctx(),
+      why: /namespaces kube-system/,
+    },
+    {
+      name: 'multus name with namespace',
+      spec: { multusName: ['kube-system/macvlan-ens192'] },
+      ctx: ctx(),
+      why: undefined,
+    },
     { name: 'other network', spec: { multusName: ['sriov'] }, ctx: ctx(), why: /networks sriov/ },
-    { name: 'pod affinity matches', spec: { podAffinity: { matchLabels: { app: 'web' } } }, ctx: ctx({ pod: pod({}, { app: 'web' }) }), why: undefined },
-    { name: 'pod affinity does not match', spec: { podAffinity: { matchLabels: { app: 'db' } } }, ctx: ctx({ pod: pod({}, { app: 'web' }) }), why: /podAffinity does not match/ },
-    { name: 'pod labels unknown in embedded mode', spec: { podAffinity: { matchLabels: { app: 'db' } } }, ctx: ctx({ live: false }), why: /embedded mode/ },
-    { name: 'node affinity', spec: { nodeAffinity: { matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] } }, ctx: ctx({ node: { name: 'node1', labels: { zone: 'b' } } }), why: /nodeAffinity/ },
+    {
+      name: 'pod affinity matches',
+      spec: { podAffinity: { matchLabels: { app: 'web' } } },
+      ctx: ctx({ pod: pod({}, { app: 'web' }) }),
+      why: undefined,
+    },
+    {
+      name: 'pod affinity does not match',
+      spec: { podAffinity: { matchLabels: { app: 'db' } } },
+      ctx: ctx({ pod: pod({}, { app: 'web' }) }),
+      why: /podAffinity does not match/,
+    },
+    {
+      name: 'pod labels unknown in embedded mode',
+      spec: { podAffinity: { matchLabels: { app: 'db' } } },
+      ctx: ctx({ live: false }),
+      why: /embedded mode/,
+    },
+    {
+      name: 'node affinity',
+      spec: { nodeAffinity: { matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] } },
+      ctx: ctx({ node: { name: 'node1', labels: { zone: 'b' } } }),
+      why: /nodeAffinity/,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -120,8 +196,18 @@ describe('choose: filters say why a pool was ruled out', () => {
   it('label selectors: In, NotIn, Exists, DoesNotExist, matchLabels', () => {
     const l = { app: 'web', tier: 'front' };
     assert.ok(matchSelector({}, l));
-    assert.ok(matchSelector({ matchLabels: { app: 'web' }, matchExpressions: [{ key: 'tier', operator: 'In', values: ['front', 'x'] }] }, l));
-    assert.ok(!matchSelector({ matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['front'] }] }, l));
+    assert.ok(
+      matchSelector(
+        {
+          matchLabels: { app: 'web' },
+          matchExpressions: [{ key: 'tier', operator: 'In', values: ['front', 'x'] }],
+        },
+        l,
+      ),
+    );
+    assert.ok(
+      !matchSelector({ matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['front'] }] }, l),
+    );
     assert.ok(matchSelector({ matchExpressions: [{ key: 'zone', operator: 'NotIn', values: ['a'] }] }, l));
     assert.ok(matchSelector({ matchExpressions: [{ key: 'app', operator: 'Exists' }] }, l));
     assert.ok(!matchSelector({ matchExpressions: [{ key: 'app', operator: 'DoesNotExist' }] }, l));

@@ -89,7 +89,10 @@ export function expandNames(names: string[], state: IpamState): string[] {
   return out;
 }
 
-function pick(ann: Record<string, string> | undefined, names: readonly string[]): [string, string] | undefined {
+function pick(
+  ann: Record<string, string> | undefined,
+  names: readonly string[],
+): [string, string] | undefined {
   if (!ann) return undefined;
   for (const n of names) if (ann[n] !== undefined) return [n, ann[n] as string];
   return undefined;
@@ -111,13 +114,20 @@ function nameList(v: unknown): string[] | undefined {
 
 const FAMILY_FORM = '{"ipv4": ["pool", ...], "ipv6": ["pool", ...]}';
 
-function parseFamilies(name: string, raw: string, obj: unknown): { ipv4?: string[]; ipv6?: string[]; interface?: string } {
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw badAnnotation(name, raw, FAMILY_FORM);
+function parseFamilies(
+  name: string,
+  raw: string,
+  obj: unknown,
+): { ipv4?: string[]; ipv6?: string[]; interface?: string } {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
+    throw badAnnotation(name, raw, FAMILY_FORM);
   const o = obj as Record<string, unknown>;
   const ipv4 = nameList(o.ipv4);
   const ipv6 = nameList(o.ipv6);
-  if ((o.ipv4 !== undefined && !ipv4) || (o.ipv6 !== undefined && !ipv6)) throw badAnnotation(name, raw, FAMILY_FORM);
-  if (o.interface !== undefined && typeof o.interface !== 'string') throw badAnnotation(name, raw, FAMILY_FORM);
+  if ((o.ipv4 !== undefined && !ipv4) || (o.ipv6 !== undefined && !ipv6))
+    throw badAnnotation(name, raw, FAMILY_FORM);
+  if (o.interface !== undefined && typeof o.interface !== 'string')
+    throw badAnnotation(name, raw, FAMILY_FORM);
   return {
     ...(ipv4 ? { ipv4 } : {}),
     ...(ipv6 ? { ipv6 } : {}),
@@ -162,7 +172,8 @@ export function choosePools(input: ChooseInput, state: IpamState): PoolChoice {
     const mine = entries.find((e) => e.interface === ifName);
     if (mine) {
       const f = families(mine, state);
-      if (Object.keys(f).length > 0) return { families: f, rule: `pod annotation ${name} (interface ${ifName})` };
+      if (Object.keys(f).length > 0)
+        return { families: f, rule: `pod annotation ${name} (interface ${ifName})` };
     }
   }
   const single = pick(podAnn, ANNOTATION.ippool);
@@ -192,7 +203,10 @@ export function choosePools(input: ChooseInput, state: IpamState): PoolChoice {
     };
     const fam = families({ ipv4: list(ns4), ipv6: list(ns6) }, state);
     if (Object.keys(fam).length > 0) {
-      return { families: fam, rule: `namespace ${input.namespace?.name} annotation ${[ns4?.[0], ns6?.[0]].filter(Boolean).join(' / ')}` };
+      return {
+        families: fam,
+        rule: `namespace ${input.namespace?.name} annotation ${[ns4?.[0], ns6?.[0]].filter(Boolean).join(' / ')}`,
+      };
     }
   }
   const cfg = input.configPools;
@@ -253,7 +267,8 @@ export function excludedBecause(p: CompiledPool, ctx: FilterContext): string | u
   }
   if (s.multusName && s.multusName.length > 0) {
     const ok = s.multusName.some((m) => m === ctx.cniNetwork || m.split('/').pop() === ctx.cniNetwork);
-    if (!ok) return `pool "${p.name}" is for networks ${s.multusName.join(', ')} (spec.multusName), not ${ctx.cniNetwork}`;
+    if (!ok)
+      return `pool "${p.name}" is for networks ${s.multusName.join(', ')} (spec.multusName), not ${ctx.cniNetwork}`;
   }
   const selectors: [LabelSelector | undefined, string, Record<string, string> | undefined][] = [
     [s.nodeAffinity, 'nodeAffinity', ctx.node?.labels],
@@ -265,7 +280,8 @@ export function excludedBecause(p: CompiledPool, ctx: FilterContext): string | u
     if (!labels) {
       return `pool "${p.name}" has spec.${field} but the ${field.replace('Affinity', '')}'s labels are unknown${ctx.live ? '' : ' (no cluster view: embedded mode)'}`;
     }
-    if (!matchSelector(sel, labels)) return `pool "${p.name}" spec.${field} does not match the ${field.replace('Affinity', '')}'s labels`;
+    if (!matchSelector(sel, labels))
+      return `pool "${p.name}" spec.${field} does not match the ${field.replace('Affinity', '')}'s labels`;
   }
   return undefined;
 }

@@ -16,7 +16,10 @@ function reserved(name: string, ips: string[]) {
   return { apiVersion: API_VERSION, kind: 'ReservedIP', metadata: { name }, spec: { ips } };
 }
 
-async function setup(objects: unknown[] = [], opts: { store?: Store; node?: string; now?: () => number } = {}) {
+async function setup(
+  objects: unknown[] = [],
+  opts: { store?: Store; node?: string; now?: () => number } = {},
+) {
   const store = opts.store ?? new MemoryStore();
   const clock = { now: opts.now ?? (() => Date.parse('2026-01-01T00:00:00Z')) };
   const ipam = new Ipam({ store, node: opts.node ?? 'node1', clock, random: () => 0.5 });
@@ -101,17 +104,26 @@ describe('engine: pools at the boundaries', () => {
   const cases: { name: string; subnet: string; expect: string[] }[] = [
     { name: '/32 holds its one address', subnet: '10.1.1.1/32', expect: ['10.1.1.1/32'] },
     { name: '/31 holds both (RFC 3021)', subnet: '10.1.1.0/31', expect: ['10.1.1.0/31', '10.1.1.1/31'] },
-    { name: '/30 drops network and broadcast', subnet: '10.1.1.0/30', expect: ['10.1.1.1/30', '10.1.1.2/30'] },
+    {
+      name: '/30 drops network and broadcast',
+      subnet: '10.1.1.0/30',
+      expect: ['10.1.1.1/30', '10.1.1.2/30'],
+    },
     { name: '/128 holds its one address', subnet: 'fd00::5/128', expect: ['fd00::5/128'] },
     { name: '/127 holds both', subnet: 'fd00::4/127', expect: ['fd00::4/127', 'fd00::5/127'] },
-    { name: '/126 drops the subnet-router anycast', subnet: 'fd00::4/126', expect: ['fd00::5/126', 'fd00::6/126', 'fd00::7/126'] },
+    {
+      name: '/126 drops the subnet-router anycast',
+      subnet: 'fd00::4/126',
+      expect: ['fd00::5/126', 'fd00::6/126', 'fd00::7/126'],
+    },
   ];
   for (const c of cases) {
     it(c.name, async () => {
       const { ipam } = await setup([pool('p', { subnet: c.subnet })]);
       const fam = c.subnet.includes(':') ? 'ipv6' : 'ipv4';
       const got: string[] = [];
-      for (let i = 0; i < c.expect.length; i++) got.push(...ips(await ipam.add(req({ configPools: { [fam]: ['p'] } }))));
+      for (let i = 0; i < c.expect.length; i++)
+        got.push(...ips(await ipam.add(req({ configPools: { [fam]: ['p'] } }))));
       assert.deepEqual(got.sort(), [...c.expect].sort());
       await rejects(ipam.add(req({ configPools: { [fam]: ['p'] } })), 'POOL_EXHAUSTED');
     });
@@ -222,10 +234,7 @@ describe('engine: idempotence and release', () => {
 
 describe('engine: requested addresses', () => {
   it('gives a free requested address and refuses a held or reserved one naming why', async () => {
-    const { ipam } = await setup([
-      pool('p', { subnet: '10.0.0.0/24' }),
-      reserved('r', ['10.0.0.99']),
-    ]);
+    const { ipam } = await setup([pool('p', { subnet: '10.0.0.0/24' }), reserved('r', ['10.0.0.99'])]);
     const cfg = { configPools: { ipv4: ['p'] } };
     const a = req({ ...cfg, requestedIps: ['10.0.0.50'] });
     assert.deepEqual(ips(await ipam.add(a)), ['10.0.0.50/24']);
@@ -282,7 +291,8 @@ describe('engine: uniqueness under concurrency', () => {
     const failed = results.filter((r) => r.status === 'rejected');
     assert.equal(new Set(ok).size, ok.length, 'an address was given twice');
     assert.equal(ok.length, 62, 'a /26 has 62 usable addresses');
-    for (const f of failed) assert.equal(((f as PromiseRejectedResult).reason as IpamError).code, 'POOL_EXHAUSTED');
+    for (const f of failed)
+      assert.equal(((f as PromiseRejectedResult).reason as IpamError).code, 'POOL_EXHAUSTED');
     assert.equal((await store.list(CLAIM_PREFIX)).length, 62);
     // They did race (all four proposed the same first addresses): the store decided, and counted.
     assert.ok(agents.reduce((n, a) => n + a.stats.racesLost, 0) > 0);
@@ -325,7 +335,9 @@ describe('engine: uniqueness under concurrency', () => {
           }
           const claims = await store.list<IPClaim>(CLAIM_PREFIX);
           assert.equal(claims.length, holding.size);
-          const byPod = new Map(claims.map((c) => [Number(c.value.spec.containerId?.slice(1)), `${c.value.spec.ip}/29`]));
+          const byPod = new Map(
+            claims.map((c) => [Number(c.value.spec.containerId?.slice(1)), `${c.value.spec.ip}/29`]),
+          );
           assert.deepEqual(new Map([...byPod].sort()), new Map([...holding].sort()));
         },
       ),
@@ -347,7 +359,9 @@ describe('objects: safe changes', () => {
     await rejects(objs.apply([pool('p', { subnet: '10.0.0.0/16' })]), 'INVALID_OBJECT', /spec\.subnet/);
     await rejects(objs.delete('IPPool', 'p'), 'CONFLICT', /1 claim/);
     assert.deepEqual(
-      (await objs.apply([pool('p', { subnet: '10.0.0.0/24', ips: ['10.0.0.10-10.0.0.30'] })])).map((o) => o.action),
+      (await objs.apply([pool('p', { subnet: '10.0.0.0/24', ips: ['10.0.0.10-10.0.0.30'] })])).map(
+        (o) => o.action,
+      ),
       ['configured'],
     );
     await ipam.release(r);
@@ -370,7 +384,10 @@ describe('objects: safe changes', () => {
   it('validates every object before writing any', async () => {
     const { objs, store } = await setup();
     await rejects(
-      objs.apply([pool('good', { subnet: '10.0.0.0/24' }), pool('bad', { subnet: '10.0.0.0/24', vlan: 5000 })]),
+      objs.apply([
+        pool('good', { subnet: '10.0.0.0/24' }),
+        pool('bad', { subnet: '10.0.0.0/24', vlan: 5000 }),
+      ]),
       'INVALID_OBJECT',
       /spec\.vlan/,
     );
@@ -388,11 +405,21 @@ describe('engine: a pool marked for deletion', () => {
     const e = await store.get<Record<string, any>>('ippools/going');
     assert.ok(e);
     // What the kubernetes store shows while the pool's finalizer holds it.
-    const marked = { ...e.value, metadata: { ...e.value.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' } };
+    const marked = {
+      ...e.value,
+      metadata: { ...e.value.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' },
+    };
     assert.ok((await store.update('ippools/going', marked, e.version)).ok);
     await ipam.resync();
-    await rejects(ipam.add(req({ configPools: { ipv4: ['going'] } })), 'POOL_EXHAUSTED', /pool "going" is being deleted/);
-    assert.match(ips(await ipam.add(req({ configPools: { ipv4: ['going', 'backup'] } })))[0] ?? '', /^10\.41\./);
+    await rejects(
+      ipam.add(req({ configPools: { ipv4: ['going'] } })),
+      'POOL_EXHAUSTED',
+      /pool "going" is being deleted/,
+    );
+    assert.match(
+      ips(await ipam.add(req({ configPools: { ipv4: ['going', 'backup'] } })))[0] ?? '',
+      /^10\.41\./,
+    );
     assert.equal(held.ips.length, 1, 'what it already gave out stays');
   });
 });

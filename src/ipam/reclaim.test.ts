@@ -22,8 +22,19 @@ async function world() {
     { apiVersion: API_VERSION, kind: 'IPPool', metadata: { name: 'p' }, spec: { subnet: '10.0.0.0/24' } },
   ]);
   const add = (ipam: Ipam, id: string) =>
-    ipam.add({ cniNetwork: 'n', containerId: id, ifName: 'eth0', owner: { kind: 'Pod', name: id }, configPools: { ipv4: ['p'] } });
-  const reclaimer = new Reclaimer({ store, state: a.state, sources: [new NodeLeaseSource(store, clock)], clock });
+    ipam.add({
+      cniNetwork: 'n',
+      containerId: id,
+      ifName: 'eth0',
+      owner: { kind: 'Pod', name: id },
+      configPools: { ipv4: ['p'] },
+    });
+  const reclaimer = new Reclaimer({
+    store,
+    state: a.state,
+    sources: [new NodeLeaseSource(store, clock)],
+    clock,
+  });
   return { store, clock, a, b, add, reclaimer, advance: (ms: number) => (now += ms) };
 }
 
@@ -48,7 +59,10 @@ describe('reclaim: claims of a node whose agent is gone', () => {
     w.advance(2000);
     await renewLease(w.store, 'node-a', w.clock);
     r = await w.reclaimer.scan();
-    assert.deepEqual(r.released.map((x) => x.reason.startsWith('node-lease: node "node-b"')), [true, true]);
+    assert.deepEqual(
+      r.released.map((x) => x.reason.startsWith('node-lease: node "node-b"')),
+      [true, true],
+    );
     const left = (await w.store.list<IPClaim>(CLAIM_PREFIX)).map((e) => e.value.spec.containerId);
     assert.deepEqual(left, ['a1']);
   });
@@ -97,12 +111,22 @@ describe('reclaim: claims of a node whose agent is gone', () => {
     // Meanwhile node-b's pod is deleted and the same address goes to node-a's new pod.
     await w.b.release({ cniNetwork: 'n', containerId: 'b1', ifName: 'eth0' });
     await renewLease(w.store, 'node-a', w.clock);
-    const got = await w.a.add({ cniNetwork: 'n', containerId: 'a9', ifName: 'eth0', owner: { kind: 'Pod', name: 'a9' }, configPools: { ipv4: ['p'] }, requestedIps: ['10.0.0.1'] });
+    const got = await w.a.add({
+      cniNetwork: 'n',
+      containerId: 'a9',
+      ifName: 'eth0',
+      owner: { kind: 'Pod', name: 'a9' },
+      configPools: { ipv4: ['p'] },
+      requestedIps: ['10.0.0.1'],
+    });
     assert.equal(got.ips[0]?.address, '10.0.0.1/24');
     w.advance(RECLAIM_GRACE_MS + 1000);
     await renewLease(w.store, 'node-a', w.clock);
     const r = await w.reclaimer.scan();
     assert.equal(r.released.length, 0);
-    assert.deepEqual((await w.store.list<IPClaim>(CLAIM_PREFIX)).map((e) => e.value.spec.containerId), ['a9']);
+    assert.deepEqual(
+      (await w.store.list<IPClaim>(CLAIM_PREFIX)).map((e) => e.value.spec.containerId),
+      ['a9'],
+    );
   });
 });

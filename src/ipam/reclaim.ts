@@ -162,7 +162,10 @@ export class Reclaimer {
       if (r.ok) {
         this.state.remove(h.key, r.version);
         released.push({ ip: fresh.value.spec.ip, pool: fresh.value.spec.pool, reason });
-        this.log?.info({ event: 'reclaim', ip: fresh.value.spec.ip, pool: fresh.value.spec.pool, reason }, 'reclaimed a leaked address');
+        this.log?.info(
+          { event: 'reclaim', ip: fresh.value.spec.ip, pool: fresh.value.spec.pool, reason },
+          'reclaimed a leaked address',
+        );
       }
     }
     return { candidates: this.candidates.size, released };

@@ -324,11 +324,15 @@ export class EtcdStore implements Store {
       let from = start;
       let revision = '0';
       let limit = this.listPageKeys;
+      const page = (key: Buffer) =>
+        this.client.kv.range({ key, range_end: end, limit, revision }, { deadline });
+      let next: ReturnType<typeof page> | undefined;
       for (;;) {
         let res;
         try {
-          res = await this.client.kv.range({ key: from, range_end: end, limit, revision }, { deadline });
+          res = await (next ?? page(from));
         } catch (e) {
+          next = undefined;
           // A page of big values can exceed what the client accepts: ask for fewer keys.
           if (/RESOURCE_EXHAUSTED|larger than max/i.test(messageOf(e)) && limit > 1) {
             limit = Math.ceil(limit / 2);
@@ -336,12 +340,19 @@ export class EtcdStore implements Store {
           }
           throw e;
         }
+        next = undefined;
         this.saw(res.header);
         if (revision === '0') revision = res.header.revision;
-        for (const kv of res.kvs) out.push(this.decode<T>(kv)!);
         const last = res.kvs.at(-1);
-        if (!res.more || !last) return { entries: out, revision: BigInt(revision) };
-        from = Buffer.concat([last.key, Buffer.from([0])]);
+        const more = res.more && last !== undefined;
+        if (more) {
+          // Ask for the next page before decoding this one: etcd serves it while we parse.
+          from = Buffer.concat([last.key, Buffer.from([0])]);
+          next = page(from);
+          next.catch(() => undefined); // observed by the next turn's await
+        }
+        for (const kv of res.kvs) out.push(this.decode<T>(kv)!);
+        if (!more) return { entries: out, revision: BigInt(revision) };
       }
     });
     this.recentLists.push({ prefix, revision: snapshot.revision, at: Date.now() });

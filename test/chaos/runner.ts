@@ -143,13 +143,23 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
     const r = cli([
       'apply',
       '-f',
-      writeTemp(dir, 'pool.yaml', `apiVersion: ipkeeper.io/v1alpha1\nkind: IPPool\nmetadata: {name: chaos}\nspec: {subnet: 10.99.0.0/${bits}}\n`),
+      writeTemp(
+        dir,
+        'pool.yaml',
+        `apiVersion: ipkeeper.io/v1alpha1\nkind: IPPool\nmetadata: {name: chaos}\nspec: {subnet: 10.99.0.0/${bits}}\n`,
+      ),
       '--socket',
       socketOf(0),
     ]);
     if (r.code !== 0) throw new Error(`apply failed: ${r.stderr}`);
 
-    const pods: Pod[] = Array.from({ length: size }, (_, id) => ({ id, agent: id % o.agents, gen: 0, held: undefined, releasing: false }));
+    const pods: Pod[] = Array.from({ length: size }, (_, id) => ({
+      id,
+      agent: id % o.agents,
+      gen: 0,
+      held: undefined,
+      releasing: false,
+    }));
     const retryReasons = new Map<string, number>();
     const holder = new Map<string, number>();
     const request = (p: Pod, command: 'ADD' | 'DEL'): CniRequest => ({
@@ -165,7 +175,12 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
     const until = async <T>(p: Pod, command: 'ADD' | 'DEL'): Promise<T> => {
       for (;;) {
         try {
-          return await call<T>(socketOf(p.agent), 'POST', command === 'ADD' ? '/v1/cni/add' : '/v1/cni/del', request(p, command));
+          return await call<T>(
+            socketOf(p.agent),
+            'POST',
+            command === 'ADD' ? '/v1/cni/add' : '/v1/cni/del',
+            request(p, command),
+          );
         } catch (e) {
           report.retries++;
           const code = (e as { code?: string }).code ?? 'unknown';
@@ -266,10 +281,12 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
       const client = new Etcd3({ hosts: cluster?.endpoints ?? [] });
       try {
         const kvs = await client.getAll().prefix(`${prefix}ipclaims/`).strings();
-        return new Map(Object.values(kvs).map((v) => {
-          const c = JSON.parse(v) as IPClaim;
-          return [c.spec.ip, c];
-        }));
+        return new Map(
+          Object.values(kvs).map((v) => {
+            const c = JSON.parse(v) as IPClaim;
+            return [c.spec.ip, c];
+          }),
+        );
       } finally {
         client.close();
       }
@@ -283,7 +300,9 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
         const c = claims.get(p.held);
         if (!c || c.spec.containerId !== `chaos-${p.id}-${p.gen}`) {
           lost++;
-          log(`LOST: pod ${p.id} was acknowledged ${p.held}, store has ${c ? c.spec.containerId : 'nothing'}`);
+          log(
+            `LOST: pod ${p.id} was acknowledged ${p.held}, store has ${c ? c.spec.containerId : 'nothing'}`,
+          );
         }
       }
       const leaked = [...claims.values()].filter((c) => !live.has(c.spec.containerId ?? '')).length;
@@ -294,7 +313,9 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
 
     // GC as the runtime would: each node keeps the attachments it knows to be live.
     for (let i = 0; i < o.agents; i++) {
-      const valid = pods.filter((p) => p.agent === i && p.held !== undefined).map((p) => ({ containerID: `chaos-${p.id}-${p.gen}`, ifname: 'eth0' }));
+      const valid = pods
+        .filter((p) => p.agent === i && p.held !== undefined)
+        .map((p) => ({ containerID: `chaos-${p.id}-${p.gen}`, ifname: 'eth0' }));
       for (;;) {
         try {
           const out = await call<{ released: number }>(socketOf(i), 'POST', '/v1/cni/gc', {

@@ -185,7 +185,9 @@ describe('deploy/Containerfile (structure only: no container engine here, the im
     walk(join(ROOT, 'bin/ipkeeper.ts'));
     assert.ok(seen.size > 10, `only ${seen.size} files reached`);
     assert.ok(packages.has('@kubernetes/client-node') && packages.has('etcd3'), [...packages].join(' '));
-    const copied = runtime.steps.filter((i) => i.op === 'COPY' && !copyParts(i).from).flatMap((i) => copyParts(i).sources);
+    const copied = runtime.steps
+      .filter((i) => i.op === 'COPY' && !copyParts(i).from)
+      .flatMap((i) => copyParts(i).sources);
     assert.ok(copied.includes('package.json'), 'package.json ("type": "module") is not in the image');
     const dev = [...packages].filter((p) => !(p in pkg.dependencies));
     assert.deepEqual(
@@ -262,7 +264,11 @@ describe('deploy/Containerfile (structure only: no container engine here, the im
           ifName: 'eth0',
           config,
         });
-        assert.equal(add.code, 0, `${store}: ADD through the forwarder: ${add.stdout}${add.stderr}\n${agent.log()}`);
+        assert.equal(
+          add.code,
+          0,
+          `${store}: ADD through the forwarder: ${add.stdout}${add.stderr}\n${agent.log()}`,
+        );
         assert.ok(add.json?.ips?.length >= 1, `${store}: no address in ${add.stdout}`);
         await agent.kill();
         stops.pop();

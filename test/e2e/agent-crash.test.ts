@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import { installCni } from '../../src/cni/install.ts';
 import { openStore } from '../../src/store/open.ts';
 import type { IPClaim } from '../../src/api/kinds.ts';
-import { cli, runPluginAsync, startAgent, tempDir, writeTemp, type AgentProcess, type CniOutcome } from './harness.ts';
+import {
+  cli,
+  runPluginAsync,
+  startAgent,
+  tempDir,
+  writeTemp,
+  type AgentProcess,
+  type CniOutcome,
+} from './harness.ts';
 
 const PODS = 200;
 const PARALLEL = 40;
@@ -62,11 +70,21 @@ describe('e2e: agent killed with SIGKILL during 200 concurrent ADDs', () => {
   it('keeps every acknowledged address and never gives one twice', async () => {
     const first = await startAgent({ store: dbUrl, socket });
     agents.push(first);
-    const r = cli(['apply', '-f', writeTemp(dir, 'pool.yaml', `apiVersion: ipkeeper.io/v1alpha1
+    const r = cli([
+      'apply',
+      '-f',
+      writeTemp(
+        dir,
+        'pool.yaml',
+        `apiVersion: ipkeeper.io/v1alpha1
 kind: IPPool
 metadata: {name: crash-pool}
 spec: {subnet: 10.77.0.0/23}
-`), '--socket', socket]);
+`,
+      ),
+      '--socket',
+      socket,
+    ]);
     assert.equal(r.code, 0, r.stderr);
 
     const acked = new Map<number, string>();

@@ -105,11 +105,16 @@ spec:
     assert.deepEqual(addrIn(ns1), [ip1]);
     assert.deepEqual(addrIn(ns2), [ip2]);
     // The default route via the pool's gateway is in the result and in the namespace.
-    assert.ok(r1.json.routes.some((r: { dst: string; gw: string }) => r.dst === '0.0.0.0/0' && r.gw === '10.250.0.1'));
+    assert.ok(
+      r1.json.routes.some((r: { dst: string; gw: string }) => r.dst === '0.0.0.0/0' && r.gw === '10.250.0.1'),
+    );
     const ping = lab.exec(ns1, ['ping', '-c', '2', '-W', '2', ip2.split('/')[0] as string]);
     assert.equal(ping.code, 0, ping.stdout + ping.stderr);
 
-    const used = () => JSON.parse(cli(['usage', '-o', 'json', '--socket', socket]).stdout).find((p: { name: string }) => p.name === 'e2e-ping').used;
+    const used = () =>
+      JSON.parse(cli(['usage', '-o', 'json', '--socket', socket]).stdout).find(
+        (p: { name: string }) => p.name === 'e2e-ping',
+      ).used;
     assert.equal(used(), 2);
     assert.equal(del(ns1, 'ping-c1', conf).code, 0);
     assert.equal(del(ns1, 'ping-c1', conf).code, 0, 'DEL is idempotent');
@@ -179,7 +184,10 @@ spec:
     assert.notEqual(b.code, 0);
     assert.equal(b.json.code, 100, b.stdout);
     assert.match(b.json.msg, /no free IPv4 address/);
-    assert.match(b.json.msg, /"test-ippool" has no free address \(3 addresses, 2 reserved by "test-reservedip", 1 in use\)/);
+    assert.match(
+      b.json.msg,
+      /"test-ippool" has no free address \(3 addresses, 2 reserved by "test-reservedip", 1 in use\)/,
+    );
     assert.deepEqual(addrIn(nsB), [], 'a failed ADD leaves no address in the namespace');
     // As a runtime does after a failed ADD: tear the sandbox down with DEL.
     assert.equal(del(nsB, 'seed-b1', conf).code, 0);

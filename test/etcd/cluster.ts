@@ -147,7 +147,6 @@ function sweepStale(): void {
   }
 }
 
-
 function tail(path: string, lines = 25): string {
   try {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');

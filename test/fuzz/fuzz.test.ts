@@ -33,7 +33,14 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
     store = new MemoryStore();
     agent = await startAgent({ store, socket, node: 'n1', logLevel: 'silent', defaultMetrics: false });
     await call(socket, 'POST', '/v1/apply', {
-      objects: [{ apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPPool', metadata: { name: 'fz' }, spec: { subnet: '10.0.0.0/16', default: true } }],
+      objects: [
+        {
+          apiVersion: 'ipkeeper.io/v1alpha1',
+          kind: 'IPPool',
+          metadata: { name: 'fz' },
+          spec: { subnet: '10.0.0.0/16', default: true },
+        },
+      ],
     });
   });
   after(async () => {
@@ -91,7 +98,13 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
     | { kind: 'args'; value: string };
   const cases: fc.Arbitrary<Case> = fc.oneof(
     fc.record({ kind: fc.constant('config' as const), path: fc.constantFrom(...paths), value: junk }),
-    fc.record({ kind: fc.constant('text' as const), text: fc.oneof(fc.string(), fc.json().map((j) => j.slice(0, -1))) }),
+    fc.record({
+      kind: fc.constant('text' as const),
+      text: fc.oneof(
+        fc.string(),
+        fc.json().map((j) => j.slice(0, -1)),
+      ),
+    }),
     fc.record({
       kind: fc.constant('env' as const),
       key: fc.constantFrom(...envKeys),
@@ -99,7 +112,15 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
     }),
     fc.record({
       kind: fc.constant('args' as const),
-      value: fc.array(fc.oneof(fc.string(), fc.constantFrom('=', ';', 'K8S_POD_NAME', 'IP=010.0.0.1', 'IP=10.9.9.9', 'IgnoreUnknown=1')), { maxLength: 6 }).map((a) => a.join(';')),
+      value: fc
+        .array(
+          fc.oneof(
+            fc.string(),
+            fc.constantFrom('=', ';', 'K8S_POD_NAME', 'IP=010.0.0.1', 'IP=10.9.9.9', 'IgnoreUnknown=1'),
+          ),
+          { maxLength: 6 },
+        )
+        .map((a) => a.join(';')),
     }),
   );
 
@@ -141,7 +162,12 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
     if (code === 0) {
       // The mutation happened to be valid: then the output is a result (ADD) or empty. Undo it.
       if (out.trim() !== '') assert.ok(Array.isArray(JSON.parse(out).ips), out);
-      await runPlugin({ env: { ...env, CNI_COMMAND: 'DEL' }, readStdin: async () => stdin, writeStdout: () => {}, writeStderr: () => {} });
+      await runPlugin({
+        env: { ...env, CNI_COMMAND: 'DEL' },
+        readStdin: async () => stdin,
+        writeStdout: () => {},
+        writeStderr: () => {},
+      });
       return;
     }
     assert.equal(code, 1);
@@ -151,7 +177,11 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
     assert.ok(err.msg.length > 10, `an unhelpful message: ${out}`);
     assert.equal(typeof err.cniVersion, 'string');
     const afterClaims = (await store.list('ipclaims/')).map((e) => `${e.key}@${e.version}`);
-    assert.deepEqual(afterClaims, before, `a refused request changed the store: ${JSON.stringify(c)} -> ${out}`);
+    assert.deepEqual(
+      afterClaims,
+      before,
+      `a refused request changed the store: ${JSON.stringify(c)} -> ${out}`,
+    );
   }
 
   it(`${RUNS} generated configs, environments and CNI_ARGS through the plugin and a real agent`, async () => {
@@ -185,9 +215,22 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
     const objects = fc.record({
       apiVersion: fc.oneof(fc.constant('ipkeeper.io/v1alpha1'), fc.string()),
       kind: fc.constantFrom('IPPool', 'ReservedIP', 'IPClaim', 'Pod'),
-      metadata: fc.oneof(fc.record({ name: fc.oneof(fc.constantFrom('a', 'UPPER', '../x', 'a/b', ''), fc.string()) }), junk),
+      metadata: fc.oneof(
+        fc.record({ name: fc.oneof(fc.constantFrom('a', 'UPPER', '../x', 'a/b', ''), fc.string()) }),
+        junk,
+      ),
       spec: fc.oneof(
-        fc.record({ subnet: fc.oneof(fc.constantFrom('10.0.0.0/8', '10.0.0.1/8', 'fd00::/64', '010.0.0.0/8'), fc.string()), ips: fc.array(junk, { maxLength: 3 }), vlan: junk }, { requiredKeys: [] }),
+        fc.record(
+          {
+            subnet: fc.oneof(
+              fc.constantFrom('10.0.0.0/8', '10.0.0.1/8', 'fd00::/64', '010.0.0.0/8'),
+              fc.string(),
+            ),
+            ips: fc.array(junk, { maxLength: 3 }),
+            vlan: junk,
+          },
+          { requiredKeys: [] },
+        ),
         fc.record({ ips: fc.array(junk, { maxLength: 3 }) }),
         junk,
       ),
@@ -196,7 +239,10 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
       fc.asyncProperty(objects, async (o) => {
         const before = (await store.list('')).length === 0 ? [] : [];
         void before;
-        const keys = async () => [...(await store.list('ippools/')), ...(await store.list('reservedips/'))].map((e) => `${e.key}@${e.version}`);
+        const keys = async () =>
+          [...(await store.list('ippools/')), ...(await store.list('reservedips/'))].map(
+            (e) => `${e.key}@${e.version}`,
+          );
         const k0 = await keys();
         try {
           await call(socket, 'POST', '/v1/apply', { objects: [o] });
@@ -208,7 +254,11 @@ describe('fuzz: bad input never crashes and changes nothing', () => {
         }
         // Accepted: it must have been valid; remove it so the next case starts the same.
         const info = o.kind === 'IPPool' ? 'ippools' : 'reservedips';
-        await call(socket, 'DELETE', `/v1/objects/${info}/${encodeURIComponent((o.metadata as { name: string }).name)}?force=true`);
+        await call(
+          socket,
+          'DELETE',
+          `/v1/objects/${info}/${encodeURIComponent((o.metadata as { name: string }).name)}?force=true`,
+        );
       }),
       { numRuns: RUNS },
     );

@@ -35,7 +35,11 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name, namespace: NS, annotations, labels },
-      spec: { nodeName: NODE, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'nginx' }] },
+      spec: {
+        nodeName: NODE,
+        automountServiceAccountToken: false,
+        containers: [{ name: 'c', image: 'nginx' }],
+      },
     });
   const add = (name: string, containerId: string): Promise<IpamResult> =>
     call<IpamResult>(socket, 'POST', '/v1/cni/add', {
@@ -77,9 +81,17 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
     for (const [name, spec] of [
       ['test-ippool', { subnet: '10.6.0.0/16', ips: ['10.6.168.131-10.6.168.133'] }],
       ['ns-default', { subnet: '10.7.0.0/24', ips: ['10.7.0.10-10.7.0.20'] }],
-      ['web-only', { subnet: '10.8.0.0/24', ips: ['10.8.0.10'], podAffinity: { matchLabels: { app: 'web' } } }],
+      [
+        'web-only',
+        { subnet: '10.8.0.0/24', ips: ['10.8.0.10'], podAffinity: { matchLabels: { app: 'web' } } },
+      ],
     ] as const) {
-      await create(`${API}/ippools`, { apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPPool', metadata: { name }, spec });
+      await create(`${API}/ippools`, {
+        apiVersion: 'ipkeeper.io/v1alpha1',
+        kind: 'IPPool',
+        metadata: { name },
+        spec,
+      });
     }
     agent = await startAgent({
       store: `kubernetes:${cluster.kubeconfigPath}`,
@@ -102,7 +114,10 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
     await pod('test-app-1', annotations);
     await pod('test-app-2', annotations);
     const a = await add('test-app-1', 'k-c1');
-    assert.deepEqual(a.ips.map((i) => i.address), ['10.6.168.133/16']);
+    assert.deepEqual(
+      a.ips.map((i) => i.address),
+      ['10.6.168.133/16'],
+    );
     const e = await add('test-app-2', 'k-c2').catch((x: unknown) => x);
     assert.ok(e instanceof IpamError, String(e));
     assert.equal(e.code, 'POOL_EXHAUSTED');
@@ -149,7 +164,10 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
 
   it('DEL deletes the IPClaim object', async () => {
     const before = await kubeRequest(cluster, 'GET', `${API}/ipclaims`);
-    assert.ok(before.body.items.some((c: any) => c.spec.containerId === 'k-plain'), 'the claim exists before DEL');
+    assert.ok(
+      before.body.items.some((c: any) => c.spec.containerId === 'k-plain'),
+      'the claim exists before DEL',
+    );
     await call(socket, 'POST', '/v1/cni/del', {
       command: 'DEL',
       containerId: 'k-plain',

@@ -516,7 +516,6 @@ async function ensureBinaries(): Promise<string> {
   return binDir;
 }
 
-
 function openssl(args: string[]): void {
   const r = spawnSync('openssl', args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (exit ${r.status}): ${r.stderr}`);

@@ -19,7 +19,8 @@ export async function until<T>(
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (Date.now() - started > deadlineMs) throw new Error(`still waiting for ${what} after ${deadlineMs} ms`);
+    if (Date.now() - started > deadlineMs)
+      throw new Error(`still waiting for ${what} after ${deadlineMs} ms`);
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
 }
@@ -28,10 +29,15 @@ export async function until<T>(
 export async function installCrd(c: TestCluster, crd: Record<string, any>): Promise<void> {
   const path = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
   const r = await kubeRequest(c, 'POST', path, crd);
-  assert.ok([201, 409].includes(r.status), `CRD ${crd.metadata.name}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  assert.ok(
+    [201, 409].includes(r.status),
+    `CRD ${crd.metadata.name}: HTTP ${r.status} ${JSON.stringify(r.body)}`,
+  );
   await until(`CRD ${crd.metadata.name} Established`, async () => {
     const g = await kubeRequest(c, 'GET', `${path}/${crd.metadata.name}`);
-    const ok = (g.body?.status?.conditions ?? []).some((x: any) => x.type === 'Established' && x.status === 'True');
+    const ok = (g.body?.status?.conditions ?? []).some(
+      (x: any) => x.type === 'Established' && x.status === 'True',
+    );
     return ok ? true : undefined;
   });
 }

@@ -378,7 +378,10 @@ describe('workload informers and owner chains, with real controllers', () => {
       workloadCalls.some((r) => r.startsWith(`GET /apis/apps/v1/namespaces/${NS}/replicasets/`)),
       workloadCalls.join('\n'),
     );
-    assert.ok(workloadCalls.includes(`GET /apis/apps/v1/namespaces/${NS}/deployments/web`), workloadCalls.join('\n'));
+    assert.ok(
+      workloadCalls.includes(`GET /apis/apps/v1/namespaces/${NS}/deployments/web`),
+      workloadCalls.join('\n'),
+    );
     const one = /^GET \/apis\/[^/]+\/[^/]+\/namespaces\/[^/]+\/[a-z]+\/[^/?]+$/;
     const other = workloadCalls.filter((r) => !one.test(r));
     assert.deepEqual(other, [], 'every workload request is a GET of one named object');

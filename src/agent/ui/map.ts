@@ -76,7 +76,8 @@ export const CELL_STATES = [
     label: 'fixed (retained)',
     color: '#8e44ad',
     produced: true,
-    description: 'a fixed IP of a StatefulSet/VM pod: kept across its restarts, and after it for its retention',
+    description:
+      'a fixed IP of a StatefulSet/VM pod: kept across its restarts, and after it for its retention',
   },
   { id: 'vip', label: 'VIP', color: '#0f9d9a', produced: true, description: 'the address of a VIP object' },
 ] as const;
