@@ -13,6 +13,7 @@
 import { versionNewer, type Version } from '../store/store.ts';
 import { parseAddr, type Family } from '../net/addr.ts';
 import { IntervalSet } from '../net/interval-set.ts';
+import { ClaimTable } from './claim-table.ts';
 import { UsedSet } from '../net/used-set.ts';
 import { parseRange } from '../net/range.ts';
 import type { IPClaim, IPPool, ReservedIP } from '../api/kinds.ts';
@@ -51,7 +52,8 @@ const TOMBSTONE_LIMIT = 100_000;
 export class IpamState {
   readonly pools = new Map<string, PoolEntry>();
   readonly reservations = new Map<string, ReservationEntry>();
-  readonly claims = new Map<string, HeldClaim>();
+  /** Claims by store key, with the tombstones of their recent deletes (see claim-table.ts). */
+  readonly claims = new ClaimTable(TOMBSTONE_LIMIT);
   private readonly used = new Map<string, UsedSet>();
   /**
    * Claim keys per attachment: one key as a string (nearly every attachment: one per family is
@@ -60,8 +62,20 @@ export class IpamState {
    */
   private readonly byAttachment = new Map<string, string | string[]>();
   private readonly byPool = new Map<string, number>();
-  /** Deleted keys and the revision of their deletion, so a late put of an older revision is dropped. */
+  /**
+   * Deleted pool and reservation keys and the revision of their deletion, so a late put of an older
+   * revision is dropped (claims keep theirs in `claims`).
+   */
   private readonly tombstones = new Map<string, Version>();
+  /**
+   * The tombstones in the order they were made, for dropping the oldest past `TOMBSTONE_LIMIT`. Not
+   * `tombstones.keys().next()`: a V8 Map keeps deleted entries as holes until it rehashes, and an
+   * iterator walks them from the start, so the first key after many first-key deletes costs the
+   * number of holes (measured on claims before they moved to `ClaimTable`: a release grew
+   * O(tombstones)).
+   */
+  private tombstoneOrder: { key: string; version: Version }[] = [];
+  private tombstoneHead = 0;
   private reservedUnion: Record<Family, IntervalSet> | undefined;
   private readonly allowedCache = new Map<string, IntervalSet>();
 
@@ -69,17 +83,31 @@ export class IpamState {
 
   private fresh(key: string, version: Version, current: Version | undefined): boolean {
     if (current !== undefined && !versionNewer(version, current)) return false;
-    const dead = this.tombstones.get(key);
+    const dead = key.startsWith(CLAIM_PREFIX) ? this.claims.tombstone(key) : this.tombstones.get(key);
     if (dead !== undefined && !versionNewer(version, dead)) return false;
     return true;
   }
 
   private bury(key: string, version: Version): void {
     this.tombstones.set(key, version);
-    if (this.tombstones.size > TOMBSTONE_LIMIT) {
-      // Oldest first (insertion order); an event this late is far older than any watch lag.
-      const first = this.tombstones.keys().next().value;
-      if (first !== undefined) this.tombstones.delete(first);
+    this.tombstoneOrder.push({ key, version });
+    // Oldest first; an event this late is far older than any watch lag. An entry whose tombstone was
+    // replaced (buried again) or lifted (put again) is skipped.
+    while (this.tombstones.size > TOMBSTONE_LIMIT && this.tombstoneHead < this.tombstoneOrder.length) {
+      const oldest = this.tombstoneOrder[this.tombstoneHead++] as { key: string; version: Version };
+      if (this.tombstones.get(oldest.key) === oldest.version) this.tombstones.delete(oldest.key);
+    }
+    // Drop the consumed front once it is most of the array, and entries of lifted tombstones when the
+    // order list has grown well past the map (puts of buried keys leave them behind).
+    if (this.tombstoneHead > 1024 && this.tombstoneHead * 2 > this.tombstoneOrder.length) {
+      this.tombstoneOrder = this.tombstoneOrder.slice(this.tombstoneHead);
+      this.tombstoneHead = 0;
+    }
+    if (this.tombstoneOrder.length > 2 * TOMBSTONE_LIMIT + 1024) {
+      this.tombstoneOrder = this.tombstoneOrder
+        .slice(this.tombstoneHead)
+        .filter((t) => this.tombstones.get(t.key) === t.version);
+      this.tombstoneHead = 0;
     }
   }
 
@@ -103,8 +131,10 @@ export class IpamState {
     if (key.startsWith(CLAIM_PREFIX)) {
       const held = this.claims.get(key);
       if (held && !versionNewer(version, held.version)) return false;
-      this.bury(key, version);
-      if (held) this.dropClaim(held);
+      const dead = this.claims.tombstone(key);
+      if (dead !== undefined && !versionNewer(version, dead)) return false;
+      if (held) this.dropIndexes(held);
+      this.claims.bury(key, version);
       return held !== undefined;
     }
     if (key.startsWith(POOL_PREFIX)) {
@@ -180,7 +210,7 @@ export class IpamState {
     } catch {
       return false;
     }
-    if (prev) this.dropClaim(prev);
+    if (prev) this.dropIndexes(prev);
     const held: HeldClaim = { key, claim, version, value };
     this.claims.set(key, held);
     this.usedSet(claim.spec.network, claim.spec.family).add(value);
@@ -194,12 +224,11 @@ export class IpamState {
       } else if (!had.includes(key)) had.push(key);
     }
     this.byPool.set(s.pool, (this.byPool.get(s.pool) ?? 0) + 1);
-    this.tombstones.delete(key);
     return true;
   }
 
-  private dropClaim(held: HeldClaim): void {
-    this.claims.delete(held.key);
+  /** Takes a claim out of the indexes (used set, attachments, pool counts); `claims` is the caller's. */
+  private dropIndexes(held: HeldClaim): void {
     const s = held.claim.spec;
     this.usedSet(s.network, s.family).delete(held.value);
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
@@ -226,6 +255,8 @@ export class IpamState {
     this.byAttachment.clear();
     this.byPool.clear();
     this.tombstones.clear();
+    this.tombstoneOrder = [];
+    this.tombstoneHead = 0;
     this.reservationsChanged();
   }
 
