@@ -292,15 +292,7 @@ export class Endpoints {
     const heldKeys = new Set(held.map((h) => h.key));
     if (!sameOwner(ep, id)) {
       // A recreated owner (or a pod that is no longer fixed the same way) starts afresh.
-      const why = `the owner changed (${ownerText(ep.spec.owner)} -> ${ownerText(id.owner)})`;
-      for (const i of ep.spec.interfaces) {
-        for (const ip of i.ips ?? []) {
-          if (heldKeys.has(ip.claim)) continue;
-          if (await this.releaseKept(ip.claim, id.ref)) plan.released.push({ ip: ip.ip, reason: why });
-        }
-      }
-      plan.replaceAll = true;
-      this.logReleased(id, req, plan);
+      await this.startAfresh(ep, id, req, held, plan);
       return plan;
     }
     const families = new Set<Family>(held.map((h) => h.claim.spec.family));
@@ -361,6 +353,20 @@ export class Endpoints {
     plan.read = cur ?? null;
     const ep = cur?.value;
     if (!ep?.spec?.fixed || ep.spec.fixed === 'VIP' || !Array.isArray(ep.spec.interfaces)) return;
+    await this.startAfresh(ep, id, req, held, plan);
+  }
+
+  /**
+   * The endpoint belongs to a previous owner: releases the addresses kept for it (all but `held`)
+   * and has the endpoint rewritten whole.
+   */
+  private async startAfresh(
+    ep: Endpoint,
+    id: EndpointIdentity,
+    req: { containerId: string; ifName: string },
+    held: HeldClaim[],
+    plan: EndpointPlan,
+  ): Promise<void> {
     const heldKeys = new Set(held.map((h) => h.key));
     const why = `the owner changed (${ownerText(ep.spec.owner)} -> ${ownerText(id.owner)})`;
     for (const i of ep.spec.interfaces) {

@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/store.ts';
-import { IpamError } from '../errors.ts';
+import type { IpamError } from '../errors.ts';
 import { API_VERSION, type IPClaim } from '../api/kinds.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
 import { ObjectService } from './objects.ts';
 import { CLAIM_PREFIX } from './state.ts';
+import { rejects } from './test-util.ts';
 
 function pool(name: string, spec: Record<string, unknown>) {
   return { apiVersion: API_VERSION, kind: 'IPPool', metadata: { name }, spec };
@@ -39,18 +40,6 @@ function req(over: Partial<AllocateRequest> = {}): AllocateRequest {
     owner: { kind: 'Pod', namespace: 'default', name: `pod-${seq}`, uid: `uid-${seq}` },
     ...over,
   };
-}
-
-async function rejects(p: Promise<unknown>, code: string, re?: RegExp): Promise<IpamError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof IpamError, `expected IpamError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 const ips = (r: { ips: { address: string }[] }) => r.ips.map((i) => i.address);

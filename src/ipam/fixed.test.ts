@@ -8,13 +8,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../store/memory.ts';
-import { IpamError } from '../errors.ts';
 import { API_VERSION, type Endpoint, type IPClaim } from '../api/kinds.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
 import { ObjectService } from './objects.ts';
 import { MemoryClusterView, type OwnerRef } from './cluster-view.ts';
 import { CLAIM_PREFIX } from './state.ts';
 import { ENDPOINT_PREFIX, releaseEndpoint } from './endpoint.ts';
+import { rejects } from './test-util.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const NS = 'db';
@@ -105,18 +105,6 @@ const addrs = (r: { ips: { address: string }[] }) => r.ips.map((i) => i.address)
 const sts = (uid = 'sts-uid-1'): OwnerRef[] => [
   { kind: 'StatefulSet', name: 'web', uid, apiVersion: 'apps/v1' },
 ];
-
-async function rejects(p: Promise<unknown>, code: string, re?: RegExp): Promise<IpamError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof IpamError, `expected IpamError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
 
 /** The pod is deleted: DEL on its node, and its node's view forgets it. */
 async function deletePod(node: Node, name: string, pod: { containerId: string }, ifNames = ['eth0']) {

@@ -7,6 +7,7 @@ import { MemoryClusterView, type OwnerRef } from './cluster-view.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
 import { ObjectService } from './objects.ts';
 import { mergeRequested, requestedByAnnotation, statefulSetOrdinal, type RequestInput } from './requested.ts';
+import { rejects } from './test-util.ts';
 
 const STS: OwnerRef[] = [{ kind: 'StatefulSet', name: 'db' }];
 const RS: OwnerRef[] = [
@@ -271,18 +272,6 @@ function podReq(
     owner: { kind: 'Pod', namespace: 'default', name, uid: `uid-${name}` },
     ...over,
   };
-}
-
-async function rejects(p: Promise<unknown>, code: string, re: RegExp): Promise<IpamError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof IpamError, String(e));
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, re);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 const addrs = (r: { ips: { address: string }[] }) => r.ips.map((i) => i.address);

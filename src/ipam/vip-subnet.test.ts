@@ -6,11 +6,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../store/memory.ts';
-import { IpamError } from '../errors.ts';
 import { API_VERSION, type VIP } from '../api/kinds.ts';
 import { Ipam } from './engine.ts';
 import { ObjectService } from './objects.ts';
 import { allocateVip, claimSubnet, claimsOfVip, SUBNET_CLAIM_PREFIX } from './vip.ts';
+import { rejects } from './test-util.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
@@ -40,18 +40,6 @@ async function setup(objects: unknown[]) {
   const objs = new ObjectService(store, ipam, clock.now);
   if (objects.length > 0) await objs.apply(objects);
   return { store, ipam, objs, clock };
-}
-
-async function rejects(p: Promise<unknown>, code: string, re?: RegExp): Promise<IpamError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof IpamError, `expected IpamError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 describe('a VIP from a Subnet', () => {

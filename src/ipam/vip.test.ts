@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../store/memory.ts';
-import { IpamError } from '../errors.ts';
+import type { IpamError } from '../errors.ts';
 import { API_VERSION, type IPClaim, type VIP } from '../api/kinds.ts';
 import { MemoryClusterView } from './cluster-view.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
@@ -16,6 +16,7 @@ import {
   vipMac,
   vipRequested,
 } from './vip.ts';
+import { rejects } from './test-util.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
@@ -34,18 +35,6 @@ async function setup(objects: unknown[], view?: MemoryClusterView) {
   const objs = new ObjectService(store, ipam, clock.now);
   if (objects.length > 0) await objs.apply(objects);
   return { store, ipam, objs };
-}
-
-async function rejects(p: Promise<unknown>, code: string, re?: RegExp): Promise<IpamError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof IpamError, `expected IpamError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 const ovnDefault = pool('ovn-default', {
