@@ -101,6 +101,8 @@ export class AppPoolReconciler implements Reconciler {
   private readonly taken = new Map<string, IntervalSet>();
   /** Per pass: every claim, read from the store once when a pool is made, grown or shrunk. */
   private claimList: IPClaim[] | undefined;
+  /** Per pass: `<network>/<family>` → the addresses claims hold (see `claimedIn`). */
+  private readonly claimedMemo = new Map<string, IntervalSet>();
   /** Pools whose shrink waits for claims to go, as of the last pass. */
   private waiting = 0;
   /** Pools in the cache after the last pass. */
@@ -178,6 +180,7 @@ export class AppPoolReconciler implements Reconciler {
     let failed: unknown;
     this.taken.clear();
     this.claimList = undefined;
+    this.claimedMemo.clear();
     this.waiting = 0;
     for (const kind of APP_KINDS) {
       if (!workloads.has(kind)) continue;
@@ -373,15 +376,22 @@ export class AppPoolReconciler implements Reconciler {
     const shrinking = cachedIps.size() > BigInt(o.want);
     const growing = cachedIps.size() < BigInt(o.want);
     // A grow never takes a claimed address either: a VIP from the Subnet holds one outside every
-    // pool (src/ipam/vip.ts), and a pool must not list an address someone else already holds. The
-    // cache's claims always count; a grow also reads the store, so a claim made a moment ago counts.
-    let held = used.toIntervalSet();
+    // pool (src/ipam/vip.ts), and a pool must not list an address someone else already holds. Only a
+    // pass that may change the pool looks at the claims (the cache's and the store's, so a claim
+    // made a moment ago counts): a pool at its size costs nothing per claim event.
+    let held = IntervalSet.empty(o.family);
     let claimsRead = false;
     if (cached === undefined || growing || (shrinking && used.countIn(cachedIps) < cachedIps.size())) {
-      held = held.union(await this.claimedIn(ctx, network, o.family));
+      held = await this.claimedIn(ctx, state, network, o.family);
       claimsRead = true;
     }
-    const claimed = claimsRead ? held.intersect(offered.union(cachedIps)) : IntervalSet.empty(o.family);
+    // Not read while shrinking: the cache says every address of the pool is used — all claimed, so
+    // the shrink waits (rather than finding nothing to keep and asking for another pass at once).
+    const claimed = claimsRead
+      ? held.intersect(offered.union(cachedIps))
+      : shrinking
+        ? cachedIps
+        : IntervalSet.empty(o.family);
     const taken = carveTaken(all, cachedIps, held);
     let recheck = false;
     let from = 0n;
@@ -401,9 +411,9 @@ export class AppPoolReconciler implements Reconciler {
       }
       const current = currentOf(cur);
       const sized = resize({ offered, current, taken, claimed: claimed.intersect(current), want: o.want });
-      // The stored pool is bigger than the cache thought (changed by hand): shrink on a pass that
-      // read the claims.
-      if (sized.ips.size() < current.size() && !claimsRead) {
+      // The stored pool is another size than the cache thought (changed by hand, or the cache
+      // lags): resize on a pass that read the claims.
+      if (sized.ips.size() !== current.size() && !claimsRead) {
         recheck = true;
         return cur;
       }
@@ -490,8 +500,19 @@ export class AppPoolReconciler implements Reconciler {
     }
   }
 
-  /** The addresses claims of `network`/`family` hold, read from the store (once per pass). */
-  private async claimedIn(ctx: ControllerContext, network: string, family: Family): Promise<IntervalSet> {
+  /**
+   * The addresses claims of `network`/`family` hold: the store's, read once per pass, and the
+   * cache's (a claim the cache learned after that read). Memoized per pass.
+   */
+  private async claimedIn(
+    ctx: ControllerContext,
+    state: IpamState,
+    network: string,
+    family: Family,
+  ): Promise<IntervalSet> {
+    const memoKey = `${network}/${family}`;
+    const memo = this.claimedMemo.get(memoKey);
+    if (memo) return memo;
     this.claimList ??= (await ctx.store.list<IPClaim>(CLAIM_PREFIX)).map((e) => e.value);
     const held: { first: bigint; last: bigint }[] = [];
     for (const c of this.claimList) {
@@ -499,7 +520,9 @@ export class AppPoolReconciler implements Reconciler {
       const v = compileAddr(c.spec.ip);
       if (v !== undefined) held.push({ first: v, last: v });
     }
-    return IntervalSet.of(family, held);
+    const out = IntervalSet.of(family, held).union(state.usedSet(network, family).toIntervalSet());
+    this.claimedMemo.set(memoKey, out);
+    return out;
   }
 
   /** Deletes the pools of applications that are gone, unless they asked to keep them. */
