@@ -19,17 +19,12 @@ import type { ControllerContext } from './context.ts';
 import { controllerEvents, recordReconcileErrors, type SharedCache } from './cache.ts';
 import { pageHub, servePage } from './main.ts';
 import { PassLoop } from './pass-loop.ts';
+import { until as untilDone } from '../../test/lib/until.ts';
 
 const DEADLINE_MS = 10_000;
 
-async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() - started > DEADLINE_MS) throw new Error(`still waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  return untilDone(what, check, DEADLINE_MS, 10);
 }
 
 function get(url: string): Promise<{ status: number; text: string }> {

@@ -13,17 +13,12 @@ import type { ControllerContext, ControllerEvent } from './context.ts';
 import { PoolStatusReconciler } from './pool-status.ts';
 import { PoolFinalizerReconciler, POOL_FINALIZER, heldByMessage } from './finalizer.ts';
 import { attachMetrics, createControllerMetrics } from './metrics.ts';
+import { until as untilDone } from '../../test/lib/until.ts';
 
 const DEADLINE_MS = 10_000;
 
-async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() - started > DEADLINE_MS) throw new Error(`still waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  return untilDone(what, check, DEADLINE_MS, 10);
 }
 
 function context(store: MemoryStore): { ctx: ControllerContext; events: ControllerEvent[] } {

@@ -31,6 +31,7 @@ import {
   writeTemp,
   type AgentProcess,
 } from './harness.ts';
+import { until as untilDone } from '../lib/until.ts';
 
 const OVN_DEFAULT = `apiVersion: ipkeeper.io/v1alpha1
 kind: IPPool
@@ -245,14 +246,8 @@ async function startUnreadyAgent(
   }
 }
 
-async function until<T>(what: string, f: () => T | undefined, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`still waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function until<T>(what: string, f: () => T | undefined, ms = 20_000): Promise<T> {
+  return untilDone(what, f, ms, 100);
 }
 
 describe('e2e seed 004: node-pool mode from a CiliumNode', () => {

@@ -5,24 +5,18 @@
 import assert from 'node:assert/strict';
 import { allCrds } from '../../src/api/crd.ts';
 import { kubeRequest, type TestCluster } from './cluster.ts';
+import { until as untilDone } from '../lib/until.ts';
 
 export const DEADLINE_MS = 30_000;
 export const POLL_MS = 50;
 
-/** Polls `check` until it returns something other than undefined. */
-export async function until<T>(
+/** Polls `check` until it returns something other than undefined (every POLL_MS, DEADLINE_MS at most). */
+export function until<T>(
   what: string,
   check: () => Promise<T | undefined> | T | undefined,
   deadlineMs = DEADLINE_MS,
 ): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() - started > deadlineMs)
-      throw new Error(`still waiting for ${what} after ${deadlineMs} ms`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
+  return untilDone(what, check, deadlineMs, POLL_MS);
 }
 
 /** POSTs a CRD (an existing one is left as it is) and waits until it is Established. */
