@@ -93,6 +93,49 @@ describe('agent over its unix socket', () => {
     );
   });
 
+  it('answers a body its JSON parser refuses with INVALID_OBJECT / INVALID_CONFIG naming the fix, and changes nothing', async () => {
+    const post = (path: string, body: string) =>
+      new Promise<{ status: number; json: { code?: string; message?: string } }>((resolve, reject) => {
+        const req = request(
+          {
+            socketPath: socket,
+            method: 'POST',
+            path,
+            headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          },
+          (res) => {
+            let b = '';
+            res.on('data', (d: Buffer) => (b += d.toString()));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, json: JSON.parse(b) as { code?: string } }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    const pools = (await agent.store.list('ippools/')).length;
+    const claims = (await agent.store.list('ipclaims/')).length;
+    // A key that would set the prototype (found by the fuzz test), and JSON that is not JSON.
+    const poisoned =
+      '{"objects":[{"apiVersion":"ipkeeper.io/v1alpha1","kind":"IPPool","metadata":{"name":"p"},"spec":{"subnet":"10.9.0.0/24","__proto__":{"x":1}}}]}';
+    for (const [path, body, code] of [
+      ['/v1/apply', poisoned, 'INVALID_OBJECT'],
+      ['/v1/apply', '{"objects": [', 'INVALID_OBJECT'],
+      ['/v1/cni/add', '{"command": "ADD",', 'INVALID_CONFIG'],
+    ] as const) {
+      const r = await post(path, body);
+      assert.ok(r.status >= 400 && r.status < 500, `${path}: ${r.status} ${JSON.stringify(r.json)}`);
+      assert.equal(r.json.code, code);
+      assert.match(
+        r.json.message ?? '',
+        /request body is not JSON the agent accepts .*send plain JSON objects/,
+      );
+    }
+    assert.equal((await agent.store.list('ippools/')).length, pools);
+    assert.equal((await agent.store.list('ipclaims/')).length, claims);
+  });
+
   it('refuses a body over 1 MiB without touching the store', async () => {
     const before = (await agent.store.list('ipclaims/')).length;
     const status = await new Promise<number>((resolve, reject) => {

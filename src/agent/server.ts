@@ -13,7 +13,12 @@ import { mkdirSync, chmodSync, existsSync, unlinkSync, statSync } from 'node:fs'
 import { dirname } from 'node:path';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import pino from 'pino';
 import { IpamError, isIpamError } from '../errors.ts';
 import { StoreError, type Store } from '../store/store.ts';
@@ -267,6 +272,26 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
   const build = (withApi: boolean): FastifyInstance => {
     const app = Fastify({ bodyLimit: BODY_LIMIT_BYTES, logger: false });
+    // A body the JSON parser refuses never reaches a route: say what is wrong in our own terms (the
+    // framework's own answer names neither the cause nor the fix), and change nothing.
+    app.setErrorHandler((e: FastifyError, request, reply) => {
+      if (isIpamError(e)) return sendError(reply, e, request.url);
+      // A body the JSON parser refuses: say so in our own terms, naming the fix (the framework's
+      // answer names neither). Too large stays 413; anything else keeps the framework's answer.
+      if (e.code?.startsWith('FST_ERR_CTP_') && e.code !== 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        const code = request.url.startsWith('/v1/cni/') ? 'INVALID_CONFIG' : 'INVALID_OBJECT';
+        return sendError(
+          reply,
+          new IpamError(
+            code,
+            `request body is not JSON the agent accepts (${e.message}); send plain JSON objects — keys named "__proto__" or "constructor" are refused`,
+            { field: 'body' },
+          ),
+          request.url,
+        );
+      }
+      return reply.send(e);
+    });
     registerUi(app, hub, { withApi });
     app.get('/healthz', async () => ({ ok: true }));
     app.get('/readyz', async (_req, reply) => {

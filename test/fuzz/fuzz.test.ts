@@ -21,6 +21,8 @@ import { installCni } from '../../src/cni/install.ts';
 import { runPluginAsync } from '../e2e/harness.ts';
 
 const RUNS = Number(process.env.IPKEEPER_FUZZ_RUNS ?? 400);
+// A failure prints its seed; IPKEEPER_FUZZ_SEED=<seed> replays that run.
+if (process.env.IPKEEPER_FUZZ_SEED) fc.configureGlobal({ seed: Number(process.env.IPKEEPER_FUZZ_SEED) });
 const CNI_CODES = new Set(Object.values(ERRORS).map((e) => e.cni));
 
 describe('fuzz: bad input never crashes and changes nothing', () => {
