@@ -316,6 +316,8 @@ int main(void) {
   memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
   long timeout_ms = config_number(in.p, in.len, "ipam", "timeoutMs");
   if (timeout_ms <= 0) timeout_ms = DEFAULT_TIMEOUT_MS;
+  /* The agent refuses a timeoutMs below 100 ms (INVALID_CONFIG): wait long enough to pass that on. */
+  if (timeout_ms < 100) timeout_ms = 100;
   long deadline = now_ms() + timeout_ms;
 
   struct buf body = {0};

@@ -50,6 +50,11 @@ describe('parseNetConf accepts', () => {
       },
     },
     {
+      name: 'ipam.timeoutMs at its minimum, 100',
+      text: ipam({ timeoutMs: 100 }),
+      want: { ipam: { type: 'ipkeeper', timeoutMs: 100 } },
+    },
+    {
       name: 'empty pool lists',
       text: ipam({ pools: { ipv4: [] } }),
       want: { ipam: { type: 'ipkeeper', pools: { ipv4: [] } } },
@@ -313,6 +318,8 @@ describe('parseNetConf refuses', () => {
     },
     { name: 'ipam.logFile relative', text: ipam({ logFile: 'cni.log' }), cni: 7, field: 'ipam.logFile' },
     { name: 'ipam.timeoutMs zero', text: ipam({ timeoutMs: 0 }), cni: 7, field: 'ipam.timeoutMs' },
+    // Below 100 ms an ADD could give up while the agent completes it (found by the fuzz test: 1 ms).
+    { name: 'ipam.timeoutMs 99', text: ipam({ timeoutMs: 99 }), cni: 7, field: 'ipam.timeoutMs' },
     { name: 'ipam.timeoutMs a string', text: ipam({ timeoutMs: '30s' }), cni: 7, field: 'ipam.timeoutMs' },
     { name: 'runtimeConfig a list', text: conf({ runtimeConfig: [] }), cni: 7, field: 'runtimeConfig' },
     {

@@ -29,6 +29,11 @@ const COMMAND_SINCE: Record<CniCommand, CniVersion> = {
 /** A unix socket path longer than this does not fit `sockaddr_un.sun_path` (108 bytes with the NUL). */
 const MAX_SOCKET_PATH_BYTES = 107;
 const MAX_TIMEOUT_MS = 600_000;
+/**
+ * Below this an ADD could give up while the agent still completes it (a claim the runtime must then
+ * DEL): never what a configuration means. Measured agent round trips are ~2 ms; 100 leaves room.
+ */
+export const MIN_TIMEOUT_MS = 100;
 
 /** CNI spec: a network name starts with a letter or digit, then letters, digits, `_`, `.`, `-`. */
 const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -196,11 +201,11 @@ function parseIpam(v: unknown): IpamConfig {
   }
   if (v.timeoutMs !== undefined) {
     const t = v.timeoutMs;
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > MAX_TIMEOUT_MS) {
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < MIN_TIMEOUT_MS || t > MAX_TIMEOUT_MS) {
       throw invalid(
         'ipam.timeoutMs',
         t,
-        'is not a whole number of milliseconds from 1 to ' + MAX_TIMEOUT_MS,
+        `is not a whole number of milliseconds from ${MIN_TIMEOUT_MS} to ${MAX_TIMEOUT_MS}`,
         'write e.g. 30000, or leave it out for the default',
       );
     }
