@@ -303,18 +303,35 @@ describe('app-pool choice', () => {
       size: { extra: 1 },
       reclaim: true,
     });
+    const net1 = buildAppPool({
+      app: dep,
+      ifName: 'net1',
+      family: 4,
+      subnet: subnet({ subnet: '10.7.0.0/16' }, 'subnet-7'),
+      ips: set('10.7.0.10'),
+      size: { extra: 1 },
+      reclaim: true,
+    });
+    // Only eth0's pool so far: neither interface takes an address (eth0 waits for net1's pool, so
+    // a sandbox never takes eth0's address and fails on net1).
     const st = state(eth0);
-    const c = choosePools({ ifName: 'eth0', pod: rsPod(ann) }, st);
+    for (const ifName of ['eth0', 'net1']) {
+      fails(
+        () => chooseAppPools(rsPod(ann), ifName, st),
+        'APP_POOL_PENDING',
+        /has not created the application pool "auto4-test-app-net1-[0-9a-f]{5}" of Deployment default\/test-app \(interface net1/,
+      );
+    }
+    const both = state(eth0, net1);
+    const c = choosePools({ ifName: 'eth0', pod: rsPod(ann) }, both);
     assert.deepEqual(c.families, { 4: [eth0.metadata.name] });
     assert.match(c.rule, /application pool of Deployment default\/test-app/);
+    assert.deepEqual(choosePools({ ifName: 'net1', pod: rsPod(ann) }, both).families, {
+      4: [net1.metadata.name],
+    });
     assert.deepEqual(
       appsOfPod(rsPod({})).map((a) => a.kind),
       ['ReplicaSet', 'Deployment'],
-    );
-    fails(
-      () => chooseAppPools(rsPod(ann), 'net1', st),
-      'APP_POOL_PENDING',
-      /has not created the application pool "auto4-test-app-net1-[0-9a-f]{5}" of Deployment default\/test-app/,
     );
   });
   it("the pod's own ippool annotation still wins; a bare pod asking for a subnet is told why not", () => {

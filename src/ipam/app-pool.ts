@@ -503,8 +503,9 @@ export function appsOfPod(pod: PodInfo): AppRef[] {
  * The pool-choice rule for application pools (between the pod's own ippool annotations and the
  * namespace default): the pod's application has pools for this interface, or the pod asks for one
  * with `ipkeeper.io/subnet(s)`. Undefined when the rule does not apply.
- * @throws IpamError APP_POOL_PENDING when the pod asks but its pool does not exist yet (the
- *   runtime retries; the controller creates it within moments); INVALID_OBJECT for a malformed
+ * @throws IpamError APP_POOL_PENDING when the pod asks but its pool — or the pool of another
+ *   interface it asks for — does not exist yet (the runtime retries; the controller creates them
+ *   within moments), so a pod takes no address until it can take all; INVALID_OBJECT for a malformed
  *   annotation or a pod without a controller.
  */
 export function chooseAppPools(
@@ -527,6 +528,15 @@ export function chooseAppPools(
     if (Object.keys(out).length === 0) continue;
     const missing = wantFams.filter((f) => !out[f]);
     if (missing.length > 0) throw pending(pod, app, ifName, missing, asked?.source);
+    // Every interface the pod asks for, not just this one: an interface whose pool is still to come
+    // would fail the sandbox after this one took its address — given back by the runtime's DEL, with
+    // the pool's cursor already past it (the next sandbox gets the address after).
+    for (const other of asked?.interfaces ?? []) {
+      if (other.ifName === ifName) continue;
+      const fams = ([4, 6] as Family[]).filter((f) => (f === 4 ? other.ipv4 : other.ipv6));
+      const absent = fams.filter((f) => !state.pools.has(appPoolName(app, f, other.ifName)));
+      if (absent.length > 0) throw pending(pod, app, other.ifName, absent, asked?.source);
+    }
     return {
       families: out,
       rule: `application pool of ${app.kind} ${app.namespace}/${app.name} (interface ${ifName})`,
