@@ -67,15 +67,6 @@ export class IpamState {
    * revision is dropped (claims keep theirs in `claims`).
    */
   private readonly tombstones = new Map<string, Version>();
-  /**
-   * The tombstones in the order they were made, for dropping the oldest past `TOMBSTONE_LIMIT`. Not
-   * `tombstones.keys().next()`: a V8 Map keeps deleted entries as holes until it rehashes, and an
-   * iterator walks them from the start, so the first key after many first-key deletes costs the
-   * number of holes (measured on claims before they moved to `ClaimTable`: a release grew
-   * O(tombstones)).
-   */
-  private tombstoneOrder: { key: string; version: Version }[] = [];
-  private tombstoneHead = 0;
   private reservedUnion: Record<Family, IntervalSet> | undefined;
   private readonly allowedCache = new Map<string, IntervalSet>();
 
@@ -90,24 +81,11 @@ export class IpamState {
 
   private bury(key: string, version: Version): void {
     this.tombstones.set(key, version);
-    this.tombstoneOrder.push({ key, version });
-    // Oldest first; an event this late is far older than any watch lag. An entry whose tombstone was
-    // replaced (buried again) or lifted (put again) is skipped.
-    while (this.tombstones.size > TOMBSTONE_LIMIT && this.tombstoneHead < this.tombstoneOrder.length) {
-      const oldest = this.tombstoneOrder[this.tombstoneHead++] as { key: string; version: Version };
-      if (this.tombstones.get(oldest.key) === oldest.version) this.tombstones.delete(oldest.key);
-    }
-    // Drop the consumed front once it is most of the array, and entries of lifted tombstones when the
-    // order list has grown well past the map (puts of buried keys leave them behind).
-    if (this.tombstoneHead > 1024 && this.tombstoneHead * 2 > this.tombstoneOrder.length) {
-      this.tombstoneOrder = this.tombstoneOrder.slice(this.tombstoneHead);
-      this.tombstoneHead = 0;
-    }
-    if (this.tombstoneOrder.length > 2 * TOMBSTONE_LIMIT + 1024) {
-      this.tombstoneOrder = this.tombstoneOrder
-        .slice(this.tombstoneHead)
-        .filter((t) => this.tombstones.get(t.key) === t.version);
-      this.tombstoneHead = 0;
+    // Pools and reservations are few, so this bound is seldom reached; claims, which churn, keep
+    // their tombstones in `ClaimTable` (where taking the oldest key of a Map would walk its holes).
+    if (this.tombstones.size > TOMBSTONE_LIMIT) {
+      const first = this.tombstones.keys().next().value;
+      if (first !== undefined) this.tombstones.delete(first);
     }
   }
 
@@ -255,8 +233,6 @@ export class IpamState {
     this.byAttachment.clear();
     this.byPool.clear();
     this.tombstones.clear();
-    this.tombstoneOrder = [];
-    this.tombstoneHead = 0;
     this.reservationsChanged();
   }
 
