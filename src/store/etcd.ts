@@ -35,6 +35,7 @@
  */
 import { isIP } from 'node:net';
 import {
+  castGrpcError,
   ClientClosedError,
   Etcd3,
   EtcdAuthenticationFailedError,
@@ -66,6 +67,7 @@ import type {
   Watcher,
 } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
+import { decodeRangeResponse, encodeRangeRequest, lastKey } from './etcd-range.ts';
 
 export const DEFAULT_PREFIX = '/ipkeeper/';
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -314,23 +316,27 @@ export class EtcdStore implements Store {
     return this.decode<T>(res.kvs[0]);
   }
 
-  /** Pages through the prefix at one revision, so the result is one consistent snapshot. */
+  /**
+   * Pages through the prefix at one revision, so the result is one consistent snapshot. Pages are
+   * read with `rangeBytes` and decoded by `etcd-range.ts`, not by the etcd3 client (see there).
+   */
   async list<T>(prefix: string): Promise<Versioned<T>[]> {
     this.check();
     const start = Buffer.from(this.prefix + prefix);
     const end = prefixEnd(start);
+    const skip = Buffer.byteLength(this.prefix);
     const snapshot = await this.call('list', `${prefix}*`, false, async (deadline) => {
       const out: Versioned<T>[] = [];
       let from = start;
       let revision = '0';
       let limit = this.listPageKeys;
       const page = (key: Buffer) =>
-        this.client.kv.range({ key, range_end: end, limit, revision }, { deadline });
-      let next: ReturnType<typeof page> | undefined;
+        this.rangeBytes(encodeRangeRequest({ key, rangeEnd: end, limit, revision }), deadline);
+      let next: Promise<Buffer> | undefined;
       for (;;) {
-        let res;
+        let bytes;
         try {
-          res = await (next ?? page(from));
+          bytes = await (next ?? page(from));
         } catch (e) {
           next = undefined;
           // A page of big values can exceed what the client accepts: ask for fewer keys.
@@ -341,17 +347,30 @@ export class EtcdStore implements Store {
           throw e;
         }
         next = undefined;
-        this.saw(res.header);
-        if (revision === '0') revision = res.header.revision;
-        const last = res.kvs.at(-1);
+        let res;
+        try {
+          res = decodeRangeResponse(bytes);
+        } catch (e) {
+          throw new StoreError(`etcd list "${prefix}*": ${messageOf(e)}`, { retryable: false, cause: e });
+        }
+        this.sawRevision(res.revision);
+        if (revision === '0') revision = res.revision;
+        const last = lastKey(bytes, res);
         const more = res.more && last !== undefined;
         if (more) {
-          // Ask for the next page before decoding this one: etcd serves it while we parse.
-          from = Buffer.concat([last.key, Buffer.from([0])]);
+          // Ask for the next page (at the first page's revision) before parsing this one: etcd
+          // serves it while we parse.
+          from = Buffer.concat([last, Buffer.from([0])]);
           next = page(from);
           next.catch(() => undefined); // observed by the next turn's await
         }
-        for (const kv of res.kvs) out.push(this.decode<T>(kv)!);
+        const { spans, modRevisions } = res;
+        for (let i = 0; i < res.count; i++) {
+          const j = i * 4;
+          const key = bytes.toString('utf8', spans[j]! + skip, spans[j + 1]);
+          const value = parseValue<T>(key, bytes, spans[j + 2]!, spans[j + 3]!);
+          out.push({ key, value, version: modRevisions[i]! });
+        }
         if (!more) return { entries: out, revision: BigInt(revision) };
       }
     });
@@ -661,8 +680,36 @@ export class EtcdStore implements Store {
   }
 
   private saw(header: IResponseHeader): void {
-    const r = BigInt(header.revision);
+    this.sawRevision(header.revision);
+  }
+
+  private sawRevision(revision: string): void {
+    const r = BigInt(revision);
     if (r > this.revision) this.revision = r;
+  }
+
+  /**
+   * One `KV/Range` call with an encoded request, answered with the response's bytes, on a member
+   * the etcd3 client's pool picks (its failover and error classes apply, as for `kv.range`).
+   */
+  private rangeBytes(request: Buffer, deadline: number): Promise<Buffer> {
+    const pool = (this.client as unknown as { pool: RangePool }).pool;
+    return pool.withConnection(
+      'KV',
+      ({ client, metadata }) =>
+        new Promise<Buffer>((resolve, reject) => {
+          client.makeUnaryRequest(
+            '/etcdserverpb.KV/Range',
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            request,
+            metadata,
+            { deadline },
+            (err, res) =>
+              err || !res ? reject(castGrpcError(err ?? new Error('empty Range answer'))) : resolve(res),
+          );
+        }),
+    );
   }
 
   private decode<T>(kv: IKeyValue | undefined): Versioned<T> | undefined {
@@ -672,12 +719,37 @@ export class EtcdStore implements Store {
   }
 }
 
+/**
+ * The etcd3 client's connection pool, as far as `rangeBytes` uses it (etcd3 1.1: `Namespace.pool`,
+ * protected there; `test/etcd` lists through it against a real cluster, so a client without it fails
+ * the suite, not a user).
+ */
+interface RangePool {
+  withConnection<R>(
+    service: 'KV',
+    fn: (c: {
+      client: {
+        makeUnaryRequest(
+          method: string,
+          serialize: (b: Buffer) => Buffer,
+          deserialize: (b: Buffer) => Buffer,
+          argument: Buffer,
+          metadata: unknown,
+          options: { deadline: number },
+          callback: (err: Error | null, res?: Buffer) => void,
+        ): unknown;
+      };
+      metadata: unknown;
+    }) => Promise<R>,
+  ): Promise<R>;
+}
+
 /** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
-function parseValue<T>(key: string, bytes: Buffer): T {
+function parseValue<T>(key: string, bytes: Buffer, start = 0, end = bytes.length): T {
   try {
-    return JSON.parse(bytes.toString('utf8')) as T;
+    return JSON.parse(bytes.toString('utf8', start, end)) as T;
   } catch (cause) {
-    throw new StoreError(`etcd key "${key}" holds a value that is not JSON (${bytes.length} bytes)`, {
+    throw new StoreError(`etcd key "${key}" holds a value that is not JSON (${end - start} bytes)`, {
       retryable: false,
       cause,
     });
