@@ -278,7 +278,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const notes = [
     `Ready time: from spawning \`node <bundle or bin/ipkeeper.ts> agent --store URL\` until \`GET /readyz\` on its unix socket answers (polled every 2 ms). ${runs} runs on sqlite and ${opts.quick ? 2 : 5} on etcd, each alternating with the anchor (the same store with only the pool), after one warm-up of each; the agent is stopped by PID with SIGTERM between runs.`,
     `The ${n.toLocaleString('en-US')} claims are scattered over a ${SUBNET} pool, owned by pods on this agent's node, shaped like the engine's (64-hex container ids, pod uids).`,
-    'Two forms of the agent, alternating: `bundle` is dist/agent/ipkeeper.mjs, every module in one file as `npm run build` makes it for the container image (scripts/build.ts `buildAgent`; the Kubernetes client stays outside, loaded lazily); `sources` is Node running bin/ipkeeper.ts from the TypeScript sources (type stripping, a few hundred files resolved and read). Each anchor includes loading the modules (fastify, pino, the store); the claims’ share is the difference.',
+    'Two forms of the agent, alternating: `bundle` is what the container image runs, dist/agent/ipkeeper.mjs as `npm run build` makes it (scripts/build.ts `buildAgent`): a launcher that turns on Node\'s compile cache (in the temp directory here, warmed by the warm-up round), then every module in one file, ipkeeper-bundle.mjs (the Kubernetes client stays outside, loaded lazily); `sources` is Node running bin/ipkeeper.ts from the TypeScript sources (type stripping, a few hundred files resolved and read). Each anchor includes loading the modules (fastify, pino, the store); the claims’ share is the difference.',
   ];
   return { rows, notes };
 }

@@ -26,7 +26,13 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { BUILT_EXECUTABLE } from '../../src/cni/install.ts';
 import { buildCli } from '../../src/cli/main.ts';
 import { ROOT } from '../../src/deploy/chart.ts';
-import { AGENT_BUNDLE, NATIVE_EXECUTABLE, buildAgent, buildNative } from '../../scripts/build.ts';
+import {
+  AGENT_BUNDLE,
+  AGENT_BUNDLE_CODE,
+  NATIVE_EXECUTABLE,
+  buildAgent,
+  buildNative,
+} from '../../scripts/build.ts';
 import { startAgent, runPlugin } from '../e2e/harness.ts';
 import { startEtcdCluster } from '../etcd/cluster.ts';
 
@@ -133,9 +139,11 @@ describe('deploy/Containerfile (structure only: no container engine here, the im
       fromBuild.map((c) => [c.sources, resolve(runtime.workdir, c.dest)]),
       [
         [[built(NATIVE_EXECUTABLE)], inImage(BUILT_EXECUTABLE)],
-        [[built(AGENT_BUNDLE)], inImage(AGENT_BUNDLE)],
+        [[`${built(dirname(AGENT_BUNDLE))}/`], inImage(dirname(AGENT_BUNDLE))],
       ],
     );
+    // The launcher imports the bundle beside it: both come with the directory.
+    assert.equal(dirname(AGENT_BUNDLE_CODE), dirname(AGENT_BUNDLE));
     // No scripts/ in the image: install-cni would otherwise try to rebuild the plugin (needs esbuild, cc).
     const copied = runtime.steps.filter((i) => i.op === 'COPY').flatMap((i) => copyParts(i).sources);
     assert.ok(!copied.some((s) => s.startsWith('scripts')), 'the runtime stage copies scripts/');
@@ -210,7 +218,7 @@ describe('deploy/Containerfile (structure only: no container engine here, the im
         if (c.from === 'build') {
           const src = join(ROOT, relative(build.workdir, c.sources[0] as string));
           mkdirSync(dirname(join(app, c.dest)), { recursive: true });
-          cpSync(src, join(app, c.dest));
+          cpSync(src, join(app, c.dest), { recursive: true });
         } else {
           // Docker's rules: a directory's contents go into the destination; files into a destination
           // ending in `/` keep their names.
