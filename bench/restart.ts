@@ -6,7 +6,7 @@
  *
  * The claims are written straight into the store, shaped and keyed as the engine writes them: through
  * `SqliteStore.create` for sqlite (group commit makes that fast), and for etcd as plain puts of the
- * same key and JSON value the etcd store's `create` writes, 128 per transaction (a create-if-absent
+ * same key and value text the etcd store's `create` writes (`encodeValue`), 128 per transaction (a create-if-absent
  * per claim would take minutes). Two in-process figures split the sqlite restart into its parts:
  * listing the claims from the store, and loading them into the engine's cache.
  */
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { IpamState, CLAIM_PREFIX } from '../src/ipam/state.ts';
 import { SqliteStore } from '../src/store/sqlite.ts';
+import { encodeValue } from '../src/store/codec.ts';
 import { AGENT_BUNDLE, buildAgent } from '../scripts/build.ts';
 import { startEtcdCluster, type EtcdCluster } from '../test/etcd/cluster.ts';
 import { claimObject, poolKey, poolObject, scatteredValues, writeClaims } from './fixtures.ts';
@@ -241,7 +242,10 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
             next += BATCH;
             if (start >= all.length) return;
             const ops = all.slice(start, start + BATCH).map((c) => ({
-              request_put: { key: Buffer.from(full + c.key), value: Buffer.from(JSON.stringify(c.claim)) },
+              request_put: {
+                key: Buffer.from(full + c.key),
+                value: Buffer.from(encodeValue(c.key, c.claim)),
+              },
             }));
             await client.kv.txn({ compare: [], success: ops, failure: [] });
           }

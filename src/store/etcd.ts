@@ -3,7 +3,7 @@
  * `EtcdStore`: the `Store` on a real etcd v3 cluster, shared by the agents of several hosts.
  *
  * Layout: store key `k` is etcd key `prefix + k` (default prefix `/ipkeeper/`), its value the JSON
- * text. A version is the key's `mod_revision` in decimal — etcd's store-wide revision, which only
+ * text (`codec.ts`: a claim as its spec alone). A version is the key's `mod_revision` in decimal — etcd's store-wide revision, which only
  * grows, so a deleted and recreated key never gets an old version back (DESIGN invariant 3).
  *
  * Every write is one etcd transaction on its own key, so writers of different keys never contend and
@@ -54,7 +54,7 @@ import type {
   IWatchResponse,
 } from 'etcd3';
 import { IpamError } from '../errors.ts';
-import { toJson } from './memory.ts';
+import { decodeValue, encodeValue } from './codec.ts';
 import { StoreError, distinctKeys, validateKey } from './store.ts';
 import type {
   CasResult,
@@ -382,7 +382,7 @@ export class EtcdStore implements Store {
   async create<T>(key: string, value: T): Promise<CreateResult<T>> {
     this.check(key);
     const k = this.etcdKey(key);
-    const json = toJson(key, value);
+    const json = encodeValue(key, value);
     const res = await this.call('create', key, true, (deadline) =>
       this.client.kv.txn(
         {
@@ -493,7 +493,7 @@ export class EtcdStore implements Store {
     this.check();
     this.groupStats.transactions++;
     const ks = entries.map((e) => this.etcdKey(e.key));
-    const values = entries.map((e) => Buffer.from(toJson(e.key, e.value)));
+    const values = entries.map((e) => Buffer.from(encodeValue(e.key, e.value)));
     const subject =
       entries.length <= 3
         ? entries.map((e) => e.key).join(', ')
@@ -529,7 +529,7 @@ export class EtcdStore implements Store {
 
   async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {
     this.check(key);
-    const json = toJson(key, value);
+    const json = encodeValue(key, value);
     return this.compareAndWrite<T>('update', key, version, {
       request_put: { key: this.etcdKey(key), value: Buffer.from(json) },
     });
@@ -747,7 +747,7 @@ interface RangePool {
 /** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
 function parseValue<T>(key: string, bytes: Buffer, start = 0, end = bytes.length): T {
   try {
-    return JSON.parse(bytes.toString('utf8', start, end)) as T;
+    return decodeValue(key, bytes.toString('utf8', start, end)) as T;
   } catch (cause) {
     throw new StoreError(`etcd key "${key}" holds a value that is not JSON (${end - start} bytes)`, {
       retryable: false,

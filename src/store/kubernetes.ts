@@ -104,7 +104,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, GROUP, KINDS, VERSION, type KindInfo } from '../api/kinds.ts';
-import { toJson } from './memory.ts';
+import { toJson } from './codec.ts';
 import { StoreError, validateKey } from './store.ts';
 import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';

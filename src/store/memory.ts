@@ -7,10 +7,12 @@
  * promise, like every other backend. Versions come from one revision counter that only grows, so a
  * key that is deleted and created again never gets an old version back (DESIGN invariant 3).
  *
- * Values are stored as their JSON text: what a caller reads back is a fresh copy holding exactly what
- * JSON carries, the same as with the durable backends, and mutating it cannot change the store.
+ * Values are stored as their JSON text (`codec.ts`, which writes a claim as its spec): what a caller
+ * reads back is a fresh copy holding exactly what JSON carries, the same as with the durable
+ * backends, and mutating it cannot change the store.
  */
 import { StoreError, distinctKeys, validateKey } from './store.ts';
+import { decodeValue, encodeValue } from './codec.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -34,28 +36,6 @@ interface Listener {
 }
 
 /**
- * Serializes a store value.
- * @throws StoreError (not retryable) for what JSON cannot carry: undefined, functions, cycles, BigInt.
- */
-export function toJson(key: string, value: unknown): string {
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(value);
-  } catch (cause) {
-    throw new StoreError(`store value for "${key}" cannot be written as JSON: ${String(cause)}`, {
-      retryable: false,
-      cause,
-    });
-  }
-  if (json === undefined) {
-    throw new StoreError(`store value for "${key}" is ${typeof value}, which JSON cannot carry`, {
-      retryable: false,
-    });
-  }
-  return json;
-}
-
-/**
  * A put event whose `value` is parsed from `json` when first read, then kept. Listeners of one write
  * share it: they read it, none of ours mutates it (the engine's cache keeps it as it is).
  */
@@ -66,7 +46,7 @@ export function lazyPut(key: string, json: string, version: Version): WatchEvent
     key,
     version,
     get value(): unknown {
-      parsed ??= { value: JSON.parse(json) as unknown };
+      parsed ??= { value: decodeValue(key, json) };
       return parsed.value;
     },
   };
@@ -101,7 +81,7 @@ export class MemoryStore implements Store {
 
   async create<T>(key: string, value: T): Promise<CreateResult<T>> {
     this.check(key);
-    const json = toJson(key, value);
+    const json = encodeValue(key, value);
     const existing = this.read<T>(key);
     if (existing) return { created: false, existing };
     return { created: true, version: this.write(key, json) };
@@ -138,7 +118,7 @@ export class MemoryStore implements Store {
 
   async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {
     this.check(key);
-    const json = toJson(key, value);
+    const json = encodeValue(key, value);
     const e = this.entries.get(key);
     if (!e || String(e.revision) !== version) return { ok: false, current: this.read<T>(key) };
     return { ok: true, version: this.write(key, json) };
@@ -186,7 +166,7 @@ export class MemoryStore implements Store {
   private read<T>(key: string): Versioned<T> | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
-    return { key, value: JSON.parse(e.json) as T, version: String(e.revision) };
+    return { key, value: decodeValue(key, e.json) as T, version: String(e.revision) };
   }
 
   private write(key: string, json: string): Version {

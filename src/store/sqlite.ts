@@ -10,7 +10,7 @@
  *
  * Schema (user_version 1):
  *
- *   kv      (key TEXT PK, value TEXT  -- JSON, version INTEGER -- revision of the write that made it)
+ *   kv      (key TEXT PK, value TEXT  -- JSON (codec.ts), version INTEGER -- revision of the write that made it)
  *   meta    ('revision' -> the last revision handed out; only grows)
  *   changes (revision INTEGER PK, key, type 'put'|'delete')  -- the last `changeLogSize` writes
  *
@@ -58,7 +58,7 @@ import type {
   WatchEvent,
   Watcher,
 } from './store.ts';
-import { toJson } from './memory.ts';
+import { decodeValue, encodeValue } from './codec.ts';
 
 export interface SqliteStoreOptions {
   /** `FULL` (default) fsyncs every commit; `NORMAL` only at checkpoints (a power cut may lose the last writes). */
@@ -311,7 +311,7 @@ export class SqliteStore implements Store {
 
   async create<T>(key: string, value: T): Promise<CreateResult<T>> {
     this.check(key);
-    const json = toJson(key, value);
+    const json = encodeValue(key, value);
     return this.write('create', key, (next): CreateResult<T> => {
       const rev = next();
       if (Number(this.w.insert.run(key, json, rev).changes) === 0) {
@@ -327,7 +327,7 @@ export class SqliteStore implements Store {
     this.check();
     for (const e of entries) validateKey(e.key);
     distinctKeys(entries);
-    const jsons = entries.map((e) => toJson(e.key, e.value));
+    const jsons = entries.map((e) => encodeValue(e.key, e.value));
     return this.write('createMany', entries[0]?.key ?? '(none)', (next): CreateManyResult => {
       const existing = entries.flatMap((e) => this.read(this.w.get, e.key) ?? []);
       if (existing.length > 0) return { created: false, existing };
@@ -347,7 +347,7 @@ export class SqliteStore implements Store {
 
   async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {
     this.check(key);
-    const json = toJson(key, value);
+    const json = encodeValue(key, value);
     const want = parseVersion(version);
     return this.write('update', key, (next): CasResult<T> => {
       const rev = next();
@@ -563,7 +563,7 @@ export class SqliteStore implements Store {
   private decode<T>(key: string, row: Row): Versioned<T> {
     let value: T;
     try {
-      value = JSON.parse(row.value) as T;
+      value = decodeValue(key, row.value) as T;
     } catch (cause) {
       throw new StoreError(`sqlite store ${this.path}: the value of "${key}" is not JSON (corrupt row)`, {
         retryable: false,
@@ -664,12 +664,12 @@ export class SqliteStore implements Store {
     const version = String(row.revision);
     if (row.type === 'delete') return { type: 'delete', key: row.key, version };
     if (own?.json !== undefined) {
-      return { type: 'put', key: row.key, value: JSON.parse(own.json) as unknown, version };
+      return { type: 'put', key: row.key, value: decodeValue(row.key, own.json), version };
     }
     // Another process wrote it: the value is in kv unless a later write replaced it.
     const now = this.r.get.get(row.key) as Row | undefined;
     if (now === undefined || now.version !== row.revision) return undefined;
-    return { type: 'put', key: row.key, value: JSON.parse(now.value) as unknown, version };
+    return { type: 'put', key: row.key, value: decodeValue(row.key, now.value), version };
   }
 
   /** Calls a listener; its exception must not stop delivery to the others, so it is rethrown apart. */

@@ -21,6 +21,7 @@ import { Etcd3 } from 'etcd3';
 import { call } from '../../src/cli/client.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
 import type { IPClaim } from '../../src/api/kinds.ts';
+import { decodeValue } from '../../src/store/codec.ts';
 import { startEtcdCluster, type EtcdCluster } from '../etcd/cluster.ts';
 import { cli, startAgent, writeTemp, type AgentProcess } from '../e2e/harness.ts';
 
@@ -282,8 +283,9 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
       try {
         const kvs = await client.getAll().prefix(`${prefix}ipclaims/`).strings();
         return new Map(
-          Object.values(kvs).map((v) => {
-            const c = JSON.parse(v) as IPClaim;
+          Object.entries(kvs).map(([k, v]) => {
+            // The stored text as the store's codec writes it (a claim as its spec).
+            const c = decodeValue(k.slice(prefix.length), v) as IPClaim;
             return [c.spec.ip, c];
           }),
         );
