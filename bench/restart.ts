@@ -26,6 +26,7 @@ import {
   nowMs,
   p99,
   prng,
+  procCpuMs,
   startAgent,
   tempDir,
   type Row,
@@ -50,6 +51,8 @@ interface Restarts {
   full: number[];
   /** CPU ms the agent had used when it became ready. */
   cpu: { empty: number[]; full: number[] };
+  /** CPU ms the store's own processes (etcd members) used from spawn to ready. */
+  storeCpu: { empty: number[]; full: number[] };
 }
 
 /** How the agent is run: the TypeScript sources, or the bundle `npm run build` makes for the image. */
@@ -69,17 +72,22 @@ async function restarts(
   runs: number,
   opts: SectionOptions,
   label: string,
+  storeCpuMs: () => number = () => NaN,
 ): Promise<Record<Form, Restarts>> {
-  const out: Record<Form, Restarts> = {
-    bundle: { empty: [], full: [], cpu: { empty: [], full: [] } },
-    sources: { empty: [], full: [], cpu: { empty: [], full: [] } },
-  };
+  const fresh = (): Restarts => ({
+    empty: [],
+    full: [],
+    cpu: { empty: [], full: [] },
+    storeCpu: { empty: [], full: [] },
+  });
+  const out: Record<Form, Restarts> = { bundle: fresh(), sources: fresh() };
   for (let i = -1; i < runs; i++) {
     const forms = i % 2 === 0 ? FORMS : [...FORMS].reverse();
     for (const form of forms) {
       const order: ('empty' | 'full')[] = i % 2 === 0 ? ['empty', 'full'] : ['full', 'empty'];
       const o = out[form.name];
       for (const which of order) {
+        const store0 = storeCpuMs();
         const a = await startAgent({
           store: urls[which],
           cli: form.cli,
@@ -87,10 +95,12 @@ async function restarts(
           node: NODE_NAME,
           pollMs: 2,
         });
+        const storeCpu = storeCpuMs() - store0;
         await a.stop();
         if (i >= 0) {
           o[which].push(a.readyMs);
           o.cpu[which].push(a.readyCpuMs);
+          o.storeCpu[which].push(storeCpu);
         }
       }
       if (i >= 0)
@@ -106,6 +116,8 @@ function rowsFor(store: string, form: Form, n: number, r: Restarts): Row[] {
   const label = `${store}, ${form}`;
   const emptyM = median(r.empty);
   const fullM = median(r.full);
+  const storeCpu = (xs: number[]): string =>
+    xs.some((x) => !Number.isNaN(x)) ? `; ${store} CPU meanwhile ${median(xs).toFixed(0)} ms` : '';
   return [
     {
       figure: `agent start to ready, empty store (${label})`,
@@ -114,7 +126,7 @@ function rowsFor(store: string, form: Form, n: number, r: Restarts): Row[] {
       median: emptyM,
       p99: p99(r.empty),
       samples: r.empty.length,
-      detail: `runs ${r.empty.map((x) => x.toFixed(0)).join(', ')} ms; agent CPU to ready ${median(r.cpu.empty).toFixed(0)} ms`,
+      detail: `runs ${r.empty.map((x) => x.toFixed(0)).join(', ')} ms; agent CPU to ready ${median(r.cpu.empty).toFixed(0)} ms${storeCpu(r.storeCpu.empty)}`,
     },
     {
       ...compared(
@@ -127,7 +139,7 @@ function rowsFor(store: string, form: Form, n: number, r: Restarts): Row[] {
           samples: r.full.length,
           anchor: `empty store (${label})`,
           goal: `< ${GOAL_MS} ms`,
-          detail: `runs ${r.full.map((x) => x.toFixed(0)).join(', ')} ms; the claims add ${(fullM - emptyM).toFixed(0)} ms; agent CPU to ready ${median(r.cpu.full).toFixed(0)} ms (${(median(r.cpu.full) / median(r.cpu.empty)).toFixed(2)}× empty)`,
+          detail: `runs ${r.full.map((x) => x.toFixed(0)).join(', ')} ms; the claims add ${(fullM - emptyM).toFixed(0)} ms; agent CPU to ready ${median(r.cpu.full).toFixed(0)} ms (${(median(r.cpu.full) / median(r.cpu.empty)).toFixed(2)}× empty)${storeCpu(r.storeCpu.full)}`,
         },
         emptyM,
       ),
@@ -263,6 +275,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       etcdRuns,
       opts,
       'etcd',
+      () => cluster!.members.reduce((sum, m) => sum + procCpuMs(m.pid), 0),
     );
     for (const f of FORMS) rows.push(...rowsFor('etcd', f.name, n, et[f.name]));
   } catch (e) {

@@ -220,10 +220,24 @@ export class Ipam {
     this.started = true;
   }
 
+  /**
+   * Reads pools, reservations and claims at once, each into the cache as it arrives (page by page
+   * where the store can `scan`: an agent's start then parses one page while etcd serves the next).
+   * The order does not matter: the cache orders by version, and the watches started first. Every
+   * read settles before a failure is reported, so none of a failed load lands after a resync's
+   * `clear`.
+   */
   private async load(): Promise<void> {
-    for (const prefix of [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]) {
-      for (const e of await this.store.list(prefix)) this.state.put(e.key, e.value, e.version);
-    }
+    const put = (entries: Versioned[]): void => {
+      for (const e of entries) this.state.put(e.key, e.value, e.version);
+    };
+    const reads = await Promise.allSettled(
+      [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX].map(async (prefix) => {
+        if (this.store.scan) await this.store.scan(prefix, put);
+        else put(await this.store.list(prefix));
+      }),
+    );
+    for (const r of reads) if (r.status === 'rejected') throw r.reason;
   }
 
   /** After a watch reset: forget and re-list. Allocation waits for it. */

@@ -9,6 +9,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { IpamError } from '../errors.ts';
 import { storeContract } from './contract.ts';
@@ -207,6 +208,94 @@ describe('EtcdStore on one member', () => {
         got.map((e) => [e.key, e.value]),
         want.map((k, i) => [k, i]),
       );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('scan hands over the same entries as list, page by page, in key order', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 4 });
+    try {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => s.create(`claims/k${i}`, i)));
+      const pages: string[][] = [];
+      await s.scan!<number>('claims/', (page) => pages.push(page.map((e) => e.key)));
+      assert.deepEqual(
+        pages.map((p) => p.length),
+        [4, 4, 2],
+      );
+      assert.deepEqual(
+        pages.flat(),
+        (await s.list('claims/')).map((e) => e.key),
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('scan starts over at a newer revision when etcd compacts its snapshot away in the middle', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 2 });
+    try {
+      await Promise.all(Array.from({ length: 8 }, (_, i) => s.create(`claims/k${i}`, i)));
+      const seen: string[] = [];
+      let compacted = false;
+      await s.scan!<number>('claims/', (page) => {
+        seen.push(...page.map((e) => e.key));
+        if (compacted) return;
+        compacted = true;
+        // After the first page (the second is already asked for, the third is not): a delete, then
+        // a compaction of every revision before it, done to the end before the scan goes on (a
+        // child process, since this callback is synchronous), so the third page's read at the
+        // snapshot's revision fails.
+        const r = spawnSync(
+          process.execPath,
+          [
+            '--input-type=module',
+            '-e',
+            `import { Etcd3 } from 'etcd3';
+             const c = new Etcd3({ hosts: ${JSON.stringify(cluster.endpoints)} });
+             await c.delete().key(${JSON.stringify(`${prefix}claims/k7`)});
+             const head = (await c.get('x').exec()).header.revision;
+             await c.kv.compact({ revision: head, physical: true });
+             c.close();`,
+          ],
+          { encoding: 'utf8', cwd: process.cwd() },
+        );
+        assert.equal(r.status, 0, r.stderr);
+      });
+      // Whatever page the restart came at, the last pass is the snapshot after the delete.
+      const last = seen.lastIndexOf('claims/k0');
+      assert.ok(last > 0, `the scan did not start over: ${seen.join(' ')}`);
+      assert.deepEqual(seen.slice(last), [
+        'claims/k0',
+        'claims/k1',
+        'claims/k2',
+        'claims/k3',
+        'claims/k4',
+        'claims/k5',
+        'claims/k6',
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("scan passes the caller's exception through as it is, without retrying", async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 2 });
+    try {
+      await Promise.all(Array.from({ length: 4 }, (_, i) => s.create(`claims/k${i}`, i)));
+      let calls = 0;
+      const boom = new TypeError('boom');
+      await assert.rejects(
+        s.scan!('claims/', () => {
+          calls++;
+          throw boom;
+        }),
+        (e) => e === boom,
+      );
+      assert.equal(calls, 1);
     } finally {
       await s.close();
     }

@@ -207,7 +207,7 @@ type Failure = 'unsent' | 'unknown' | 'fatal';
 const UNSENT =
   /No connection established|Channel closed before call started|Name resolution failed|raft proposal dropped|etcdserver: too many requests|etcdserver: no leader/;
 const FATAL =
-  /etcdserver: request is too large|etcdserver: too many operations in txn request|message larger than max/i;
+  /etcdserver: request is too large|etcdserver: too many operations in txn request|message larger than max|required revision has been compacted/i;
 
 function classify(e: unknown): Failure {
   if (
@@ -316,34 +316,71 @@ export class EtcdStore implements Store {
     return this.decode<T>(res.kvs[0]);
   }
 
-  /**
-   * Pages through the prefix at one revision, so the result is one consistent snapshot. Pages are
-   * read with `rangeBytes` and decoded by `etcd-range.ts`, not by the etcd3 client (see there).
-   */
+  /** Every entry under `prefix` at one revision: the pages of `scan`, collected. */
   async list<T>(prefix: string): Promise<Versioned<T>[]> {
+    let out: Versioned<T>[] = [];
+    await this.pages<T>(
+      prefix,
+      (page) => {
+        for (const e of page) out.push(e);
+      },
+      () => {
+        out = [];
+      },
+    );
+    return out;
+  }
+
+  /**
+   * `list`, handed over page by page: a page goes to `onPage` after the next one is asked for, so
+   * the caller's work on it (an agent loading its cache) overlaps etcd's on the next. If etcd
+   * compacts the snapshot's revision away in the middle, the scan starts over at a new revision, so
+   * pages can repeat; an entry carries its version, and a cache fed by a watch started before the
+   * scan converges either way (the engine's `load`).
+   */
+  async scan<T>(prefix: string, onPage: (entries: Versioned<T>[]) => void): Promise<void> {
+    await this.pages(prefix, onPage, () => {});
+  }
+
+  /**
+   * Pages through the prefix at one revision (the first page's), `listPageKeys` keys a page. Each
+   * page is its own call, with its own deadline and retries, so a prefix of any size can be read.
+   * Pages are read with `rangeBytes` and decoded by `etcd-range.ts`, not by the etcd3 client (see
+   * there). `onRestart` is called before a scan starts over (after a compaction).
+   */
+  private async pages<T>(
+    prefix: string,
+    onPage: (entries: Versioned<T>[]) => void,
+    onRestart: () => void,
+  ): Promise<void> {
     this.check();
     const start = Buffer.from(this.prefix + prefix);
     const end = prefixEnd(start);
     const skip = Buffer.byteLength(this.prefix);
-    const snapshot = await this.call('list', `${prefix}*`, false, async (deadline) => {
-      const out: Versioned<T>[] = [];
+    let limit = this.listPageKeys;
+    for (let round = 1; ; round++) {
       let from = start;
       let revision = '0';
-      let limit = this.listPageKeys;
-      const page = (key: Buffer) =>
-        this.rangeBytes(encodeRangeRequest({ key, rangeEnd: end, limit, revision }), deadline);
+      const page = (key: Buffer, rev: string): Promise<Buffer> =>
+        this.call('list', `${prefix}*`, false, (deadline) =>
+          this.rangeBytes(encodeRangeRequest({ key, rangeEnd: end, limit, revision: rev }), deadline),
+        );
       let next: Promise<Buffer> | undefined;
+      // Left only by return (done), throw, or break (start over).
       for (;;) {
         let bytes;
         try {
-          bytes = await (next ?? page(from));
+          bytes = await (next ?? page(from, revision));
         } catch (e) {
           next = undefined;
+          const why = messageOf(e) + messageOf((e as { cause?: unknown } | null)?.cause);
           // A page of big values can exceed what the client accepts: ask for fewer keys.
-          if (/RESOURCE_EXHAUSTED|larger than max/i.test(messageOf(e)) && limit > 1) {
+          if (/RESOURCE_EXHAUSTED|larger than max/i.test(why) && limit > 1) {
             limit = Math.ceil(limit / 2);
             continue;
           }
+          // The snapshot's revision was compacted away under us: start over at the newest.
+          if (revision !== '0' && /compacted/i.test(why) && round < 5) break;
           throw e;
         }
         next = undefined;
@@ -359,24 +396,28 @@ export class EtcdStore implements Store {
         const more = res.more && last !== undefined;
         if (more) {
           // Ask for the next page (at the first page's revision) before parsing this one: etcd
-          // serves it while we parse.
+          // serves it while we parse and the caller works.
           from = Buffer.concat([last, Buffer.from([0])]);
-          next = page(from);
+          next = page(from, revision);
           next.catch(() => undefined); // observed by the next turn's await
         }
         const { spans, modRevisions } = res;
+        const entries: Versioned<T>[] = new Array<Versioned<T>>(res.count);
         for (let i = 0; i < res.count; i++) {
           const j = i * 4;
           const key = bytes.toString('utf8', spans[j]! + skip, spans[j + 1]);
           const value = parseValue<T>(key, bytes, spans[j + 2]!, spans[j + 3]!);
-          out.push({ key, value, version: modRevisions[i]! });
+          entries[i] = { key, value, version: modRevisions[i]! };
         }
-        if (!more) return { entries: out, revision: BigInt(revision) };
+        onPage(entries);
+        if (!more) {
+          this.recentLists.push({ prefix, revision: BigInt(revision), at: Date.now() });
+          if (this.recentLists.length > LIST_WATCH_ENTRIES) this.recentLists.shift();
+          return;
+        }
       }
-    });
-    this.recentLists.push({ prefix, revision: snapshot.revision, at: Date.now() });
-    if (this.recentLists.length > LIST_WATCH_ENTRIES) this.recentLists.shift();
-    return snapshot.entries;
+      onRestart();
+    }
   }
 
   async create<T>(key: string, value: T): Promise<CreateResult<T>> {

@@ -73,6 +73,14 @@ export interface Store {
   get<T>(key: string): Promise<Versioned<T> | undefined>;
   /** Every entry whose key starts with `prefix` (use a trailing `/`), in key order. */
   list<T>(prefix: string): Promise<Versioned<T>[]>;
+  /**
+   * `list`, handed to `onPage` page by page as the backend reads them (key order, one snapshot),
+   * so the caller works on a page while the next is read. Optional: backends that read in one
+   * step (memory, sqlite) leave it out and callers `list`. Pages may repeat when a backend has to
+   * start over (etcd, after a compaction), always from the first key and at a newer snapshot.
+   * An exception from `onPage` ends the scan and is passed through as it is.
+   */
+  scan?<T>(prefix: string, onPage: (entries: Versioned<T>[]) => void): Promise<void>;
   /** Create-if-absent. Exactly one of several concurrent callers gets `created: true`. */
   create<T>(key: string, value: T): Promise<CreateResult<T>>;
   /**
