@@ -49,6 +49,23 @@ export function attachmentKey(cniNetwork: string, containerId: string, ifName: s
 
 const TOMBSTONE_LIMIT = 100_000;
 
+/**
+ * The claims of one attachment: one key as a string (nearly every attachment: one per family is
+ * two at most), several as an array — no Set per attachment, which with 100k claims is most of the
+ * garbage an agent's start makes.
+ */
+interface Attachment {
+  readonly cniNetwork: string;
+  readonly ifName: string;
+  keys: string | string[];
+}
+
+/** A container's attachment on `cniNetwork` with `ifName` (a container has one per interface). */
+function findAttachment(list: Attachment[], cniNetwork: string, ifName: string): Attachment | undefined {
+  for (const a of list) if (a.ifName === ifName && a.cniNetwork === cniNetwork) return a;
+  return undefined;
+}
+
 export class IpamState {
   readonly pools = new Map<string, PoolEntry>();
   readonly reservations = new Map<string, ReservationEntry>();
@@ -56,11 +73,13 @@ export class IpamState {
   readonly claims = new ClaimTable(TOMBSTONE_LIMIT);
   private readonly used = new Map<string, UsedSet>();
   /**
-   * Claim keys per attachment: one key as a string (nearly every attachment: one per family is
-   * two at most), several as an array — no Set per attachment, which with 100k claims is most of
-   * the garbage an agent's start makes.
+   * Claim keys per attachment, found by container id, then network and interface. Keyed by the
+   * container id itself rather than a `network/id/interface` string: that string was made anew
+   * for every lookup, and hashing its ~90 characters three times per ADD+DEL was a sixth of the
+   * allocation decision (bench/engine.ts, the decision alone); the id string is the claim's own,
+   * its hash computed once.
    */
-  private readonly byAttachment = new Map<string, string | string[]>();
+  private readonly byContainer = new Map<string, Attachment[]>();
   private readonly byPool = new Map<string, number>();
   /**
    * Deleted pool and reservation keys and the revision of their deletion, so a late put of an older
@@ -194,12 +213,15 @@ export class IpamState {
     this.usedSet(claim.spec.network, claim.spec.family).add(value);
     const s = claim.spec;
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
-      const ak = attachmentKey(s.cniNetwork, s.containerId, s.ifName);
-      const had = this.byAttachment.get(ak);
-      if (had === undefined) this.byAttachment.set(ak, key);
-      else if (typeof had === 'string') {
-        if (had !== key) this.byAttachment.set(ak, [had, key]);
-      } else if (!had.includes(key)) had.push(key);
+      const list = this.byContainer.get(s.containerId);
+      const a = list && findAttachment(list, s.cniNetwork, s.ifName);
+      if (a === undefined) {
+        const fresh: Attachment = { cniNetwork: s.cniNetwork, ifName: s.ifName, keys: key };
+        if (list) list.push(fresh);
+        else this.byContainer.set(s.containerId, [fresh]);
+      } else if (typeof a.keys === 'string') {
+        if (a.keys !== key) a.keys = [a.keys, key];
+      } else if (!a.keys.includes(key)) a.keys.push(key);
     }
     this.byPool.set(s.pool, (this.byPool.get(s.pool) ?? 0) + 1);
     return true;
@@ -210,13 +232,16 @@ export class IpamState {
     const s = held.claim.spec;
     this.usedSet(s.network, s.family).delete(held.value);
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
-      const ak = attachmentKey(s.cniNetwork, s.containerId, s.ifName);
-      const had = this.byAttachment.get(ak);
-      if (had === held.key) this.byAttachment.delete(ak);
-      else if (Array.isArray(had)) {
-        const rest = had.filter((k) => k !== held.key);
-        if (rest.length === 1) this.byAttachment.set(ak, rest[0] as string);
-        else this.byAttachment.set(ak, rest);
+      const list = this.byContainer.get(s.containerId);
+      const a = list && findAttachment(list, s.cniNetwork, s.ifName);
+      if (list !== undefined && a !== undefined) {
+        if (a.keys === held.key) {
+          if (list.length === 1) this.byContainer.delete(s.containerId);
+          else list.splice(list.indexOf(a), 1);
+        } else if (Array.isArray(a.keys)) {
+          const rest = a.keys.filter((k) => k !== held.key);
+          a.keys = rest.length === 1 ? (rest[0] as string) : rest;
+        }
       }
     }
     const n = (this.byPool.get(s.pool) ?? 1) - 1;
@@ -230,7 +255,7 @@ export class IpamState {
     this.reservations.clear();
     this.claims.clear();
     this.used.clear();
-    this.byAttachment.clear();
+    this.byContainer.clear();
     this.byPool.clear();
     this.tombstones.clear();
     this.reservationsChanged();
@@ -279,7 +304,8 @@ export class IpamState {
   }
 
   claimsOf(cniNetwork: string, containerId: string, ifName: string): HeldClaim[] {
-    const keys = this.byAttachment.get(attachmentKey(cniNetwork, containerId, ifName));
+    const list = this.byContainer.get(containerId);
+    const keys = list && findAttachment(list, cniNetwork, ifName)?.keys;
     if (keys === undefined) return [];
     const out: HeldClaim[] = [];
     for (const k of typeof keys === 'string' ? [keys] : keys) {
