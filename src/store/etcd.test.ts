@@ -213,6 +213,25 @@ describe('EtcdStore on one member', () => {
     }
   });
 
+  it('asks for fewer keys while a page is larger than the client accepts', async () => {
+    const prefix = freshPrefix();
+    // 12 values of ~100 kB: a page of all of them is ~1.2 MB, over the 400 kB this client takes.
+    const s = (await openEtcdStore(cluster.url, { prefix, maxReceiveBytes: 400_000 })) as EtcdStore;
+    try {
+      const big = 'x'.repeat(100_000);
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) => s.create(`claims/k${String(i).padStart(2, '0')}`, { big, i })),
+      );
+      const got = await s.list<{ i: number }>('claims/');
+      assert.deepEqual(
+        got.map((e) => e.value.i),
+        Array.from({ length: 12 }, (_, i) => i),
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
   it('scan hands over the same entries as list, page by page, in key order', async () => {
     const prefix = freshPrefix();
     const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 4 });

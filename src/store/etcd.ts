@@ -114,6 +114,11 @@ export interface EtcdStoreOptions {
   listPageKeys?: number;
   /** Concurrent `createMany` calls share transactions (default true; false: one each). */
   groupCommit?: boolean;
+  /**
+   * Largest message the client accepts, in bytes (default 64 MiB); a list page larger than that
+   * is asked for again with half the keys. Small values let tests cross that path.
+   */
+  maxReceiveBytes?: number;
 }
 
 /** A `createMany` call waiting for its group's transaction. */
@@ -302,7 +307,7 @@ export class EtcdStore implements Store {
       // No gRPC keepalive: etcd counts a client ping on a connection without an open stream as
       // abuse and, after three, drops the connection with every call on it (too_many_pings) — which
       // turns healthy writes into ones with unknown outcome.
-      grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
+      grpcOptions: { 'grpc.max_receive_message_length': opts.maxReceiveBytes ?? MAX_RECEIVE_BYTES },
     });
   }
 
@@ -992,6 +997,7 @@ export async function openEtcdStore(url: string, opts: EtcdStoreOptions = {}): P
     timeoutMs: opts.timeoutMs,
     listPageKeys: opts.listPageKeys,
     groupCommit: opts.groupCommit,
+    maxReceiveBytes: opts.maxReceiveBytes,
   });
   try {
     // Also learns the current revision, so the first watch starts right after it.
