@@ -11,8 +11,10 @@
  *
  * Reading accepts both forms under `ipclaims/`: a stored object with `apiVersion` or `spec` is a
  * whole object, any other object a claim's spec. So writing an object with neither under
- * `ipclaims/` is refused: it would read back as something else. The kubernetes backend does not use this: its
- * objects are custom resources, read by kubectl and other clients.
+ * `ipclaims/` is refused: it would read back as something else. An agent built before this format
+ * reads a compact claim as a broken one, so the agents of one store run one version (no release
+ * predates the format). The kubernetes backend does not use this: its objects are custom
+ * resources, read by kubectl and other clients.
  */
 import { API_VERSION } from '../api/kinds.ts';
 import { StoreError } from './store.ts';
