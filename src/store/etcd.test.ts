@@ -252,6 +252,36 @@ describe('EtcdStore on one member', () => {
     }
   });
 
+  it('scan hands a page over in slices, in key order, and stops when the store closes between them', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 4, scanSliceKeys: 3 });
+    try {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => s.create(`claims/k${i}`, i)));
+      const slices: string[][] = [];
+      await s.scan!<number>('claims/', (slice) => slices.push(slice.map((e) => e.key)));
+      assert.deepEqual(
+        slices.map((p) => p.length),
+        [3, 1, 3, 1, 2],
+      );
+      assert.deepEqual(
+        slices.flat(),
+        (await s.list('claims/')).map((e) => e.key),
+      );
+      // Closed after the first slice: the scan fails as closed instead of handing over the rest.
+      let after = 0;
+      await assert.rejects(
+        s.scan!('claims/', () => {
+          after++;
+          if (after === 1) void s.close();
+        }),
+        /etcd store is closed/,
+      );
+      assert.equal(after, 1);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('scan starts over at a newer revision when etcd compacts its snapshot away in the middle', async () => {
     const prefix = freshPrefix();
     const s = await openEtcdStore(cluster.url, { prefix, listPageKeys: 2 });
