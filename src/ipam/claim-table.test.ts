@@ -36,6 +36,37 @@ describe('ClaimTable', () => {
     assert.equal(t.tombstone('ipclaims/b'), '4');
   });
 
+  it('putIfNewer holds a claim only over an older claim or tombstone, and says what it replaced', () => {
+    const t = new ClaimTable(10);
+    assert.equal(t.putIfNewer(held('ipclaims/a', '5')), undefined, 'nothing was there');
+    assert.equal(t.size, 1);
+    assert.equal(t.putIfNewer(held('ipclaims/a', '5')), false, 'the same version changes nothing');
+    assert.equal(t.putIfNewer(held('ipclaims/a', '4')), false, 'an older version changes nothing');
+    assert.equal(t.get('ipclaims/a')?.version, '5');
+    assert.equal(
+      (t.putIfNewer(held('ipclaims/a', '10')) as HeldClaim).version,
+      '5',
+      'replaced the claim at 5',
+    );
+    assert.equal(t.size, 1);
+    t.bury('ipclaims/a', '12');
+    assert.equal(t.putIfNewer(held('ipclaims/a', '11')), false, 'a put older than the delete is dropped');
+    assert.equal(t.size, 0);
+    assert.equal(t.tombstone('ipclaims/a'), '12');
+    assert.equal(t.putIfNewer(held('ipclaims/a', '13')), undefined, 'over a tombstone: no claim replaced');
+    assert.equal(t.size, 1);
+    assert.equal(t.tombstone('ipclaims/a'), undefined);
+    // The tombstone count went down with it: three more tombstones fit under a limit of 3.
+    const small = new ClaimTable(3);
+    small.bury('ipclaims/x', '1');
+    small.putIfNewer(held('ipclaims/x', '2'));
+    for (const k of ['p', 'q', 'r']) small.bury(`ipclaims/${k}`, '3');
+    assert.deepEqual(
+      ['p', 'q', 'r'].map((k) => small.tombstone(`ipclaims/${k}`)),
+      ['3', '3', '3'],
+    );
+  });
+
   it('keeps at most `limit` tombstones, dropping the oldest; re-buried and re-held keys keep their place', () => {
     const t = new ClaimTable(3);
     for (const k of ['a', 'b', 'c']) t.bury(k, '1');

@@ -91,9 +91,10 @@ export class IpamState {
 
   // ---- feeding ---------------------------------------------------------------------------------
 
+  /** Whether a pool's or reservation's put at `version` is newer than what is held or was deleted. */
   private fresh(key: string, version: Version, current: Version | undefined): boolean {
     if (current !== undefined && !versionNewer(version, current)) return false;
-    const dead = key.startsWith(CLAIM_PREFIX) ? this.claims.tombstone(key) : this.tombstones.get(key);
+    const dead = this.tombstones.get(key);
     if (dead !== undefined && !versionNewer(version, dead)) return false;
     return true;
   }
@@ -199,17 +200,16 @@ export class IpamState {
   }
 
   private putClaim(key: string, claim: IPClaim, version: Version): boolean {
-    const prev = this.claims.get(key);
-    if (!this.fresh(key, version, prev?.version)) return false;
     let value: bigint;
     try {
       value = parseAddr(claim.spec.ip).value;
     } catch {
       return false;
     }
-    if (prev) this.dropIndexes(prev);
     const held: HeldClaim = { key, claim, version, value };
-    this.claims.set(key, held);
+    const prev = this.claims.putIfNewer(held);
+    if (prev === false) return false;
+    if (prev) this.dropIndexes(prev);
     this.usedSet(claim.spec.network, claim.spec.family).add(value);
     const s = claim.spec;
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
