@@ -155,6 +155,11 @@ describe('decodeRangeResponse', () => {
     assert.throws(() => decodeRangeResponse(buf.subarray(0, 3)), RangeDecodeError);
     assert.throws(() => decodeRangeResponse(Buffer.from([(1 << 3) | 3])), /wire type 3/);
     assert.throws(() => decodeRangeResponse(Buffer.from([0x12, 0x7f, 0x00])), /runs past its message/);
+    // A varint field it skips (wire type 0, field 9): eleven bytes, or cut off, is refused too.
+    const longVarint = [0x48, ...Array<number>(10).fill(0xff), 0x01];
+    assert.throws(() => decodeRangeResponse(Buffer.from(longVarint)), /longer than 10 bytes/);
+    assert.throws(() => decodeRangeResponse(Buffer.from([0x48, 0xff, 0xff])), /truncated varint/);
+    assert.equal(decodeRangeResponse(Buffer.from([0x48, 0xff, 0x01])).count, 0);
   });
 
   it('property: whatever etcd sends in whatever field order, every key-value comes back as written', () => {

@@ -156,6 +156,16 @@ class Reader {
     return BigInt.asIntN(64, v);
   }
 
+  /** Moves past a varint without reading it (the fields of a key-value that `list` does not use). */
+  skipVarint(): void {
+    const b = this.buf;
+    for (let i = 0; ; i++) {
+      if (this.pos >= this.end) throw new RangeDecodeError('truncated varint');
+      if ((b[this.pos++] as number) < 0x80) return;
+      if (i >= 9) throw new RangeDecodeError('varint longer than 10 bytes');
+    }
+  }
+
   /** A length-delimited field's `[start, end)`, moving past it. */
   span(): [number, number] {
     const len = this.uint32();
@@ -173,7 +183,7 @@ class Reader {
   skip(wireType: number): void {
     switch (wireType) {
       case 0:
-        this.int64Text();
+        this.skipVarint();
         return;
       case 1:
         this.pos += 8;
