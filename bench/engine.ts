@@ -567,8 +567,11 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   opts.log('engine: address sets at a true 90%');
   const net: Bench[] = [];
   const reps = new Map<string, string>();
+  // The /112 carries no goal: an IPv6 pool as large as the /16, to tell what the family costs
+  // (addresses are bigints at the set's boundary) from what the /64's size costs.
+  const SET_SIZES = ['10.6.168.128/28', '10.6.0.0/16', '10.0.0.0/8', 'fd00::/64', 'fd00::/112'];
   for (const pattern of ['contiguous', 'scattered'] as const) {
-    for (const s of ['10.6.168.128/28', '10.6.0.0/16', '10.0.0.0/8', 'fd00::/64']) {
+    for (const s of SET_SIZES) {
       const b = netBench(s, pattern, rand);
       const label = `${pattern} ${s}`;
       reps.set(
@@ -582,26 +585,27 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   for (const pattern of ['contiguous', 'scattered']) {
     const anchorLabel = `${pattern} 10.6.168.128/28`;
     const anchor = median(nres.get(anchorLabel)!);
-    for (const s of ['10.6.168.128/28', '10.6.0.0/16', '10.0.0.0/8', 'fd00::/64']) {
+    for (const s of SET_SIZES) {
       const label = `${pattern} ${s}`;
       const xs = nres.get(label)!;
       const m = median(xs);
+      const v6Only = s === 'fd00::/112';
       const base: Row = {
-        figure: `UsedSet+nextFree, ${s.replace(/^.*\//, '/')} 90% ${pattern}`,
+        figure: `UsedSet+nextFree, ${s.replace(/^.*\//, '/')}${v6Only ? ' (IPv6, as large as the /16)' : ''} 90% ${pattern}`,
         unit: 'cycles/CPU-s',
         better: 'higher',
         median: m,
         samples: xs.length,
-        goal: `≥ ${SAME_SPEED}× /28`,
+        ...(v6Only ? {} : { goal: `≥ ${SAME_SPEED}× /28` }),
         detail: reps.get(label)!,
       };
+      const vsAnchor = compared({ ...base, anchor: `UsedSet+nextFree, /28 90% ${pattern}` }, anchor);
       rows.push(
         label === anchorLabel
           ? { ...base, met: true }
-          : {
-              ...compared({ ...base, anchor: `UsedSet+nextFree, /28 90% ${pattern}` }, anchor),
-              met: m / anchor >= SAME_SPEED,
-            },
+          : v6Only
+            ? vsAnchor
+            : { ...vsAnchor, met: m / anchor >= SAME_SPEED },
       );
     }
   }
