@@ -49,6 +49,35 @@ function commandLine(args: string[]): string {
     : `node bench/run.ts ${args.join(' ')}`.trim();
 }
 
+/** Total and idle CPU time of the machine so far, in clock ticks (/proc/stat's first line). */
+function cpuTicks(): { total: number; idle: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: idle + iowait is idle.
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { total, idle: (fields[3] ?? 0) + (fields[4] ?? 0) };
+}
+
+const QUIET_BUSY = 0.1;
+const QUIET_WINDOW_MS = 500;
+const QUIET_MAX_MS = 30_000;
+
+/**
+ * Waits until the machine is quiet — at most 10% of its CPUs busy over half a second — or 30 s have
+ * passed, so a section does not start while the previous one's processes (etcd members, agents)
+ * are still winding down. Returns how long it waited and how busy the last window was.
+ */
+async function settle(): Promise<{ waitedMs: number; busy: number }> {
+  const t0 = Date.now();
+  for (;;) {
+    const a = cpuTicks();
+    await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
+    const b = cpuTicks();
+    const busy = b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : 0;
+    const waitedMs = Date.now() - t0;
+    if (busy <= QUIET_BUSY || waitedMs >= QUIET_MAX_MS) return { waitedMs, busy };
+  }
+}
+
 function runSection(name: string, quick: boolean): Promise<SectionResult> {
   const dir = mkdtempSync(join(tmpdir(), 'ipk-bench-result-'));
   const out = join(dir, 'result.json');
@@ -135,7 +164,12 @@ function keptAnalysis(path: string): string | undefined {
   return a >= 0 && b > a ? text.slice(a, b + ANALYSIS_END.length) : undefined;
 }
 
-function markdown(m: Machine, sections: SectionResult[], analysis?: string): string {
+function markdown(
+  m: Machine,
+  sections: SectionResult[],
+  analysis: string | undefined,
+  settled: Map<string, { waitedMs: number; busy: number }>,
+): string {
   const out: string[] = [];
   out.push(
     '# Benchmarks',
@@ -179,8 +213,12 @@ function markdown(m: Machine, sections: SectionResult[], analysis?: string): str
   if (analysis) out.push(analysis, '');
   for (const s of sections) {
     out.push(`## ${s.name} — ${s.title.replace(/^[a-z]+: /, '')}`, '');
+    const quiet = settled.get(s.name);
     out.push(
-      `Took ${s.seconds.toFixed(0)} s; load average at its start ${s.load.start.join(', ')}, at its end ${s.load.end.join(', ')}.`,
+      `Took ${s.seconds.toFixed(0)} s; load average at its start ${s.load.start.join(', ')}, at its end ${s.load.end.join(', ')}.` +
+        (quiet
+          ? ` Before it, the CPUs were ${(quiet.busy * 100).toFixed(0)}% busy over ${QUIET_WINDOW_MS} ms, after waiting ${(quiet.waitedMs / 1000).toFixed(1)} s for them to fall to ${QUIET_BUSY * 100}% or less (at most ${QUIET_MAX_MS / 1000} s).`
+          : ''),
       '',
     );
     if (s.rows.length > 0) {
@@ -245,8 +283,13 @@ async function main(): Promise<void> {
     `ipkeeper benchmarks — ${machine.date}\n${machine.cpus}, ${machine.memory}, Linux ${machine.kernel}, Node ${machine.node}\nuptime: ${machine.uptimeStart}`,
   );
   const results: SectionResult[] = [];
+  const settled = new Map<string, { waitedMs: number; busy: number }>();
   for (const name of only) {
-    console.log(`\n-- ${name}${values.quick ? ' (quick)' : ''} ...`);
+    const quiet = await settle();
+    settled.set(name, quiet);
+    console.log(
+      `\n-- ${name}${values.quick ? ' (quick)' : ''} ... (CPUs ${(quiet.busy * 100).toFixed(0)}% busy after ${(quiet.waitedMs / 1000).toFixed(1)} s of waiting for quiet)`,
+    );
     const r = await runSection(name, values.quick);
     results.push(r);
     console.log(consoleSection(r));
@@ -254,7 +297,7 @@ async function main(): Promise<void> {
   machine.uptimeEnd = uptime();
   machine.loadEnd = loadNow();
   console.log(`\nuptime at end: ${machine.uptimeEnd}`);
-  writeFileSync(out, markdown(machine, results, keptAnalysis(out)));
+  writeFileSync(out, markdown(machine, results, keptAnalysis(out), settled));
   console.log(
     `written to ${out}${partial && !values.out ? ' (a partial run: docs/BENCHMARKS.md is left as it was)' : ''}`,
   );
