@@ -266,12 +266,6 @@ export async function buildAgent(opts: { out?: string; log?: (line: string) => v
 }
 
 /**
- * An esbuild plugin: a dependency that uses `__dirname`/`__filename` (a CommonJS module reading a
- * file of its own package, e.g. etcd3's rpc.proto) gets them defined as its original location,
- * relative to the bundle's directory `outDir` — so node_modules must be where it was at build time
- * relative to the bundle (the repository, or the image's /app with its production dependencies).
- */
-/**
  * Node's built-in modules, where an `import` statement names them, are taken with `require` (the
  * banner's) instead. Node builds an ES module facade for a built-in by reading every export, and
  * some exports are getters that load more: `node:http`'s load undici, 19–34 ms of an agent's start
@@ -283,8 +277,8 @@ function builtinsByRequire(): Plugin {
     name: 'builtins-by-require',
     setup(b) {
       b.onResolve({ filter: /^[a-z][a-z0-9_:/]*$/ }, (args) => {
-        if (args.kind !== 'import-statement' || !isBuiltin(args.path) || args.namespace === 'ipk-builtin')
-          return undefined;
+        // The shim's own `require` is a 'require-call': left to esbuild, which keeps it external.
+        if (args.kind !== 'import-statement' || !isBuiltin(args.path)) return undefined;
         return { path: args.path, namespace: 'ipk-builtin' };
       });
       b.onLoad({ filter: /.*/, namespace: 'ipk-builtin' }, (args) => ({
@@ -295,6 +289,12 @@ function builtinsByRequire(): Plugin {
   };
 }
 
+/**
+ * An esbuild plugin: a dependency that uses `__dirname`/`__filename` (a CommonJS module reading a
+ * file of its own package, e.g. etcd3's rpc.proto) gets them defined as its original location,
+ * relative to the bundle's directory `outDir` — so node_modules must be where it was at build time
+ * relative to the bundle (the repository, or the image's /app with its production dependencies).
+ */
 function packageDirs(outDir: string): Plugin {
   return {
     name: 'package-dirs',

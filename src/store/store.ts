@@ -75,7 +75,8 @@ export interface Store {
   list<T>(prefix: string): Promise<Versioned<T>[]>;
   /**
    * `list`, handed to `onPage` page by page as the backend reads them (key order, one snapshot),
-   * so the caller works on a page while the next is read. Optional: backends that read in one
+   * so the caller works on a page while the next is read; a backend may split a page into slices
+   * and let the event loop run between them (etcd does, so the next page can come in). Optional: backends that read in one
    * step (memory, sqlite) leave it out and callers `list`. Pages may repeat when a backend has to
    * start over (etcd, after a compaction), always from the first key and at a newer snapshot.
    * An exception from `onPage` ends the scan and is passed through as it is.
