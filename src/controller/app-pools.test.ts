@@ -6,13 +6,17 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { MemoryStore } from '../store/memory.ts';
+import type { WorkloadCache } from '../cluster/workloads.ts';
+import type { ControllerContext } from './context.ts';
+import { until } from '../../test/lib/until.ts';
 import { API_VERSION, type Subnet } from '../api/kinds.ts';
 import { IntervalSet } from '../net/interval-set.ts';
 import { Ipam } from '../ipam/engine.ts';
 import { ObjectService } from '../ipam/objects.ts';
 import { APP_LABEL, resize, subnetAddresses } from '../ipam/app-pool.ts';
-import { carveTaken, subnetStatus } from './app-pools.ts';
+import { AppPoolReconciler, carveTaken, subnetStatus } from './app-pools.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
@@ -75,6 +79,45 @@ describe('application pools and VIPs from the Subnet', () => {
     const mine = IntervalSet.parse(4, ['10.0.0.3-10.0.0.4']);
     const held = IntervalSet.parse(4, ['10.0.0.4', '10.0.0.9']);
     assert.deepEqual(carveTaken(all, mine, held).toStrings(), ['10.0.0.1-10.0.0.2', '10.0.0.9']);
+  });
+
+  it("the reconciler updates a Subnet's free when a ReservedIP comes or goes, not only at its resync", async () => {
+    const store = new MemoryStore();
+    await store.create('subnets/lb-net', subnet);
+    const ctx: ControllerContext = {
+      kc: {} as KubeConfig,
+      store,
+      log: { debug() {}, info() {}, warn() {}, error() {} },
+      namespace: 'ipkeeper-system',
+      now: () => Date.now(),
+      async event() {},
+    };
+    // No workloads (no API server here): the Subnet's status is what this is about.
+    const noWorkloads: WorkloadCache = {
+      get: () => undefined,
+      list: () => [],
+      ownerChain: () => [],
+      has: () => false,
+      on: () => () => {},
+      async stop() {},
+    };
+    // resyncMs 0: no periodic pass, so only a kick can bring the change.
+    const rec = new AppPoolReconciler({ workloads: noWorkloads, delayMs: 10, resyncMs: 0 });
+    await rec.start(ctx);
+    try {
+      const free = async (): Promise<number | undefined> =>
+        (await store.get<Subnet>('subnets/lb-net'))?.value.status?.free;
+      const is = (n: number) => async () => ((await free()) === n ? true : undefined);
+      await until('free 11', is(11), 5_000, 10);
+      // Let the pass its own status write kicks (through the Subnet watch) come and go first.
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await store.create('reservedips/r', obj('ReservedIP', 'r', { ips: ['10.7.0.20'] }));
+      await until('free 10 after the reservation', is(10), 5_000, 10);
+      assert.ok(r.created && (await store.delete('reservedips/r', r.version)).ok);
+      await until('free 11 after it went', is(11), 5_000, 10);
+    } finally {
+      await rec.stop();
+    }
   });
 
   it("the Subnet's free counts neither pool addresses, reserved ones nor the VIP's", async () => {

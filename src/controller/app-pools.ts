@@ -107,6 +107,8 @@ export class AppPoolReconciler implements Reconciler {
   private waiting = 0;
   /** Pools in the cache after the last pass. */
   private poolCount = -1;
+  /** `reservationsGeneration` the last pass started from. */
+  private reservationsSeen = -1;
   /** Subnets the applications named (for a scoped reconciler's status writes). */
   private readonly named = new Set<string>();
   /** Only workloads (and their pools) in these namespaces; undefined = all. */
@@ -136,10 +138,17 @@ export class AppPoolReconciler implements Reconciler {
     });
     const kick = (): void => this.loop?.kick();
     // Claim events are many and rarely matter here: only to a shrink waiting for addresses to be
-    // released, or when a pool appeared or went (ours deleted by hand: made again).
+    // released, or when a pool appeared or went (ours deleted by hand: made again). A change to the
+    // reservations changes what a Subnet has free, and what a pool may grow into.
     this.unsubscribe.push(
       cache.onChange(() => {
-        if (this.waiting > 0 || cache.ipam.state.pools.size !== this.poolCount) kick();
+        const state = cache.ipam.state;
+        if (
+          this.waiting > 0 ||
+          state.pools.size !== this.poolCount ||
+          state.reservationsGeneration !== this.reservationsSeen
+        )
+          kick();
       }),
     );
     this.unsubscribe.push(this.workloads.on(kick));
@@ -173,6 +182,8 @@ export class AppPoolReconciler implements Reconciler {
     const workloads = this.workloads;
     if (!workloads) return;
     if (!cache.ipam.ready) throw new Error('the cache is re-listing after a watch reset');
+    // Read before the pass: a change while it runs kicks another.
+    this.reservationsSeen = cache.ipam.state.reservationsGeneration;
     const subnets = new Map(
       (await ctx.store.list<Subnet>(SUBNET_PREFIX)).map((e) => [e.value.metadata.name, e.value]),
     );

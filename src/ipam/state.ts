@@ -88,6 +88,7 @@ export class IpamState {
   private readonly tombstones = new Map<string, Version>();
   private reservedUnion: Record<Family, IntervalSet> | undefined;
   private readonly allowedCache = new Map<string, IntervalSet>();
+  #reservationsGeneration = 0;
 
   // ---- feeding ---------------------------------------------------------------------------------
 
@@ -197,6 +198,15 @@ export class IpamState {
   private reservationsChanged(): void {
     this.reservedUnion = undefined;
     this.allowedCache.clear();
+    this.#reservationsGeneration++;
+  }
+
+  /**
+   * Goes up with every change to the reservations (a put, a delete, a clear): what is derived from
+   * them (a Subnet's free addresses) can tell when to look again.
+   */
+  get reservationsGeneration(): number {
+    return this.#reservationsGeneration;
   }
 
   private putClaim(key: string, claim: IPClaim, version: Version): boolean {
