@@ -6,10 +6,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { MemoryStore } from '../store/memory.ts';
 import type { WorkloadCache } from '../cluster/workloads.ts';
-import type { ControllerContext } from './context.ts';
+import { storeContext } from '../../test/lib/controller-context.ts';
 import { until } from '../../test/lib/until.ts';
 import { API_VERSION, type Subnet } from '../api/kinds.ts';
 import { IntervalSet } from '../net/interval-set.ts';
@@ -84,14 +83,7 @@ describe('application pools and VIPs from the Subnet', () => {
   it("the reconciler updates a Subnet's free when a ReservedIP comes or goes, not only at its resync", async () => {
     const store = new MemoryStore();
     await store.create('subnets/lb-net', subnet);
-    const ctx: ControllerContext = {
-      kc: {} as KubeConfig,
-      store,
-      log: { debug() {}, info() {}, warn() {}, error() {} },
-      namespace: 'ipkeeper-system',
-      now: () => Date.now(),
-      async event() {},
-    };
+    const { ctx } = storeContext(store);
     // No workloads (no API server here): the Subnet's status is what this is about.
     const noWorkloads: WorkloadCache = {
       get: () => undefined,

@@ -9,13 +9,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { MemoryStore } from '../store/memory.ts';
 import { API_VERSION, type ClaimOwner, type IPClaim, type IPPool } from '../api/kinds.ts';
 import type { AgentEvent } from '../agent/ui/events.ts';
 import type { PoolMapPage } from '../agent/ui/map.ts';
 import type { UiHub } from '../agent/ui/hub.ts';
-import type { ControllerContext } from './context.ts';
+import { storeContext } from '../../test/lib/controller-context.ts';
 import { controllerEvents, recordReconcileErrors, type SharedCache } from './cache.ts';
 import { pageHub, servePage } from './main.ts';
 import { PassLoop } from './pass-loop.ts';
@@ -84,14 +83,7 @@ const key = (ip: string): string => `ipclaims/default.${ip.replaceAll('.', '-')}
 
 describe('the controller page: cluster-wide recent events', () => {
   const store = new MemoryStore();
-  const ctx: ControllerContext = {
-    kc: {} as KubeConfig,
-    store,
-    log: { debug() {}, info() {}, warn() {}, error() {} },
-    namespace: 'ipkeeper-system',
-    now: () => Date.now(),
-    async event() {},
-  };
+  const { ctx } = storeContext(store);
   let ui: { cache: SharedCache; hub: UiHub };
   let server: http.Server;
   let base: string;

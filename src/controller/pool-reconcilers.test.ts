@@ -5,11 +5,10 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { MemoryStore } from '../store/memory.ts';
 import type { WatchEvent } from '../store/store.ts';
 import { API_VERSION, type IPClaim, type IPPool } from '../api/kinds.ts';
-import type { ControllerContext, ControllerEvent } from './context.ts';
+import { storeContext } from '../../test/lib/controller-context.ts';
 import { PoolStatusReconciler } from './pool-status.ts';
 import { PoolFinalizerReconciler, POOL_FINALIZER, heldByMessage } from './finalizer.ts';
 import { attachMetrics, createControllerMetrics } from './metrics.ts';
@@ -19,21 +18,6 @@ const DEADLINE_MS = 10_000;
 
 function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
   return untilDone(what, check, DEADLINE_MS, 10);
-}
-
-function context(store: MemoryStore): { ctx: ControllerContext; events: ControllerEvent[] } {
-  const events: ControllerEvent[] = [];
-  const ctx: ControllerContext = {
-    kc: {} as KubeConfig,
-    store,
-    log: { debug() {}, info() {}, warn() {}, error() {} },
-    namespace: 'ipkeeper-system',
-    now: () => Date.now(),
-    async event(e) {
-      events.push(e);
-    },
-  };
-  return { ctx, events };
 }
 
 const pool = (name: string, spec: IPPool['spec']): IPPool => ({
@@ -62,7 +46,7 @@ const claimKey = (ip: string): string => `ipclaims/default.${ip.replaceAll('.', 
 describe('pool status reconciler', () => {
   it('writes total/used/reserved/free, follows claims and reservations, and coalesces a burst into one write', async () => {
     const store = new MemoryStore();
-    const { ctx } = context(store);
+    const { ctx } = storeContext(store);
     const metrics = createControllerMetrics({ defaultMetrics: false });
     attachMetrics(ctx, metrics);
     await store.create('ippools/a', pool('a', { subnet: '10.6.0.0/24', ips: ['10.6.0.10-10.6.0.109'] }));
@@ -109,7 +93,7 @@ describe('pool status reconciler', () => {
 
   it('keeps the spec as it is when it writes the status', async () => {
     const store = new MemoryStore();
-    const { ctx } = context(store);
+    const { ctx } = storeContext(store);
     const p = pool('b', { subnet: '10.7.0.0/30', gateway: '10.7.0.1' });
     await store.create('ippools/b', p);
     const r = new PoolStatusReconciler({ intervalMs: 20 });
@@ -124,7 +108,7 @@ describe('pool status reconciler', () => {
 describe('pool finalizer reconciler', () => {
   it('adds the finalizer, holds a deleted pool while claims name it, and lets go after the last one', async () => {
     const store = new MemoryStore();
-    const { ctx, events } = context(store);
+    const { ctx, events } = storeContext(store);
     await store.create('ippools/a', pool('a', { subnet: '10.6.0.0/24' }));
     await store.create(claimKey('10.6.0.5'), claim('a', '10.6.0.5', 'web-0'));
     await store.create(claimKey('10.6.0.6'), claim('a', '10.6.0.6', 'web-1'));
@@ -169,7 +153,7 @@ describe('pool finalizer reconciler', () => {
 
   it('the pool-status and finalizer reconcilers share one cache', async () => {
     const store = new MemoryStore();
-    const { ctx } = context(store);
+    const { ctx } = storeContext(store);
     let watches = 0;
     const counting = Object.create(store) as MemoryStore;
     counting.watch = <T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void) => {
