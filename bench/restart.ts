@@ -314,18 +314,18 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       etcdRuns,
       opts,
       'etcd',
-      () => cluster!.members.reduce((sum, m) => sum + procCpuMs(m.pid), 0),
+      etcdCpu,
     );
     for (const f of FORMS) rows.push(...rowsFor('etcd', f.name, n, et[f.name]));
     const etcdFull = median(et.bundle.full);
-    const partRow = (figure: string, ms: number[], samples: number, detail: string): Row => ({
+    const partRow = (figure: string, ms: number[], detail: string): Row => ({
       ...compared(
         {
           figure,
           unit: 'ms',
           better: 'lower',
           median: median(ms),
-          samples,
+          samples: ms.length,
           anchor: 'agent start to ready, claims (etcd, bundle)',
         },
         etcdFull,
@@ -336,19 +336,16 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       partRow(
         `in process: scan ${n.toLocaleString('en-US')} claims from etcd`,
         scanMs,
-        scanMs.length,
         `EtcdStore.scan(ipclaims/), pages of ${LIST_PAGE_KEYS.toLocaleString('en-US')} keys: etcd serving them, gRPC receiving them, a JSON.parse per claim; CPU here ${median(scanCpu).toFixed(0)} ms, etcd members ${median(scanStoreCpu).toFixed(0)} ms`,
       ),
       partRow(
         `in process: JSON.parse of the ${n.toLocaleString('en-US')} stored claim texts alone (CPU)`,
         parseCpu,
-        parseCpu.length,
         'decodeValue on the texts the etcd store holds (the spec, envelope put back): the share of the scan that any reader of JSON values pays',
       ),
       partRow(
         `in process: load the scanned claims into the engine cache (CPU)`,
         etcdLoadCpu,
-        etcdLoadCpu.length,
         'IpamState.put per claim, as the agent does for each page',
       ),
     );
