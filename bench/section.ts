@@ -3,7 +3,7 @@
  * Runs one benchmark section in its own process (started by `bench/run.ts` with `--expose-gc` and a
  * clean environment) and writes its `SectionResult` as JSON to the file named on the command line.
  *
- *   node --expose-gc bench/section.ts <engine|plugin|etcd|burst|restart> <result.json> [--quick]
+ *   node --expose-gc bench/section.ts <engine|plugin|etcd|burst|restart|kube> <result.json> [--quick]
  *
  * Progress goes to stderr. A section that throws still writes a result, with `error` set.
  */
@@ -29,6 +29,10 @@ export const SECTIONS: Record<string, { title: string; load: () => Promise<Runne
   restart: {
     title: 'restart: agent ready with 100k claims',
     load: async () => (await import('./restart.ts')).run,
+  },
+  kube: {
+    title: 'kube: agent ready with 100k claims in Kubernetes mode',
+    load: async () => (await import('./kube.ts')).run,
   },
 };
 

@@ -1,0 +1,266 @@
+/**
+ * @module bench/kube
+ * Agent restart in Kubernetes mode, the store the chart deploys (`--store kubernetes:`): claims are
+ * IPClaim objects in a real kube-apiserver v1.20.2 (test/kube/cluster.ts: one etcd member, the API
+ * server, the CRDs installed), so the agent's start reads every claim through the API server.
+ *
+ *   agent ready      `ipkeeper agent --store kubernetes:KUBECONFIG` (the bundle) from start until
+ *                    `/readyz` answers, with only the pool, then with N claims
+ *   LIST, paged      the anchor: the API server answering a LIST of the N IPClaims as the store
+ *                    asks for it (`limit` 500 and `continue`, each page read from etcd), timed here
+ *                    with a keep-alive HTTPS client that only parses each page
+ *   LIST, cached     the same LIST served from the API server's watch cache (resourceVersion=0,
+ *                    one answer), for reference: what a start could cost if it read from there
+ *   creates          writing the N claims: `KubernetesStore.create` from 32 concurrent callers
+ *
+ * The control plane (etcd and the API server) shares the machine's CPUs with the agent; its CPU
+ * during each figure is in the detail.
+ */
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestCluster, type TestCluster } from '../test/kube/cluster.ts';
+import { installCrds } from '../test/kube/crds.ts';
+import { GROUP, VERSION } from '../src/api/kinds.ts';
+import { openKubernetesStore, LIST_PAGE_SIZE } from '../src/store/kubernetes.ts';
+import type { Store } from '../src/store/store.ts';
+import { AGENT_BUNDLE, buildAgent } from '../scripts/build.ts';
+import { claimObject, poolKey, poolObject, scatteredValues, writeClaims } from './fixtures.ts';
+import {
+  compared,
+  cpuOf,
+  median,
+  nowMs,
+  p99,
+  prng,
+  startAgent,
+  tempDir,
+  type Row,
+  type SectionOptions,
+} from './lib.ts';
+
+const GOAL_MS = 1000;
+const POOL = 'restart';
+const SUBNET = '10.64.0.0/12';
+const NODE_NAME = 'bench';
+const WRITERS = 32;
+
+interface Timed {
+  ms: number[];
+  /** CPU ms of etcd and the API server during each sample. */
+  planeCpu: number[];
+  /** CPU ms of the agent until ready (agent samples only). */
+  agentCpu: number[];
+}
+
+const timed = (): Timed => ({ ms: [], planeCpu: [], agentCpu: [] });
+
+/**
+ * LISTs every IPClaim: paged as the store pages (`limit`), or from the watch cache
+ * (resourceVersion=0, no limit). Returns how many objects came back.
+ */
+async function rawList(c: TestCluster, agent: https.Agent, mode: 'paged' | 'cached'): Promise<number> {
+  const base = `/apis/${GROUP}/${VERSION}/ipclaims`;
+  let count = 0;
+  let cont: string | undefined;
+  do {
+    const q =
+      mode === 'cached'
+        ? '?resourceVersion=0'
+        : `?limit=${LIST_PAGE_SIZE}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`;
+    const body = await get(c, agent, base + q);
+    const list = JSON.parse(body) as { items?: unknown[]; metadata?: { continue?: string } };
+    count += list.items?.length ?? 0;
+    cont = mode === 'paged' ? list.metadata?.continue || undefined : undefined;
+  } while (cont !== undefined);
+  return count;
+}
+
+function get(c: TestCluster, agent: https.Agent, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      new URL(path, c.server),
+      {
+        agent,
+        headers: { Accept: 'application/json', Authorization: `Bearer ${c.token}` },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200)
+            reject(new Error(`GET ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
+          else resolve(text);
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: string[] }> {
+  const n = opts.quick ? 10_000 : 100_000;
+  const runs = opts.quick ? 2 : 3;
+  const tmp = tempDir('kube');
+  let cluster: TestCluster | undefined;
+  let store: Store | undefined;
+  let agentHttps: https.Agent | undefined;
+  const empty = timed();
+  const full = timed();
+  const paged = timed();
+  const cached = timed();
+  let createRate: number | undefined;
+  let createPlaneCpu: number | undefined;
+  try {
+    opts.log(`building the agent bundle ${AGENT_BUNDLE}`);
+    await buildAgent({ log: opts.log });
+    opts.log('starting etcd and kube-apiserver (built once by scripts/kube/build.sh)');
+    cluster = await startTestCluster();
+    const c = cluster;
+    const client = new https.Agent({ keepAlive: true, maxSockets: 1, ca: readFileSync(c.caFile) });
+    agentHttps = client;
+    await installCrds(c);
+    const planeCpu = (): number => cpuOf([...c.pids]);
+    const url = `kubernetes:${c.kubeconfigPath}`;
+    store = await openKubernetesStore(url);
+    await store.create(poolKey(POOL), poolObject(POOL, SUBNET));
+
+    const agentStart = async (into: Timed, record: boolean): Promise<void> => {
+      const p0 = planeCpu();
+      const a = await startAgent({
+        store: url,
+        cli: AGENT_BUNDLE,
+        socket: join(tmp.path, 'agent.sock'),
+        node: NODE_NAME,
+        pollMs: 5,
+        timeoutMs: 600_000,
+      });
+      const p = planeCpu() - p0;
+      await a.stop();
+      if (!record) return;
+      into.ms.push(a.readyMs);
+      into.agentCpu.push(a.readyCpuMs);
+      into.planeCpu.push(p);
+    };
+    const listOnce = async (mode: 'paged' | 'cached', into: Timed): Promise<void> => {
+      const p0 = planeCpu();
+      const t0 = nowMs();
+      const got = await rawList(c, client, mode);
+      into.ms.push(nowMs() - t0);
+      into.planeCpu.push(planeCpu() - p0);
+      if (got !== n) throw new Error(`LIST (${mode}) returned ${got} IPClaims, expected ${n}`);
+    };
+
+    // Empty first (one warm-up start: the compile cache, the API server's caches), then the claims.
+    for (let i = -1; i < runs; i++) {
+      await agentStart(empty, i >= 0);
+      if (i >= 0) opts.log(`empty: run ${i + 1}/${runs}: ${empty.ms.at(-1)!.toFixed(0)} ms`);
+    }
+
+    opts.log(`writing ${n.toLocaleString('en-US')} IPClaims through the API server (${WRITERS} writers)`);
+    const values = scatteredValues(0x0a400001n, (1 << 20) - 2, n, prng(11));
+    const claims = values.map((value, i) =>
+      claimObject({ pool: POOL, family: 4, value, tag: `kube-${i}`, node: NODE_NAME, cniNetwork: 'bench' }),
+    );
+    const p0 = planeCpu();
+    const t0 = nowMs();
+    await writeClaims(store, claims, WRITERS, (done) =>
+      opts.log(`  ${done.toLocaleString('en-US')} written`),
+    );
+    createRate = n / ((nowMs() - t0) / 1000);
+    createPlaneCpu = (planeCpu() - p0) / n;
+
+    // Alternating: the agent's start, the paged LIST, the cached LIST (one warm-up round first).
+    for (let i = -1; i < runs; i++) {
+      await agentStart(full, i >= 0);
+      if (i >= 0) {
+        await listOnce('paged', paged);
+        await listOnce('cached', cached);
+      } else {
+        await rawList(c, client, 'paged');
+        await rawList(c, client, 'cached');
+      }
+      if (i >= 0)
+        opts.log(
+          `${n} claims: run ${i + 1}/${runs}: agent ${full.ms.at(-1)!.toFixed(0)} ms, LIST paged ${paged.ms.at(-1)!.toFixed(0)} ms, cached ${cached.ms.at(-1)!.toFixed(0)} ms`,
+        );
+    }
+  } finally {
+    agentHttps?.destroy();
+    await store?.close();
+    await cluster?.stop();
+    tmp.cleanup();
+  }
+
+  const count = n.toLocaleString('en-US');
+  const runsText = (t: Timed): string => `runs ${t.ms.map((x) => x.toFixed(0)).join(', ')} ms`;
+  const plane = (t: Timed): string => `etcd + API server CPU meanwhile ${median(t.planeCpu).toFixed(0)} ms`;
+  const pagedM = median(paged.ms);
+  const rows: Row[] = [
+    {
+      figure: `API server: LIST of ${count} IPClaims, ${LIST_PAGE_SIZE} per page (as the store reads)`,
+      unit: 'ms',
+      better: 'lower',
+      median: pagedM,
+      p99: p99(paged.ms),
+      samples: paged.ms.length,
+      detail: `${runsText(paged)}; ${plane(paged)}; ${((pagedM * 1000) / n).toFixed(0)} µs per object`,
+    },
+    compared(
+      {
+        figure: `API server: LIST of ${count} IPClaims from its watch cache (resourceVersion=0)`,
+        unit: 'ms',
+        better: 'lower',
+        median: median(cached.ms),
+        p99: p99(cached.ms),
+        samples: cached.ms.length,
+        anchor: 'API server: LIST, paged',
+        detail: `${runsText(cached)}; ${plane(cached)}; for reference: the store does not read from the cache`,
+      },
+      pagedM,
+    ),
+    {
+      figure: 'agent start to ready, empty store (kubernetes, bundle)',
+      unit: 'ms',
+      better: 'lower',
+      median: median(empty.ms),
+      p99: p99(empty.ms),
+      samples: empty.ms.length,
+      detail: `${runsText(empty)}; agent CPU to ready ${median(empty.agentCpu).toFixed(0)} ms; ${plane(empty)}`,
+    },
+    {
+      ...compared(
+        {
+          figure: `agent start to ready, ${count} claims (kubernetes, bundle)`,
+          unit: 'ms',
+          better: 'lower',
+          median: median(full.ms),
+          p99: p99(full.ms),
+          samples: full.ms.length,
+          anchor: 'API server: LIST, paged',
+          goal: `< ${GOAL_MS} ms`,
+          detail: `${runsText(full)}; the claims add ${(median(full.ms) - median(empty.ms)).toFixed(0)} ms to the empty start; agent CPU to ready ${median(full.agentCpu).toFixed(0)} ms; ${plane(full)}`,
+        },
+        pagedM,
+      ),
+      met: median(full.ms) < GOAL_MS,
+    },
+    {
+      figure: `API server: IPClaim creates, ${WRITERS} concurrent callers (writing the ${count})`,
+      unit: 'creates/s',
+      better: 'higher',
+      median: createRate,
+      samples: 1,
+      detail: `KubernetesStore.create (POST); etcd + API server CPU ${createPlaneCpu?.toFixed(2)} ms per create`,
+    },
+  ];
+  const notes = [
+    `One control plane on this machine: etcd (one member, data on tmpfs) and kube-apiserver v1.20.2 built from Debian's source package (scripts/kube/build.sh), as the Kubernetes-mode tests run it; the CRDs of deploy/crds installed. ${count} IPClaims are written once, shaped as the engine writes them, all on the agent's node, scattered over ${SUBNET}.`,
+    `The agent is the image's bundle with \`--store kubernetes:KUBECONFIG\`, as the chart runs it (there it reads the in-cluster configuration); ready is \`/readyz\` answering. It lists pools, reservations and claims (${LIST_PAGE_SIZE} per page, consistent reads), starts its watches, and its pod, namespace and node informers. ${runs} runs of each after one warm-up start; the agent's start, the paged LIST and the cached LIST alternate.`,
+    'The LIST rows are the API server alone: a keep-alive HTTPS client in the bench process that parses each page and nothing else.',
+  ];
+  return { rows, notes };
+}
