@@ -6,11 +6,12 @@
  *
  *   agent ready      `ipkeeper agent --store kubernetes:KUBECONFIG` (the bundle) from start until
  *                    `/readyz` answers, with only the pool, then with N claims
- *   LIST, paged      the anchor: the API server answering a LIST of the N IPClaims as the store
- *                    asks for it (`limit` 500 and `continue`, each page read from etcd), timed here
- *                    with a keep-alive HTTPS client that only parses each page
- *   LIST, cached     the same LIST served from the API server's watch cache (resourceVersion=0,
- *                    one answer), for reference: what a start could cost if it read from there
+ *   LIST, cached     the anchor: the API server answering the LIST of the N IPClaims the agent's
+ *                    start sends (`KubernetesStore.scan`: resourceVersion=0, served from its watch
+ *                    cache in one answer), timed here with a keep-alive HTTPS client that only
+ *                    parses it
+ *   LIST, paged      the same LIST as consistent reads from etcd (`limit` 500 and `continue`, as the
+ *                    store's `list` reads and the agent's start read before), for reference
  *   creates          writing the N claims: `KubernetesStore.create` from 32 concurrent callers
  *
  * The control plane (etcd and the API server) shares the machine's CPUs with the agent; its CPU
@@ -198,29 +199,29 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const count = n.toLocaleString('en-US');
   const runsText = (t: Timed): string => `runs ${t.ms.map((x) => x.toFixed(0)).join(', ')} ms`;
   const plane = (t: Timed): string => `etcd + API server CPU meanwhile ${median(t.planeCpu).toFixed(0)} ms`;
-  const pagedM = median(paged.ms);
+  const cachedM = median(cached.ms);
   const rows: Row[] = [
     {
-      figure: `API server: LIST of ${count} IPClaims, ${LIST_PAGE_SIZE} per page (as the store reads)`,
+      figure: `API server: LIST of ${count} IPClaims from its watch cache (resourceVersion=0, as the agent's start reads)`,
       unit: 'ms',
       better: 'lower',
-      median: pagedM,
-      p99: p99(paged.ms),
-      samples: paged.ms.length,
-      detail: `${runsText(paged)}; ${plane(paged)}; ${((pagedM * 1000) / n).toFixed(0)} µs per object`,
+      median: cachedM,
+      p99: p99(cached.ms),
+      samples: cached.ms.length,
+      detail: `${runsText(cached)}; ${plane(cached)}; ${((cachedM * 1000) / n).toFixed(0)} µs per object`,
     },
     compared(
       {
-        figure: `API server: LIST of ${count} IPClaims from its watch cache (resourceVersion=0)`,
+        figure: `API server: LIST of ${count} IPClaims, ${LIST_PAGE_SIZE} per page (consistent reads from etcd)`,
         unit: 'ms',
         better: 'lower',
-        median: median(cached.ms),
-        p99: p99(cached.ms),
-        samples: cached.ms.length,
-        anchor: 'API server: LIST, paged',
-        detail: `${runsText(cached)}; ${plane(cached)}; for reference: the store does not read from the cache`,
+        median: median(paged.ms),
+        p99: p99(paged.ms),
+        samples: paged.ms.length,
+        anchor: 'API server: LIST from the watch cache',
+        detail: `${runsText(paged)}; ${plane(paged)}; ${((median(paged.ms) * 1000) / n).toFixed(0)} µs per object; what the agent's start read before the watch cache (and what the store's \`list\` reads)`,
       },
-      pagedM,
+      cachedM,
     ),
     {
       figure: 'agent start to ready, empty store (kubernetes, bundle)',
@@ -240,11 +241,11 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
           median: median(full.ms),
           p99: p99(full.ms),
           samples: full.ms.length,
-          anchor: 'API server: LIST, paged',
+          anchor: 'API server: LIST from the watch cache',
           goal: `< ${GOAL_MS} ms`,
           detail: `${runsText(full)}; the claims add ${(median(full.ms) - median(empty.ms)).toFixed(0)} ms to the empty start; agent CPU to ready ${median(full.agentCpu).toFixed(0)} ms; ${plane(full)}`,
         },
-        pagedM,
+        cachedM,
       ),
       met: median(full.ms) < GOAL_MS,
     },
@@ -259,7 +260,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   ];
   const notes = [
     `One control plane on this machine: etcd (one member, data on tmpfs) and kube-apiserver v1.20.2 built from Debian's source package (scripts/kube/build.sh), as the Kubernetes-mode tests run it; the CRDs of deploy/crds installed. ${count} IPClaims are written once, shaped as the engine writes them, all on the agent's node, scattered over ${SUBNET}.`,
-    `The agent is the image's bundle with \`--store kubernetes:KUBECONFIG\`, as the chart runs it (there it reads the in-cluster configuration); ready is \`/readyz\` answering. It lists pools, reservations and claims (${LIST_PAGE_SIZE} per page, consistent reads), starts its watches, and its pod, namespace and node informers. ${runs} runs of each after one warm-up start; the agent's start, the paged LIST and the cached LIST alternate.`,
+    `The agent is the image's bundle with \`--store kubernetes:KUBECONFIG\`, as the chart runs it (there it reads the in-cluster configuration); ready is \`/readyz\` answering. It starts its watches, reads pools, reservations and claims from the API server's watch cache (\`KubernetesStore.scan\`, moving a watch back when the cache's revision is older), and starts its pod, namespace and node informers. ${runs} runs of each after one warm-up start; the agent's start, the paged LIST and the cached LIST alternate.`,
     'The LIST rows are the API server alone: a keep-alive HTTPS client in the bench process that parses each page and nothing else.',
   ];
   return { rows, notes };

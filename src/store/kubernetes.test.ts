@@ -585,6 +585,103 @@ describe('kubernetes store: our kinds are their CRs', () => {
 
 // ---- the engine on this backend -----------------------------------------------------------------
 
+describe("kubernetes store: scan, an agent's start, reads the watch cache", () => {
+  beforeEach(wipe);
+
+  const claim = (n: number): Record<string, unknown> => ({
+    apiVersion: API_VERSION,
+    kind: 'IPClaim',
+    metadata: { name: `default.10.0.0.${n}` },
+    spec: {
+      network: 'default',
+      ip: `10.0.0.${n}`,
+      family: 4,
+      pool: 'p1',
+      owner: { kind: 'Pod', namespace: 'default', name: `p${n}`, uid: `u${n}` },
+      createdAt: '2026-01-01T00:00:00Z',
+    },
+  });
+
+  it('hands over what list reads, in pages of listPageSize', async () => {
+    const store = (await openKubernetesStore(url(), { listPageSize: 3 })) as KubernetesStore;
+    try {
+      for (let n = 1; n <= 8; n++)
+        assert.ok((await store.create(`ipclaims/default.10.0.0.${n}`, claim(n))).created);
+      const pages: { key: string; version: string }[][] = [];
+      await store.scan('ipclaims/', (p) => pages.push(p.map((e) => ({ key: e.key, version: e.version }))));
+      assert.ok(pages.length >= 3 && pages.every((p) => p.length <= 3), JSON.stringify(pages));
+      const listed = (await store.list('ipclaims/')).map((e) => ({ key: e.key, version: e.version }));
+      assert.equal(listed.length, 8);
+      assert.deepEqual(
+        pages.flat().sort((a, b) => (a.key < b.key ? -1 : 1)),
+        listed,
+      );
+      // Nothing under another prefix.
+      const none: unknown[] = [];
+      await store.scan('ippools/', (p) => none.push(...p));
+      assert.deepEqual(none, []);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('an exception from onPage ends the scan and comes out as it is', async () => {
+    const store = (await openKubernetesStore(url())) as KubernetesStore;
+    try {
+      assert.ok((await store.create('ipclaims/default.10.0.0.1', claim(1))).created);
+      const mine = new Error('stop here');
+      await assert.rejects(
+        store.scan('ipclaims/', () => {
+          throw mine;
+        }),
+        (e) => e === mine,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a watch moved back to an older revision delivers the events since again, and loses none after', async () => {
+    const store = (await openKubernetesStore(url())) as KubernetesStore;
+    const log = new Events();
+    const w = store.watch('ipclaims/', log.onEvent, log.onReset);
+    try {
+      const a = await store.create('ipclaims/default.10.0.0.1', claim(1));
+      const b = await store.create('ipclaims/default.10.0.0.2', claim(2));
+      assert.ok(a.created && b.created);
+      await log.wait('put', 'ipclaims/default.10.0.0.2', b.version);
+      assert.equal(store.rewindWatches('ipclaims', BigInt(a.version) - 1n), 1);
+      // Moving forward, or to where it is, is not a move.
+      assert.equal(store.rewindWatches('ipclaims', BigInt(b.version) + 1000n), 0);
+      const count = (key: string, version: string): number =>
+        log.events.filter((e) => e.type === 'put' && e.key === key && e.version === version).length;
+      await until('A and B delivered twice', () =>
+        count('ipclaims/default.10.0.0.1', a.version) === 2 &&
+        count('ipclaims/default.10.0.0.2', b.version) === 2
+          ? true
+          : undefined,
+      );
+      const c = await store.create('ipclaims/default.10.0.0.3', claim(3));
+      assert.ok(c.created);
+      await log.wait('put', 'ipclaims/default.10.0.0.3', c.version);
+      assert.deepEqual(
+        log.events.map((e) => [e.key.slice('ipclaims/default.'.length), e.version]),
+        [
+          ['10.0.0.1', a.version],
+          ['10.0.0.2', b.version],
+          ['10.0.0.1', a.version],
+          ['10.0.0.2', b.version],
+          ['10.0.0.3', c.version],
+        ],
+      );
+      assert.equal(log.resets, 0);
+    } finally {
+      w.close();
+      await store.close();
+    }
+  });
+});
+
 describe('kubernetes store: the engine allocates and releases through it', () => {
   before(wipe);
 

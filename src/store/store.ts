@@ -74,11 +74,13 @@ export interface Store {
   /** Every entry whose key starts with `prefix` (use a trailing `/`), in key order. */
   list<T>(prefix: string): Promise<Versioned<T>[]>;
   /**
-   * `list`, handed to `onPage` page by page as the backend reads them (key order, one snapshot),
-   * so the caller works on a page while the next is read; a backend may split a page into slices
-   * and let the event loop run between them (etcd does, so the next page can come in). Optional: backends that read in one
-   * step (memory, sqlite) leave it out and callers `list`. Pages may repeat when a backend has to
-   * start over (etcd, after a compaction), always from the first key and at a newer snapshot.
+   * `list`, handed to `onPage` page by page as the backend reads them (one snapshot; in key order,
+   * except on the kubernetes backend, which hands them over in the API server's order), so the
+   * caller works on a page while the next is read; a backend may split a page into slices and let
+   * the event loop run between them (etcd does, so the next page can come in). Optional: backends
+   * that read in one step (memory, sqlite) leave it out and callers `list`. Pages may repeat when a
+   * backend has to start over (etcd after a compaction, kubernetes after a failed read from the API
+   * server's cache), always from the first key and at a newer snapshot.
    * An exception from `onPage` ends the scan and is passed through as it is.
    */
   scan?<T>(prefix: string, onPage: (entries: Versioned<T>[]) => void): Promise<void>;
