@@ -26,24 +26,20 @@ import { GROUP, VERSION } from '../src/api/kinds.ts';
 import { openKubernetesStore, LIST_PAGE_SIZE } from '../src/store/kubernetes.ts';
 import type { Store } from '../src/store/store.ts';
 import { AGENT_BUNDLE, buildAgent } from '../scripts/build.ts';
-import { claimObject, poolKey, poolObject, scatteredValues, writeClaims } from './fixtures.ts';
+import { poolKey, poolObject, writeClaims } from './fixtures.ts';
 import {
   compared,
   cpuOf,
   median,
   nowMs,
   p99,
-  prng,
   startAgent,
   tempDir,
   type Row,
   type SectionOptions,
 } from './lib.ts';
+import { GOAL_MS, NODE_NAME, POOL, SUBNET, claims as restartClaims } from './restart.ts';
 
-const GOAL_MS = 1000;
-const POOL = 'restart';
-const SUBNET = '10.64.0.0/12';
-const NODE_NAME = 'bench';
 const WRITERS = 32;
 
 interface Timed {
@@ -162,10 +158,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     }
 
     opts.log(`writing ${n.toLocaleString('en-US')} IPClaims through the API server (${WRITERS} writers)`);
-    const values = scatteredValues(0x0a400001n, (1 << 20) - 2, n, prng(11));
-    const claims = values.map((value, i) =>
-      claimObject({ pool: POOL, family: 4, value, tag: `kube-${i}`, node: NODE_NAME, cniNetwork: 'bench' }),
-    );
+    const claims = restartClaims(n);
     const p0 = planeCpu();
     const t0 = nowMs();
     await writeClaims(store, claims, WRITERS, (done) =>

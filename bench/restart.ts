@@ -36,12 +36,13 @@ import {
   type SectionOptions,
 } from './lib.ts';
 
-const GOAL_MS = 1000;
-const POOL = 'restart';
-const SUBNET = '10.64.0.0/12';
-const NODE_NAME = 'bench';
+export const GOAL_MS = 1000;
+export const POOL = 'restart';
+export const SUBNET = '10.64.0.0/12';
+export const NODE_NAME = 'bench';
 
-function claims(n: number): { key: string; claim: ReturnType<typeof claimObject>['claim'] }[] {
+/** `n` claims of the agent's node, as bench/restart and bench/kube fill their stores with. */
+export function claims(n: number): { key: string; claim: ReturnType<typeof claimObject>['claim'] }[] {
   // Scattered over the /12, as pods that came and went leave them.
   const values = scatteredValues(0x0a400001n, (1 << 20) - 2, n, prng(11));
   return values.map((value, i) =>
