@@ -25,6 +25,7 @@ import { crdFor } from '../api/crd.ts';
 import { Ipam } from '../ipam/engine.ts';
 import { ObjectService } from '../ipam/objects.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from '../../test/kube/cluster.ts';
+import { startRecordingProxy } from '../../test/kube/recording-proxy.ts';
 import { storeContract } from './contract.ts';
 import { openStore } from './open.ts';
 import type { KubernetesStore } from './kubernetes.ts';
@@ -622,6 +623,41 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
       assert.deepEqual(none, []);
     } finally {
       await store.close();
+    }
+  });
+
+  it('reads from the watch cache, and falls back to the paged LIST when that read fails', async () => {
+    const proxy = await startRecordingProxy(clusterOf());
+    const store = (await openKubernetesStore(`kubernetes:${proxy.kubeconfigPath}`, {
+      listPageSize: 2,
+    })) as KubernetesStore;
+    try {
+      for (let n = 1; n <= 5; n++)
+        assert.ok((await store.create(`ipclaims/default.10.0.0.${n}`, claim(n))).created);
+      const keys = async (): Promise<string[]> => {
+        const got: string[] = [];
+        await store.scan('ipclaims/', (p) => got.push(...p.map((e) => e.key)));
+        return got.sort();
+      };
+      const want = Array.from({ length: 5 }, (_, i) => `ipclaims/default.10.0.0.${i + 1}`);
+      proxy.requests.length = 0;
+      assert.deepEqual(await keys(), want);
+      assert.deepEqual(
+        proxy.requests.filter((r) => r.startsWith(`GET ${BASE}/ipclaims?`)),
+        [`GET ${BASE}/ipclaims?resourceVersion=0`],
+      );
+      proxy.requests.length = 0;
+      proxy.fail = (r) => (r.includes('resourceVersion=0') && !r.includes('fieldSelector') ? 500 : undefined);
+      assert.deepEqual(await keys(), want);
+      const lists = proxy.requests.filter((r) => r.startsWith(`GET ${BASE}/ipclaims?`));
+      assert.equal(lists[0], `GET ${BASE}/ipclaims?resourceVersion=0`);
+      assert.ok(
+        lists.length === 4 && lists.slice(1).every((r) => r.includes('limit=2')),
+        `one failed cached read, then 3 pages: ${JSON.stringify(lists)}`,
+      );
+    } finally {
+      await store.close();
+      await proxy.stop();
     }
   });
 

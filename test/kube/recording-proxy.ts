@@ -20,6 +20,11 @@ export interface RecordingProxy {
   kubeconfigPath: string;
   /** `GET /apis/apps/v1/namespaces/x/replicasets/y`, in arrival order. */
   requests: string[];
+  /**
+   * When set, a request it returns a status for is answered with that status and an empty JSON
+   * body instead of being passed on (to show how a client copes with a failing request).
+   */
+  fail: ((request: string) => number | undefined) | undefined;
   stop(): Promise<void>;
 }
 
@@ -31,7 +36,14 @@ export async function startRecordingProxy(cluster: TestCluster): Promise<Recordi
   const requests: string[] = [];
   const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
-    requests.push(`${req.method} ${req.url}`);
+    const request = `${req.method} ${req.url}`;
+    requests.push(request);
+    const status = proxy.fail?.(request);
+    if (status !== undefined) {
+      req.resume();
+      res.writeHead(status, { 'Content-Type': 'application/json' }).end('{}');
+      return;
+    }
     const opts: https.RequestOptions = {
       hostname: upstream.hostname,
       port: upstream.port,
@@ -75,13 +87,15 @@ export async function startRecordingProxy(cluster: TestCluster): Promise<Recordi
       'current-context': 'proxy',
     }),
   );
-  return {
+  const proxy: RecordingProxy = {
     kubeconfigPath,
     requests,
+    fail: undefined,
     async stop() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((ok) => server.close(() => ok()));
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return proxy;
 }
