@@ -86,7 +86,7 @@
  * Reading everything at a start. An agent starts by reading every claim (`scan`). A consistent
  * LIST reads each page from etcd: on v1.20.2 here 218–285 µs of API server time per object, ~25 s
  * for 100k claims, with 30–39 s of etcd + API server CPU (docs/BENCHMARKS.md, kube). The API
- * server's watch cache holds the same objects decoded and answers `resourceVersion=0` about four
+ * server's watch cache holds the same objects decoded and answers `resourceVersion=0` 3–4
  * times faster, for a quarter of the CPU, as client-go's informers read it. Two things make that
  * safe here:
  *   - the cache does not page (v1.20 ignores `limit` with resourceVersion=0): 100k IPClaims are
