@@ -93,10 +93,13 @@
  *     one ~97 MB answer, so it is read as it streams in (`list-items.ts`), each item parsed on its
  *     own, never the whole text or tree at once;
  *   - the answer is at the cache's revision, which can be older than where the caller's watches
- *     started (the engine starts them before it reads; another API server's cache may lag): every
- *     open watch of the resource that is past the list's revision is moved back to it
- *     (`rewindWatches`) and delivers the events since again, which the caller's cache tells by
- *     version, as it does the events a watch may repeat from before its start.
+ *     started (the engine starts them before it reads, after the newest revision of any resource;
+ *     another API server's cache may lag): just before the read, every open watch of the resource
+ *     that is past the cache's revision is moved back to it (`rewindWatches`) and delivers the
+ *     events since again, which the caller's cache tells by version, as it does the events a watch
+ *     may repeat from before its start. Moved then, not after the read: the cache keeps a bounded
+ *     history, and a watch sent back over the seconds a large read takes could find it gone (410,
+ *     a full resync). Only a read older than that revision (a lagging API server) moves them again.
  * A cached read that fails for any reason falls back to the paged, consistent LIST.
  *
  * Failures. Every call has a deadline (`timeoutMs`, 10 s) and fails with a `StoreError`: retryable
@@ -723,6 +726,11 @@ export class KubernetesStore implements Store {
     this.check();
     let oldest: bigint | undefined;
     for (const src of this.sourcesFor(prefix)) {
+      // Before the read: a watch of this resource that is past the cache's revision goes back to
+      // it now, while the cache still holds the events since (it keeps a bounded history, and
+      // reading 100k objects takes seconds). The read is at that revision or later.
+      const start = await this.cacheRevision(src);
+      this.rewindWatches(src.res.plural, start);
       let revision: bigint;
       try {
         revision = await this.scanSource<T>(src, prefix, onPage);
@@ -733,8 +741,8 @@ export class KubernetesStore implements Store {
         onPage(listed.entries);
         revision = listed.revision;
       }
-      // A watch of this resource that is already past the list's revision goes back to it.
-      this.rewindWatches(src.res.plural, revision);
+      // Older than the cache was a moment ago: another API server's cache, behind. Back again.
+      if (revision < start) this.rewindWatches(src.res.plural, revision);
       if (oldest === undefined || revision < oldest) oldest = revision;
     }
     if (oldest !== undefined) {
@@ -751,6 +759,20 @@ export class KubernetesStore implements Store {
     let n = 0;
     for (const w of this.streams) if (w.resource === resource && w.rewind(revision)) n++;
     return n;
+  }
+
+  /** The revision of the API server's watch cache of a source: a LIST from it that matches nothing. */
+  private async cacheRevision(src: Source): Promise<bigint> {
+    const path =
+      this.collectionPath(src.res, src.namespace) +
+      query({
+        resourceVersion: '0',
+        fieldSelector: `metadata.name=${PROBE_NAME}`,
+        labelSelector: src.labelSelector,
+      });
+    const r = await this.api.call('list', `${src.res.plural}.${GROUP}`, false, { method: 'GET', path });
+    if (r.status !== 200) throw this.failure('list', `${src.res.plural}.${GROUP}`, r);
+    return this.sawList(r.body);
   }
 
   /**

@@ -25,6 +25,11 @@ export interface RecordingProxy {
    * body instead of being passed on (to show how a client copes with a failing request).
    */
   fail: ((request: string) => number | undefined) | undefined;
+  /**
+   * When set, the answer to a request it returns a promise for is held until that settles (to
+   * let something happen between the server's answer and the client's reading of it).
+   */
+  hold: ((request: string) => Promise<unknown> | undefined) | undefined;
   stop(): Promise<void>;
 }
 
@@ -54,10 +59,15 @@ export async function startRecordingProxy(cluster: TestCluster): Promise<Recordi
     kc.applyToHTTPSOptions(opts)
       .then(() => {
         const up = https.request(opts, (ur) => {
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          // A watch answers headers, then nothing until an event: send the headers now.
-          res.flushHeaders();
-          ur.pipe(res);
+          const forward = (): void => {
+            res.writeHead(ur.statusCode ?? 502, ur.headers);
+            // A watch answers headers, then nothing until an event: send the headers now.
+            res.flushHeaders();
+            ur.pipe(res);
+          };
+          const held = proxy.hold?.(request);
+          if (held) void held.finally(forward);
+          else forward();
         });
         up.on('error', () => res.destroy());
         res.on('close', () => up.destroy());
@@ -91,6 +101,7 @@ export async function startRecordingProxy(cluster: TestCluster): Promise<Recordi
     kubeconfigPath,
     requests,
     fail: undefined,
+    hold: undefined,
     async stop() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((ok) => server.close(() => ok()));
