@@ -680,14 +680,7 @@ export class KubernetesStore implements Store {
    */
   async probe(): Promise<void> {
     this.check();
-    for (const res of [KEYVALUE, ...this.kinds.values()]) {
-      const path =
-        this.collectionPath(res, undefined) +
-        query({ resourceVersion: '0', fieldSelector: `metadata.name=${PROBE_NAME}` });
-      const r = await this.api.call('open', `${res.plural}.${GROUP}`, false, { method: 'GET', path });
-      if (r.status !== 200) throw this.failure('open', `${res.plural}.${GROUP}`, r);
-      this.sawList(r.body);
-    }
+    for (const res of [KEYVALUE, ...this.kinds.values()]) await this.cacheRevision({ res }, 'open');
   }
 
   async get<T>(key: string): Promise<Versioned<T> | undefined> {
@@ -761,8 +754,11 @@ export class KubernetesStore implements Store {
     return n;
   }
 
-  /** The revision of the API server's watch cache of a source: a LIST from it that matches nothing. */
-  private async cacheRevision(src: Source): Promise<bigint> {
+  /**
+   * The revision of the API server's watch cache of a source (a LIST from it that matches
+   * nothing), also remembered as seen. `op` names the caller in errors.
+   */
+  private async cacheRevision(src: Source, op = 'list'): Promise<bigint> {
     const path =
       this.collectionPath(src.res, src.namespace) +
       query({
@@ -770,8 +766,8 @@ export class KubernetesStore implements Store {
         fieldSelector: `metadata.name=${PROBE_NAME}`,
         labelSelector: src.labelSelector,
       });
-    const r = await this.api.call('list', `${src.res.plural}.${GROUP}`, false, { method: 'GET', path });
-    if (r.status !== 200) throw this.failure('list', `${src.res.plural}.${GROUP}`, r);
+    const r = await this.api.call(op, `${src.res.plural}.${GROUP}`, false, { method: 'GET', path });
+    if (r.status !== 200) throw this.failure(op, `${src.res.plural}.${GROUP}`, r);
     return this.sawList(r.body);
   }
 
