@@ -193,6 +193,54 @@ test('any valid long form parses to the same value', () => {
   );
 });
 
+test('every text form of an IPv6 address parses to its value', () => {
+  // Any run of zero groups (even one) as '::', any case, leading zeros, the last 32 bits dotted.
+  fc.assert(
+    fc.property(
+      v6Value,
+      fc.nat(),
+      fc.boolean(),
+      fc.array(fc.nat(3), { minLength: 8, maxLength: 8 }),
+      fc.boolean(),
+      (value, pick, upper, pads, dotted) => {
+        const groups = value
+          .toString(16)
+          .padStart(32, '0')
+          .match(/.{4}/g)!
+          .map((h) => parseInt(h, 16));
+        const zeroRuns: [number, number][] = [];
+        for (let i = 0; i < 8; i++) {
+          for (let j = i; j < 8 && groups[j] === 0; j++) zeroRuns.push([i, j + 1]);
+        }
+        const gap = zeroRuns.length > 0 && pick % 3 !== 0 ? zeroRuns[pick % zeroRuns.length] : undefined;
+        const tail = dotted && (gap === undefined || gap[1] <= 6);
+        const text = (i: number): string => {
+          const h = groups[i]!.toString(16);
+          return (upper ? h.toUpperCase() : h).padStart(Math.min(4, h.length + pads[i]!), '0');
+        };
+        const part = (from: number, to: number): string[] => {
+          const out: string[] = [];
+          for (let i = from; i < to; i++) {
+            if (tail && i === 6) {
+              const v4 = (groups[6]! << 16) | groups[7]!;
+              out.push(`${v4 >>> 24}.${(v4 >>> 16) & 255}.${(v4 >>> 8) & 255}.${v4 & 255}`);
+              break;
+            }
+            out.push(text(i));
+          }
+          return out;
+        };
+        const s =
+          gap === undefined
+            ? part(0, 8).join(':')
+            : `${part(0, gap[0]).join(':')}::${part(gap[1], 8).join(':')}`;
+        assert.equal(parseAddr(s).value, value, s);
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
 test('keys sort like addresses within a family', () => {
   fc.assert(
     fc.property(fc.bigInt(0n, MAX6), fc.bigInt(0n, MAX6), (x, y) => {

@@ -151,59 +151,75 @@ function parse4(s: string): bigint {
   return BigInt(v * 256 + octet);
 }
 
-/** IPv6 text already validated by isIP: at most one '::', groups of 1-4 hex digits, optional IPv4 tail. */
+/** Scratch for `parse6` and `format6`: the eight 16-bit groups (one call at a time; JS is single-threaded). */
+const G = [0, 0, 0, 0, 0, 0, 0, 0];
+
+/**
+ * IPv6 text already validated by isIP: at most one '::', groups of 1-4 hex digits, optional IPv4 tail.
+ * One pass over the characters, no split or arrays (it runs for every claim an agent loads).
+ */
 function parse6(s: string): bigint {
-  const dbl = s.indexOf('::');
-  let head: string[];
-  let tail: string[];
-  if (dbl >= 0) {
-    const h = s.slice(0, dbl);
-    const t = s.slice(dbl + 2);
-    head = h === '' ? [] : h.split(':');
-    tail = t === '' ? [] : t.split(':');
-  } else {
-    head = s.split(':');
-    tail = [];
-  }
-  const groups: number[] = [];
-  const push = (parts: string[], out: number[]): void => {
-    for (const p of parts) {
-      if (p.includes('.')) {
-        const v4 = Number(parse4(p));
-        out.push(Math.floor(v4 / 65536), v4 % 65536);
-      } else {
-        out.push(parseInt(p, 16));
+  const g = G;
+  let n = 0; // groups written
+  let gap = -1; // where '::' stands, as a group index
+  let cur = 0;
+  let digits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 58 /* : */) {
+      if (digits > 0) {
+        g[n++] = cur;
+        cur = 0;
+        digits = 0;
       }
+      if (s.charCodeAt(i + 1) === 58) {
+        gap = n;
+        i++;
+      }
+    } else if (c === 46 /* . */) {
+      // The IPv4 tail: its first octet was read as hex digits; read the whole tail again.
+      const v4 = Number(parse4(s.slice(i - digits)));
+      g[n++] = Math.floor(v4 / 65536);
+      g[n++] = v4 % 65536;
+      digits = 0;
+      break;
+    } else {
+      cur = cur * 16 + (c <= 57 ? c - 48 : (c | 0x20) - 87);
+      digits++;
     }
-  };
-  const tailGroups: number[] = [];
-  push(head, groups);
-  push(tail, tailGroups);
-  while (groups.length + tailGroups.length < 8) groups.push(0);
-  groups.push(...tailGroups);
-  // Four 32-bit numbers, then four bigint steps (not eight): IPv6 parsing is on every claim load.
-  const w = (i: number): bigint => BigInt((groups[i] as number) * 65536 + (groups[i + 1] as number));
-  return (w(0) << 96n) | (w(2) << 64n) | (w(4) << 32n) | w(6);
+  }
+  if (digits > 0) g[n++] = cur;
+  if (gap >= 0) {
+    // Move the groups after '::' to the end, zeros in between.
+    const shift = 8 - n;
+    for (let k = n - 1; k >= gap; k--) g[k + shift] = g[k]!;
+    for (let k = gap; k < gap + shift; k++) g[k] = 0;
+  }
+  // Four 32-bit numbers, then four bigint steps (not eight).
+  return (
+    (BigInt(g[0]! * 65536 + g[1]!) << 96n) |
+    (BigInt(g[2]! * 65536 + g[3]!) << 64n) |
+    (BigInt(g[4]! * 65536 + g[5]!) << 32n) |
+    BigInt(g[6]! * 65536 + g[7]!)
+  );
 }
 
-function groups6(v: bigint): number[] {
-  // Two 64-bit halves as bigints, then plain numbers: four bigint steps, not sixteen.
+/** Fills `G` with the eight groups of `v`: two 64-bit halves as bigints, then plain numbers. */
+function groups6(v: bigint): void {
   const hi = v >> 64n;
   const lo = v & 0xffffffffffffffffn;
   const hiHi = Number(hi >> 32n);
   const hiLo = Number(hi & 0xffffffffn);
   const loHi = Number(lo >> 32n);
   const loLo = Number(lo & 0xffffffffn);
-  return [
-    hiHi >>> 16,
-    hiHi & 0xffff,
-    hiLo >>> 16,
-    hiLo & 0xffff,
-    loHi >>> 16,
-    loHi & 0xffff,
-    loLo >>> 16,
-    loLo & 0xffff,
-  ];
+  G[0] = hiHi >>> 16;
+  G[1] = hiHi & 0xffff;
+  G[2] = hiLo >>> 16;
+  G[3] = hiLo & 0xffff;
+  G[4] = loHi >>> 16;
+  G[5] = loHi & 0xffff;
+  G[6] = loLo >>> 16;
+  G[7] = loLo & 0xffff;
 }
 
 function format4(v: bigint): string {
@@ -218,8 +234,10 @@ function format4(v: bigint): string {
  */
 function format6(v: bigint): string {
   if (v >> 32n === 0xffffn) return `::ffff:${format4(v & MAX4)}`;
-  const g = groups6(v);
+  groups6(v);
+  const g = G;
   let bestStart = -1;
+  let bestEnd = -1;
   let bestLen = 1; // a run must be at least 2 groups to be compressed
   for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
@@ -230,13 +248,22 @@ function format6(v: bigint): string {
     while (j < 8 && g[j] === 0) j++;
     if (j - i > bestLen) {
       bestStart = i;
+      bestEnd = j;
       bestLen = j - i;
     }
     i = j;
   }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += '::';
+      i = bestEnd - 1;
+      continue;
+    }
+    if (i > 0 && i !== bestEnd) out += ':';
+    out += g[i]!.toString(16);
+  }
+  return out;
 }
 
 /** Canonical text of `a`: dotted quad, or RFC 5952 IPv6 (see `format6`). */
