@@ -22,6 +22,7 @@
 import { MemoryClusterView, type OwnerRef, type PodInfo } from '../ipam/cluster-view.ts';
 import { controllerRefs } from '../cluster/workloads.ts';
 import { kubeGetWorkload, OwnerResolver, type OwnerResolverOptions } from '../cluster/owners.ts';
+import { reuseConnections } from '../cluster/connections.ts';
 
 /** How long after a failed owner-chain fetch a read of the pod tries again. */
 export const CHAIN_RETRY_MS = 10_000;
@@ -168,6 +169,8 @@ export async function startKubeView(
   const kc = new k8s.KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
+  // One keep-alive agent instead of client-node's agent per request (cluster/connections.ts).
+  reuseConnections(kc);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const owners = new OwnerResolver({ ...opts.owners, get: await kubeGetWorkload(kc) });
   const view = new OwnerChainView(owners, {

@@ -10,6 +10,7 @@
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Store } from '../store/store.ts';
+import { reuseConnections } from '../cluster/connections.ts';
 
 export interface ControllerLogger {
   debug(obj: object, msg?: string): void;
@@ -76,6 +77,8 @@ export async function makeContext(opts: {
   const kc = new k8s.KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
+  // One keep-alive agent instead of client-node's agent per request (cluster/connections.ts).
+  reuseConnections(kc);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const log = opts.log ?? silent;
   const namespace = opts.namespace ?? 'default';

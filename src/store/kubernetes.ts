@@ -130,6 +130,7 @@ import { StoreError, validateKey } from './store.ts';
 import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
 import { ListItems } from './list-items.ts';
+import { TlsContexts } from './tls-context.ts';
 
 export const KEYVALUE_KIND = 'KeyValue';
 export const KEYVALUE_PLURAL = 'keyvalues';
@@ -361,6 +362,7 @@ class Api {
   /** False when the kubeconfig names a proxy: its agent, made by the kubeconfig, must be used. */
   private readonly ownAgents: boolean;
   private readonly closing = new AbortController();
+  private readonly contexts = new TlsContexts();
 
   constructor(kc: KubeConfig, timeoutMs: number) {
     const cluster = kc.getCurrentCluster()!;
@@ -422,6 +424,8 @@ class Api {
           passphrase: o.passphrase,
           rejectUnauthorized: o.rejectUnauthorized,
           servername: o.servername,
+          // Built once, not per connection (store/tls-context.ts).
+          ...(mod === https && this.ownAgents ? { secureContext: this.contexts.for(o) } : {}),
           auth: o.auth,
           agent: this.ownAgents ? (stream ? this.streamAgent : this.agent) : o.agent,
           signal,
