@@ -9,11 +9,19 @@ test('TlsContexts: one context while the material is the same, a new one when it
   const contexts = new TlsContexts();
   const a = contexts.for({ ca: Buffer.from(CA1), rejectUnauthorized: true });
   // Read again from the file for the next request: another Buffer, the same bytes.
-  assert.equal(contexts.for({ ca: Buffer.from(CA1), rejectUnauthorized: false }), a, 'same material, same context');
+  assert.equal(
+    contexts.for({ ca: Buffer.from(CA1), rejectUnauthorized: false }),
+    a,
+    'same material, same context',
+  );
   const b = contexts.for({ ca: Buffer.from(CA2) });
   assert.notEqual(b, a, 'a rotated CA gets a new context');
   assert.equal(contexts.for({ ca: Buffer.from(CA2) }), b);
-  assert.notEqual(contexts.for({ ca: Buffer.from(CA2), cert: undefined, ciphers: 'HIGH' }), b, 'cipher list is material');
+  assert.notEqual(
+    contexts.for({ ca: Buffer.from(CA2), cert: undefined, ciphers: 'HIGH' }),
+    b,
+    'cipher list is material',
+  );
 });
 
 test('TlsContexts: material Node cannot read fails as createSecureContext does, and is not kept', () => {
