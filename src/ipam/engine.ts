@@ -15,6 +15,7 @@ import { IpamError } from '../errors.ts';
 import { StoreError, type Store, type Versioned, type Watcher } from '../store/store.ts';
 import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
+import type { IntervalSet } from '../net/interval-set.ts';
 import {
   API_VERSION,
   type ClaimOwner,
@@ -149,6 +150,8 @@ export class Ipam {
   readonly stats: EngineStats = { racesLost: 0, storeErrors: 0, uncertainWrites: 0, gcReleased: 0 };
   private readonly watchers: Watcher[] = [];
   private readonly cursors = new Map<string, bigint>();
+  /** Claim creates of this agent in flight, per pool (see `startOf`). */
+  private readonly inflight = new Map<string, number>();
   /** Claim keys whose create had an unknown outcome, per attachment: checked on the next ADD/DEL. */
   private readonly uncertain = new Map<string, Set<string>>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -445,10 +448,14 @@ export class Ipam {
         // The Endpoint last: where a backend numbers the keys of one write one after another
         // (sqlite, memory), the endpoint's version is then at least its claims' — `releaseEndpoint`
         // takes a claim newer than the endpoint for one handed out after the endpoint was read.
-        res = await createMany([
-          ...held.map((h) => ({ key: h.key, value: h.claim })),
-          { key: id.key, value: endpoint },
-        ]);
+        res = await this.creating(
+          picks.map((p) => p.pool),
+          () =>
+            createMany([
+              ...held.map((h) => ({ key: h.key, value: h.claim })),
+              { key: id.key, value: endpoint },
+            ]),
+        );
       } catch (e) {
         const ak = attachmentKey(req.cniNetwork, req.containerId, req.ifName);
         let set = this.uncertain.get(ak);
@@ -496,8 +503,11 @@ export class Ipam {
   ): { pool: CompiledPool; value: bigint } | undefined {
     for (const pool of this.candidates(family, choice, [], ctx)) {
       const allowed = this.state.allowed(pool);
-      const from = this.cursors.get(pool.name) ?? allowed.nth(0n) ?? 0n;
-      const value = nextFree(allowed, this.state.usedSet(pool.network, pool.family), from);
+      const value = nextFree(
+        allowed,
+        this.state.usedSet(pool.network, pool.family),
+        this.startOf(pool, allowed),
+      );
       if (value !== undefined) return { pool, value };
     }
     return undefined;
@@ -505,11 +515,42 @@ export class Ipam {
 
   /** After a lost race: move the pool's cursor to a random address, to stop racing the winner. */
   private jump(pool: CompiledPool, from: bigint): void {
-    const allowed = this.state.allowed(pool);
+    this.cursors.set(pool.name, this.randomIn(this.state.allowed(pool)) ?? from);
+  }
+
+  /** An address of `allowed` at random (within its first 2^52 addresses). */
+  private randomIn(allowed: IntervalSet): bigint | undefined {
     const size = allowed.size();
-    const jump =
-      size > 0n ? BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))) : 0n;
-    this.cursors.set(pool.name, allowed.nth(jump) ?? from);
+    if (size === 0n) return undefined;
+    return allowed.nth(BigInt(Math.floor(this.random() * Number(size > 1n << 52n ? 1n << 52n : size))));
+  }
+
+  /**
+   * Where the search for a free address of `pool` starts. One ADD at a time gets the first free
+   * address after the last one this agent handed out (as host-local does). An ADD that starts while
+   * another create of this agent is in flight on the pool starts at a random address instead: in a
+   * burst, every agent's in-flight ADDs would otherwise propose the same next addresses as every
+   * other agent's, and all but one of each would lose the race and go again (1000 pods on 10
+   * agents: ~900 lost races, each a failed create and, on Kubernetes, a read of the winner).
+   */
+  private startOf(pool: CompiledPool, allowed: IntervalSet): bigint {
+    const cursor = this.cursors.get(pool.name) ?? allowed.nth(0n) ?? 0n;
+    if ((this.inflight.get(pool.name) ?? 0) === 0) return cursor;
+    return this.randomIn(allowed) ?? cursor;
+  }
+
+  /** Counts a claim create of `pools` in flight until `write` settles. */
+  private async creating<T>(pools: CompiledPool[], write: () => Promise<T>): Promise<T> {
+    for (const p of pools) this.inflight.set(p.name, (this.inflight.get(p.name) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      for (const p of pools) {
+        const n = (this.inflight.get(p.name) ?? 1) - 1;
+        if (n <= 0) this.inflight.delete(p.name);
+        else this.inflight.set(p.name, n);
+      }
+    }
   }
 
   private logAllocated(req: AllocateRequest, made: HeldClaim[]): void {
@@ -660,7 +701,7 @@ export class Ipam {
     const marked = used.add(value);
     let res;
     try {
-      res = await this.store.create(key, claim);
+      res = await this.creating([pool], () => this.store.create(key, claim));
     } catch (e) {
       const ak = attachmentKey(req.cniNetwork, req.containerId, req.ifName);
       let set = this.uncertain.get(ak);
@@ -694,7 +735,7 @@ export class Ipam {
       const allowed = this.state.allowed(pool);
       const used = this.state.usedSet(pool.network, pool.family);
       for (;;) {
-        const from = this.cursors.get(pool.name) ?? allowed.nth(0n) ?? 0n;
+        const from = this.startOf(pool, allowed);
         const v = nextFree(allowed, used, from);
         if (v === undefined) break;
         const h = await this.tryClaim(req, pool, v);
