@@ -4,10 +4,12 @@
  * over 10 agent processes (simulated nodes, 100 pods each) sharing one store; the figure is the time
  * from the first ADD until every pod holds both addresses.
  *
- * Stores: a 3-member etcd cluster, and one sqlite file shared by the 10 agents. Anchor: the same 2000
- * claim writes issued straight to the store by 10 writers at once (etcd: 10 etcd3 clients running the
- * store's create transaction; sqlite: 10 processes creating through `SqliteStore`) — what the store
- * alone needs for the burst's writes.
+ * Stores: a 3-member etcd cluster, one sqlite file shared by the 10 agents, and Kubernetes mode (the
+ * store the chart deploys: IPClaim objects in the real kube-apiserver v1.20.2 of the Kubernetes-mode
+ * tests, test/kube/cluster.ts). Anchor: the same 2000 claim writes issued straight to the store by 10
+ * writers at once (etcd: 10 etcd3 clients running the store's create transaction; sqlite: 10
+ * processes creating through `SqliteStore`; kubernetes: 10 `KubernetesStore`s creating IPClaims) —
+ * what the store alone needs for the burst's writes.
  */
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -18,6 +20,10 @@ import { call } from '../src/cli/client.ts';
 import type { CniRequest, IpamResult } from '../src/cni/protocol.ts';
 import type { PoolUsage } from '../src/ipam/engine.ts';
 import { startEtcdCluster, type EtcdCluster } from '../test/etcd/cluster.ts';
+import { kubeRequest, startTestCluster, type TestCluster } from '../test/kube/cluster.ts';
+import { installCrds } from '../test/kube/crds.ts';
+import { openStore } from '../src/store/open.ts';
+import type { Store } from '../src/store/store.ts';
 import { claimObject, poolObject } from './fixtures.ts';
 import {
   NODE,
@@ -62,7 +68,13 @@ async function waitPools(agents: AgentProc[], names: string[]): Promise<void> {
 }
 
 /** Fires every pod's ADD at once; a failed ADD is sent again (as the runtime would) until it succeeds. */
-async function burst(agents: AgentProc[], round: number, v4: string, v6: string): Promise<BurstRound> {
+async function burst(
+  agents: AgentProc[],
+  round: number,
+  v4: string,
+  v6: string,
+  uidOf: (pod: number) => string = (p) => `uid-${round}-${p}`,
+): Promise<BurstRound> {
   let retries = 0;
   let firstError: string | undefined;
   const podMs: number[] = [];
@@ -78,7 +90,7 @@ async function burst(agents: AgentProc[], round: number, v4: string, v6: string)
         args: {
           K8S_POD_NAMESPACE: 'burst',
           K8S_POD_NAME: `pod-${round}-${p}`,
-          K8S_POD_UID: `uid-${round}-${p}`,
+          K8S_POD_UID: uidOf(p),
         },
         ipam: { type: 'ipkeeper', pools: { ipv4: [v4], ipv6: [v6] } },
       };
@@ -124,6 +136,64 @@ async function etcdAnchor(clients: Etcd3[], prefix: string, round: number): Prom
   return (nowMs() - t0) / 1000;
 }
 
+/**
+ * Kubernetes anchor: 2000 IPClaim creates from 10 `KubernetesStore`s (each its own keep-alive
+ * connections to the API server), all in flight at once.
+ */
+async function storeAnchor(stores: Store[], round: number): Promise<number> {
+  const t0 = nowMs();
+  await Promise.all(
+    Array.from({ length: 2 * PODS }, async (_, i) => {
+      const c = claimObject({
+        pool: 'anchor',
+        family: 4,
+        value: 0x0b000000n + BigInt(round * 2 * PODS + i),
+        tag: `anchor-${round}-${i}`,
+        node: 'anchor',
+        cniNetwork: 'anchor',
+      });
+      const r = await stores[i % stores.length]!.create(c.key, c.claim);
+      if (!r.created) throw new Error(`anchor key ${c.key} existed`);
+    }),
+  );
+  return (nowMs() - t0) / 1000;
+}
+
+/**
+ * Kubernetes mode: the round's 1000 Pod objects, each bound to the node of the agent its ADD goes
+ * to, created before the burst as the scheduler and kubelet would have them; returns their uids.
+ * Waits a second after the last so the agents' pod informers hold them (an ADD for a pod the
+ * informer has not delivered yet GETs it, which is the slower path).
+ */
+async function createPods(kube: TestCluster, round: number): Promise<(pod: number) => string> {
+  const uids: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      for (let p = next++; p < PODS; p = next++) {
+        const r = await kubeRequest(kube, 'POST', '/api/v1/namespaces/burst/pods', {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: `pod-${round}-${p}`, namespace: 'burst' },
+          spec: {
+            nodeName: `node${p % AGENTS}`,
+            automountServiceAccountToken: false,
+            containers: [{ name: 'c', image: 'pause' }],
+          },
+        });
+        if (r.status !== 201) {
+          throw new Error(
+            `creating pod-${round}-${p}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`,
+          );
+        }
+        uids[p] = (r.body as { metadata: { uid: string } }).metadata.uid;
+      }
+    }),
+  );
+  await sleep(1000);
+  return (p) => uids[p]!;
+}
+
 /** sqlite anchor: 10 processes, each creating 200 keys at once in the shared file. */
 async function sqliteAnchor(db: string, round: number): Promise<number> {
   const workers = Array.from({ length: AGENTS }, (_, i) => {
@@ -163,6 +233,8 @@ async function onStore(
   anchor: (round: number) => Promise<number>,
   storePids: () => (number | undefined)[],
   opts: SectionOptions,
+  /** Runs before each burst, untimed; returns each pod's uid (Kubernetes mode: the pods' objects). */
+  prepare?: (round: number) => Promise<(pod: number) => string>,
 ): Promise<Row[]> {
   opts.log(`${label}: starting ${AGENTS} agents`);
   const start = (i: number): Promise<AgentProc> =>
@@ -200,9 +272,10 @@ async function onStore(
           if (r >= 0) anchors.push(a);
         } else {
           opts.log(`${label}: ${r < 0 ? 'warm-up' : `round ${r + 1}/${rounds}`}: ${PODS} pods`);
+          const uidOf = prepare ? await prepare(r + 1) : undefined;
           const pids = agents.map((a) => a.pid);
           const c0 = { agents: cpuOf(pids), store: cpuOf(storePids()) };
-          const b = await burst(agents, r + 1, v4, v6);
+          const b = await burst(agents, r + 1, v4, v6, uidOf);
           b.cpu = { agents: cpuOf(pids) - c0.agents, store: cpuOf(storePids()) - c0.store };
           if (r >= 0) bursts.push(b);
         }
@@ -218,7 +291,13 @@ async function onStore(
   const firstError = bursts.find((b) => b.firstError)?.firstError;
   const cpuAgents = median(bursts.map((b) => b.cpu?.agents ?? NaN)) / 1000;
   const cpuStore = median(bursts.map((b) => b.cpu?.store ?? NaN)) / 1000;
-  const cpuText = `CPU per burst: agents ${cpuAgents.toFixed(1)} s${label === 'etcd' ? `, etcd ${cpuStore.toFixed(1)} s` : ''} (${availableParallelism()} CPUs)`;
+  const storeCpu =
+    label === 'etcd'
+      ? `, etcd ${cpuStore.toFixed(1)} s`
+      : label === 'kubernetes'
+        ? `, etcd + API server ${cpuStore.toFixed(1)} s`
+        : '';
+  const cpuText = `CPU per burst: agents ${cpuAgents.toFixed(1)} s${storeCpu} (${availableParallelism()} CPUs)`;
   return [
     {
       figure: `store alone: ${2 * PODS} claim creates from ${AGENTS} writers (${label})`,
@@ -247,61 +326,120 @@ async function onStore(
   ];
 }
 
+/** The burst row of a store whose round failed: shown as not measured, with why. */
+function failed(label: string, e: unknown): Row {
+  return {
+    figure: `${PODS} dual-stack pods via ${AGENTS} agents (${label})`,
+    unit: 's',
+    better: 'lower',
+    median: undefined,
+    goal: `≤ ${GOAL_S} s`,
+    skipped: `failed: ${(e instanceof Error ? e.message : String(e)).slice(0, 200)}`,
+  };
+}
+
 export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: string[] }> {
   const rounds = opts.quick ? 1 : 3;
+  // BENCH_BURST_STORES=etcd,sqlite,kubernetes: run only these stores' bursts (to look at one).
+  const only = new Set((process.env.BENCH_BURST_STORES ?? 'etcd,sqlite,kubernetes').split(','));
   const tmp = tempDir('burst');
   const rows: Row[] = [];
-  let cluster: EtcdCluster | undefined;
-  const clients: Etcd3[] = [];
   try {
-    opts.log('starting a 3-member etcd cluster');
-    cluster = await startEtcdCluster(3);
-    const c = cluster;
-    const prefix = `/burst-${process.pid}`;
-    for (let i = 0; i < AGENTS; i++) clients.push(new Etcd3({ hosts: cluster.endpoints }));
-    rows.push(
-      ...(await onStore(
-        'etcd',
-        `${cluster.url}${prefix}`,
-        tmp.path,
-        rounds,
-        (r) => etcdAnchor(clients, `/raw${prefix}`, r),
-        () => c.members.map((m) => m.pid),
-        opts,
-      )),
-    );
-  } finally {
-    for (const c of clients) c.close();
-    await cluster?.stopAll();
-  }
-  try {
-    const db = join(tmp.path, 'shared.db');
-    rows.push(
-      ...(await onStore(
-        'sqlite',
-        `sqlite:${db}`,
-        tmp.path,
-        rounds,
-        (r) => sqliteAnchor(db, r),
-        () => [],
-        opts,
-      )),
-    );
-  } catch (e) {
-    rows.push({
-      figure: `${PODS} dual-stack pods via ${AGENTS} agents (sqlite)`,
-      unit: 's',
-      better: 'lower',
-      median: undefined,
-      goal: `≤ ${GOAL_S} s`,
-      skipped: `failed: ${(e instanceof Error ? e.message : String(e)).slice(0, 200)}`,
-    });
+    if (only.has('etcd')) {
+      let cluster: EtcdCluster | undefined;
+      const clients: Etcd3[] = [];
+      try {
+        opts.log('starting a 3-member etcd cluster');
+        cluster = await startEtcdCluster(3);
+        const c = cluster;
+        const prefix = `/burst-${process.pid}`;
+        for (let i = 0; i < AGENTS; i++) clients.push(new Etcd3({ hosts: cluster.endpoints }));
+        rows.push(
+          ...(await onStore(
+            'etcd',
+            `${cluster.url}${prefix}`,
+            tmp.path,
+            rounds,
+            (r) => etcdAnchor(clients, `/raw${prefix}`, r),
+            () => c.members.map((m) => m.pid),
+            opts,
+          )),
+        );
+      } finally {
+        for (const c of clients) c.close();
+        await cluster?.stopAll();
+      }
+    }
+    if (only.has('sqlite')) {
+      try {
+        const db = join(tmp.path, 'shared.db');
+        rows.push(
+          ...(await onStore(
+            'sqlite',
+            `sqlite:${db}`,
+            tmp.path,
+            rounds,
+            (r) => sqliteAnchor(db, r),
+            () => [],
+            opts,
+          )),
+        );
+      } catch (e) {
+        rows.push(failed('sqlite', e));
+      }
+    }
+    if (only.has('kubernetes')) {
+      let kube: TestCluster | undefined;
+      const stores: Store[] = [];
+      try {
+        opts.log('starting kube-apiserver v1.20.2 (etcd and the API server, as the Kubernetes-mode tests)');
+        kube = await startTestCluster();
+        await installCrds(kube);
+        // The pods' namespace: each pod's Endpoint is an object in it, as in a cluster.
+        const ns = await kubeRequest(kube, 'POST', '/api/v1/namespaces', {
+          apiVersion: 'v1',
+          kind: 'Namespace',
+          metadata: { name: 'burst' },
+        });
+        if (ns.status !== 201 && ns.status !== 409)
+          throw new Error(`creating namespace burst: HTTP ${ns.status}`);
+        // Its default ServiceAccount, which pods need (no controller-manager runs here to make it).
+        const sa = await kubeRequest(kube, 'POST', '/api/v1/namespaces/burst/serviceaccounts', {
+          apiVersion: 'v1',
+          kind: 'ServiceAccount',
+          metadata: { name: 'default', namespace: 'burst' },
+        });
+        if (sa.status !== 201 && sa.status !== 409)
+          throw new Error(`creating serviceaccount default: HTTP ${sa.status}`);
+        const url = `kubernetes:${kube.kubeconfigPath}`;
+        for (let i = 0; i < AGENTS; i++) stores.push(await openStore(url));
+        const plane = kube;
+        rows.push(
+          ...(await onStore(
+            'kubernetes',
+            url,
+            tmp.path,
+            rounds,
+            (r) => storeAnchor(stores, r),
+            () => [...plane.pids],
+            opts,
+            (r) => createPods(plane, r),
+          )),
+        );
+      } catch (e) {
+        rows.push(failed('kubernetes', e));
+      } finally {
+        await Promise.allSettled(stores.map((s) => s.close()));
+        await kube?.stop();
+      }
+    }
   } finally {
     tmp.cleanup();
   }
   const notes = [
     `${PODS} pods, pod i sending its ADD to agent i mod ${AGENTS} (${PODS / AGENTS} per agent), all at once, each asking for one IPv4 (a /16 pool) and one IPv6 (a /64 pool) address; the time runs from the first ADD until the last pod holds both. Requests go over the agents' unix sockets with the plugin's JSON — no plugin processes (their start cost is in the plugin section). A failed ADD is sent again after 20 ms and counted as retried.`,
     `Each round uses fresh pools; ${rounds} round(s) per store after a warm-up round, burst and anchor alternating. The figure is the median round.`,
+    'kubernetes: the agents run `--store kubernetes:KUBECONFIG` against one kube-apiserver v1.20.2 with its own etcd member (test/kube/cluster.ts), the CRDs installed; each claim is an IPClaim object, created with the API server’s own name check as the compare-and-swap. Before each burst (untimed) the round’s 1000 Pod objects are created, bound to their agents’ nodes, so the agents’ pod informers hold them, as in a cluster where the kubelet starts a pod the scheduler bound. The control plane shares the 2 CPUs with the 10 agents.',
     'sqlite: one database file shared by all 10 agents (WAL, synchronous=FULL); an agent sees the others’ claims by polling the change log (every 200 ms), so agents may propose addresses already taken and retry. The sqlite agents are started one after another: started all at once on a loaded machine, one of them waited past the busy timeout for its first write (its node lease) and exited.',
   ];
   return { rows, notes };
