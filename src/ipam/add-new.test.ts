@@ -161,8 +161,8 @@ describe('one-write ADD of a new plain pod', () => {
     await ipam.add(req('api-4', 'c4'));
     assert.deepEqual(
       [...calls].sort(),
-      ['create endpoints', 'create ipclaims', 'create ipclaims', 'get endpoints'],
-      'the ordinary path: the endpoint read (alongside the claims), the claims, then the endpoint',
+      ['create endpoints', 'create ipclaims', 'create ipclaims'],
+      'the ordinary path: the claims, then the endpoint created as new, nothing read (createFirst)',
     );
     const named = await ipam.add(req('api-5', 'c5', { requestedIps: ['10.6.0.33'] }));
     assert.ok(named.ips.some((i) => i.address === '10.6.0.33/24'));

@@ -93,6 +93,11 @@ export interface EndpointPlan {
    * `record` awaits it; an engine that fails before `record` awaits it too.
    */
   pending?: Promise<void>;
+  /**
+   * `record` creates the endpoint as new and reads it only when that finds one (`readPlain`, on a
+   * store that cannot write the claims and the endpoint as one).
+   */
+  createFirst?: boolean;
 }
 
 export interface ReclaimedAddress {
@@ -337,6 +342,13 @@ export class Endpoints {
   readPlain(plan: EndpointPlan, req: { containerId: string; ifName: string }, held: HeldClaim[]): void {
     const id = plan.identity;
     if (!plan.plain || !id) return;
+    if (plan.read === undefined && !this.d.store.createMany) {
+      // Kubernetes: a new pod's ADD (most of them) has no endpoint yet, so `record` creates it
+      // and reads only when one is there: one request instead of a read and a create. What the
+      // read would settle (a previous owner's kept addresses) is settled then, as here.
+      plan.createFirst = true;
+      return;
+    }
     const pending = this.settlePlain(id, req, held, plan);
     // Observed by `record` or the engine's error path; never an unhandled rejection meanwhile.
     pending.catch(() => undefined);
@@ -499,6 +511,14 @@ export class Endpoints {
     if (!id) return;
     if (plan.pending) await plan.pending;
     const next = (cur: Endpoint | undefined): Endpoint => this.build(plan, req, held, routing, cur);
+    if (plan.createFirst) {
+      plan.createFirst = false;
+      const c = await this.d.store.create(id.key, next(undefined));
+      if (c.created) return;
+      // There is one: settle it as `readPlain` would have, then rewrite it at the version found.
+      plan.read = c.existing as Versioned<Endpoint>;
+      await this.settlePlain(id, req, held, plan);
+    }
     // One write at the version beforeAdd read (the common case); a conflict falls back to the loop.
     if (plan.read !== undefined) {
       const r = plan.read

@@ -8,6 +8,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../store/memory.ts';
+import type { Store } from '../store/store.ts';
 import { API_VERSION, type Endpoint, type IPClaim } from '../api/kinds.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
 import { ObjectService } from './objects.ts';
@@ -34,9 +35,15 @@ const POOLS = [
 ];
 const DUAL = JSON.stringify({ ipv4: ['v4'], ipv6: ['v6'] });
 
+/**
+ * The store every test here runs on. fixed-one-by-one.test.ts runs them all again on a store that
+ * writes keys one by one (no `createMany`, as the Kubernetes backend).
+ */
+export const fixture = { store: (): Store => new MemoryStore() };
+
 /** Two nodes (two engines, each with its node's view of the pods) on one store. */
 async function cluster(objects: unknown[] = POOLS) {
-  const store = new MemoryStore();
+  const store = fixture.store();
   let now = T0;
   const clock = { now: () => now };
   const nodes = ['node-a', 'node-b'].map((node) => {
@@ -310,7 +317,7 @@ describe('fixed IPs: StatefulSet pods', () => {
   });
 
   it('an embedded-mode pod (no cluster view) gets an Endpoint from its CNI args and is not fixed', async () => {
-    const store = new MemoryStore();
+    const store = fixture.store();
     const ipam = new Ipam({ store, node: 'n1', clock: { now: () => T0 } });
     await ipam.start();
     await new ObjectService(store, ipam, () => T0).apply(POOLS);
@@ -330,7 +337,7 @@ describe('fixed IPs: StatefulSet pods', () => {
   });
 
   it('a pod name Kubernetes could not have (free-text CNI args) gets addresses but no Endpoint', async () => {
-    const store = new MemoryStore();
+    const store = fixture.store();
     const ipam = new Ipam({ store, node: 'n1', clock: { now: () => T0 } });
     await ipam.start();
     await new ObjectService(store, ipam, () => T0).apply(POOLS);
@@ -578,7 +585,7 @@ describe('manual reclaim', () => {
   });
 
   it('in embedded mode (no cluster view), a pod without a CNI DEL counts as live', async () => {
-    const store = new MemoryStore();
+    const store = fixture.store();
     const ipam = new Ipam({ store, node: 'n1', clock: { now: () => T0 } });
     await ipam.start();
     await new ObjectService(store, ipam, () => T0).apply(POOLS);
