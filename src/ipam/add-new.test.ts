@@ -187,6 +187,13 @@ describe('one-write ADD of a new plain pod', () => {
     w.close();
     assert.ok(!calls.includes('delete ipclaims'), `a claim was made and taken back: ${calls.join(', ')}`);
     assert.deepEqual(
+      calls.filter((c) => c.endsWith(' endpoints')),
+      ['create endpoints', 'update endpoints'],
+      'the endpoint tried as new (createFirst), found, and rewritten at the version found',
+    );
+    const ep = await inner.get<Endpoint>(`${ENDPOINT_PREFIX}web/api-6`);
+    assert.deepEqual(ep?.value.spec.interfaces.map((i) => i.ifName).sort(), ['eth0', 'net1']);
+    assert.deepEqual(
       seen.filter((e) => e.startsWith('delete')),
       [],
       'no claim appeared and vanished',
