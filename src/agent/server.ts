@@ -72,6 +72,11 @@ export interface AgentOptions {
   reclaimIntervalMs?: number;
   nodeDeadMs?: number;
   reclaimGraceMs?: number;
+  /**
+   * Keep the claims in this file between runs (src/ipam/claims-cache.ts): written at `close`, read
+   * at the next start, which then asks the store only for the changes since (kubernetes store).
+   */
+  claimsCache?: string;
   /** Node-pool mode (seed 004): allocate only from this node's NodePool (src/agent/node-pool.ts). */
   nodePool?: boolean;
   /** How often, at most, node-pool mode writes the NodePool's status.used (default 15 s). */
@@ -201,6 +206,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     log: logger as unknown as Logger,
     gcMinAgeMs: opts.gcMinAgeMs,
     ...(kube ? { view: kube.view } : {}),
+    ...(opts.claimsCache !== undefined ? { claimsCache: opts.claimsCache } : {}),
   });
   await ipam.start();
   nodePool?.start(ipam.state);

@@ -153,6 +153,10 @@ export function buildCli(): Command {
     )
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option(
+      '--claims-cache <file>',
+      'keep the claims in this file between runs: written at a clean stop, read at the next start, which then asks the store only for what changed (kubernetes store)',
+    )
+    .option(
       '--gc-min-age <ms>',
       'CNI GC leaves claims younger than this alone (an ADD may be in flight)',
       '60000',
@@ -190,6 +194,7 @@ export function buildCli(): Command {
         nodePool?: boolean;
         nodePoolStatusInterval: string;
         nodePoolHealthCheck?: boolean;
+        claimsCache?: string;
       }) => {
         const whole = (flag: string, v: string, min: number): number => {
           const n = Number(v);
@@ -220,6 +225,7 @@ export function buildCli(): Command {
           ...(o.node ? { node: o.node } : {}),
           ...(o.listen ? { listen: o.listen } : {}),
           ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          ...(o.claimsCache ? { claimsCache: o.claimsCache } : {}),
           logLevel: o.logLevel,
           gcMinAgeMs,
           maxRate,

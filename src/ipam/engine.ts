@@ -12,7 +12,15 @@
  * ADDRESS_NOT_IN_POOL, INVALID_CONFIG, NOT_FOUND, NOT_READY, STORE_UNAVAILABLE.
  */
 import { IpamError } from '../errors.ts';
-import { StoreError, type Store, type Versioned, type Watcher } from '../store/store.ts';
+import {
+  StoreError,
+  versionNewer,
+  type Store,
+  type Versioned,
+  type WatchEvent,
+  type Watcher,
+} from '../store/store.ts';
+import { readClaimsCache, writeClaimsCache, type CacheRead } from './claims-cache.ts';
 import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
 import type { IntervalSet } from '../net/interval-set.ts';
@@ -106,6 +114,11 @@ export interface EngineOptions {
   gcMinAgeMs?: number;
   /** Pods, namespaces and nodes (Kubernetes mode); embedded mode knows none. */
   view?: ClusterView;
+  /**
+   * The claims cache file (src/ipam/claims-cache.ts): read at `start`, written at `stop`. Used
+   * only with a store that has `watchFrom` and `identity` (the kubernetes backend).
+   */
+  claimsCache?: string;
 }
 
 export interface PoolUsage {
@@ -157,6 +170,19 @@ export class Ipam {
   private readonly locks = new Map<string, Promise<unknown>>();
   private started = false;
   private resyncing: Promise<void> | undefined;
+  private readonly claimsCache: string | undefined;
+  /** The store's identity, once read (the claims cache is used only with one). */
+  private storeIdentity: string | undefined;
+  /**
+   * The newest revision among the claims the load read and the claim events the watch delivered:
+   * the cache holds every change up to it (the engine's own writes, put as answered, can be newer).
+   * Kept only with a claims cache.
+   */
+  private claimsRevision: string | undefined;
+  /** The claims cache's revision when the claims came from it, until a resync lists them all. */
+  private fileRevision: string | undefined;
+  /** Claims from the file that an ADD has read back from the store (see `heldBy`). */
+  private readonly verified = new Set<string>();
 
   constructor(opts: EngineOptions) {
     this.store = opts.store;
@@ -166,6 +192,7 @@ export class Ipam {
     this.log = opts.log ?? silent;
     this.gcMinAgeMs = opts.gcMinAgeMs ?? GC_MIN_AGE_MS;
     this.view = opts.view ?? EMPTY_VIEW;
+    this.claimsCache = opts.claimsCache;
     this.endpoints = new Endpoints({
       store: this.store,
       state: this.state,
@@ -203,24 +230,111 @@ export class Ipam {
    * @throws StoreError when the store cannot be read.
    */
   async start(): Promise<void> {
+    const cached = await this.readClaimsCache();
+    if (cached) {
+      // Into the cache before any event: a watch that resets at once (a revision the server does
+      // not have) then lists everything over them.
+      for (const e of cached.entries) this.state.put(e.key, e.value, e.version);
+      this.fileRevision = this.claimsRevision = cached.revision;
+    }
+    const track = this.claimsCache !== undefined && this.storeIdentity !== undefined;
     for (const prefix of [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]) {
+      const onEvent = (ev: WatchEvent<unknown>): void => {
+        if (track && prefix === CLAIM_PREFIX) this.sawClaims(ev.version);
+        // Our own writes come back as events the cache already holds: dropped by version before
+        // their value is touched (a backend may parse it lazily).
+        if (ev.type === 'put') {
+          if (this.state.holds(ev.key, ev.version)) return;
+          this.state.put(ev.key, ev.value, ev.version);
+        } else this.state.remove(ev.key, ev.version);
+      };
+      const onReset = (): void => void this.resync();
       this.watchers.push(
-        this.store.watch(
-          prefix,
-          (ev) => {
-            // Our own writes come back as events the cache already holds: dropped by version before
-            // their value is touched (a backend may parse it lazily).
-            if (ev.type === 'put') {
-              if (this.state.holds(ev.key, ev.version)) return;
-              this.state.put(ev.key, ev.value, ev.version);
-            } else this.state.remove(ev.key, ev.version);
-          },
-          () => void this.resync(),
-        ),
+        cached && prefix === CLAIM_PREFIX && this.store.watchFrom
+          ? this.store.watchFrom(prefix, cached.revision, onEvent, onReset)
+          : this.store.watch(prefix, onEvent, onReset),
       );
     }
-    await this.load();
+    await this.load(cached ? [POOL_PREFIX, RESERVED_PREFIX] : [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]);
     this.started = true;
+  }
+
+  private sawClaims(version: string): void {
+    if (this.claimsRevision === undefined || versionNewer(version, this.claimsRevision)) {
+      this.claimsRevision = version;
+    }
+  }
+
+  /**
+   * The claims cache, when this engine has one, its store can resume a watch, and the file is
+   * this store's and sound; otherwise undefined, with the reason logged.
+   */
+  private async readClaimsCache(): Promise<Extract<CacheRead, { ok: true }> | undefined> {
+    const path = this.claimsCache;
+    if (path === undefined) return undefined;
+    if (!this.store.watchFrom || !this.store.identity) {
+      this.log.info(
+        { claimsCache: path, store: this.store.backend },
+        'claims cache not used: this store lists its claims quickly (only the kubernetes store resumes from one)',
+      );
+      return undefined;
+    }
+    try {
+      this.storeIdentity = await this.store.identity();
+    } catch (e) {
+      this.log.warn(
+        { claimsCache: path, err: String(e) },
+        'claims cache not used: the store cannot name its cluster',
+      );
+      return undefined;
+    }
+    const t0 = performance.now();
+    const read = readClaimsCache(path, this.storeIdentity);
+    if (!read.ok) {
+      this.log.info({ claimsCache: path, reason: read.reason }, 'claims cache not used; listing every claim');
+      return undefined;
+    }
+    this.log.info(
+      {
+        claimsCache: path,
+        claims: read.entries.length,
+        revision: read.revision,
+        ms: Math.round(performance.now() - t0),
+      },
+      'claims read from the claims cache; watching the changes since its revision',
+    );
+    return read;
+  }
+
+  /**
+   * Writes the claims cache (at `stop`, after the agent has stopped taking requests). Not while
+   * loading or resyncing: the cache is then not whole.
+   */
+  private writeClaimsCache(): void {
+    const path = this.claimsCache;
+    if (path === undefined || this.storeIdentity === undefined || this.claimsRevision === undefined) return;
+    if (!this.ready) {
+      this.log.info({ claimsCache: path }, 'claims cache not written: the claims were still loading');
+      return;
+    }
+    const t0 = performance.now();
+    try {
+      const n = writeClaimsCache(path, this.storeIdentity, this.claimsRevision, this.state.claims.values());
+      this.log.info(
+        {
+          claimsCache: path,
+          claims: n,
+          revision: this.claimsRevision,
+          ms: Math.round(performance.now() - t0),
+        },
+        'claims cache written',
+      );
+    } catch (e) {
+      this.log.warn(
+        { claimsCache: path, err: String(e) },
+        'claims cache not written; the next start lists every claim',
+      );
+    }
   }
 
   /**
@@ -230,12 +344,16 @@ export class Ipam {
    * read settles before a failure is reported, so none of a failed load lands after a resync's
    * `clear`.
    */
-  private async load(): Promise<void> {
+  private async load(prefixes = [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]): Promise<void> {
+    const track = this.claimsCache !== undefined && this.storeIdentity !== undefined;
     const put = (entries: Versioned[]): void => {
-      for (const e of entries) this.state.put(e.key, e.value, e.version);
+      for (const e of entries) {
+        if (track && e.key.startsWith(CLAIM_PREFIX)) this.sawClaims(e.version);
+        this.state.put(e.key, e.value, e.version);
+      }
     };
     const reads = await Promise.allSettled(
-      [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX].map(async (prefix) => {
+      prefixes.map(async (prefix) => {
         if (this.store.scan) await this.store.scan(prefix, put);
         else put(await this.store.list(prefix));
       }),
@@ -249,6 +367,8 @@ export class Ipam {
       for (;;) {
         try {
           this.state.clear();
+          this.claimsRevision = this.fileRevision = undefined;
+          this.verified.clear();
           await this.load();
           return;
         } catch (e) {
@@ -262,8 +382,10 @@ export class Ipam {
     return this.resyncing;
   }
 
+  /** Stops watching; writes the claims cache when there is one. Call after the last request. */
   async stop(): Promise<void> {
     for (const w of this.watchers.splice(0)) w.close();
+    this.writeClaimsCache();
   }
 
   private vipDeps(): VipDeps {
@@ -319,7 +441,7 @@ export class Ipam {
   }
 
   private async addLocked(req: AllocateRequest, ak: string): Promise<IpamResult> {
-    const held = await this.heldBy(req, ak);
+    const held = await this.heldBy(req, ak, true);
     const o = req.owner;
     const seen = o.kind === 'Pod' && o.namespace ? this.view.pod(o.namespace, o.name) : undefined;
     // A pod of that name with another uid is its predecessor (a recreated StatefulSet pod): stale.
@@ -617,7 +739,7 @@ export class Ipam {
   }
 
   /** Claims this attachment holds, including any whose create had an unknown outcome. */
-  private async heldBy(req: ReleaseRequest, ak: string): Promise<HeldClaim[]> {
+  private async heldBy(req: ReleaseRequest, ak: string, readBack = false): Promise<HeldClaim[]> {
     const doubtful = this.uncertain.get(ak);
     if (doubtful) {
       for (const key of doubtful) {
@@ -626,7 +748,24 @@ export class Ipam {
       }
       this.uncertain.delete(ak);
     }
-    return this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
+    const held = this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
+    const since = this.fileRevision;
+    if (!readBack || since === undefined) return held;
+    // Claims that came from the claims cache and no event has touched since: a repeated ADD gets
+    // them only once the store confirms them (one may have been released while the agent was
+    // down, its delete still on its way in the watch). A release (DEL) needs no check: it deletes
+    // at the version it holds.
+    let changed = false;
+    for (const h of held) {
+      if (versionNewer(h.version, since) || this.verified.has(h.key)) continue;
+      const e = await this.store.get<IPClaim>(h.key);
+      this.verified.add(h.key);
+      if (e === undefined) this.state.forget(h.key);
+      else if (e.version !== h.version) this.state.put(e.key, e.value, e.version);
+      else continue;
+      changed = true;
+    }
+    return changed ? this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName) : held;
   }
 
   private candidates(

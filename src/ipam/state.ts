@@ -157,6 +157,17 @@ export class IpamState {
     return false;
   }
 
+  /**
+   * Drops a claim the store was found not to hold (read back by the engine): its tombstone is at
+   * the version the cache had, so a late event of that version changes nothing and a newer one does.
+   */
+  forget(key: string): void {
+    const held = this.claims.get(key);
+    if (held === undefined) return;
+    this.dropIndexes(held);
+    this.claims.bury(key, held.version);
+  }
+
   private putPool(key: string, obj: IPPool, version: Version): boolean {
     const name = key.slice(POOL_PREFIX.length);
     if (!this.fresh(key, version, this.pools.get(name)?.version)) return false;

@@ -930,7 +930,30 @@ export class KubernetesStore implements Store {
         retryable: false,
       });
     }
-    return this.startWatch(prefix, BigInt(version), onEvent, onReset);
+    const from = BigInt(version);
+    if (from > this.revision) {
+      // Past every revision this server has shown (probe() learns each watch cache's): another
+      // cluster's, or this one's before etcd was restored from a backup. Its history is unknown.
+      const w = this.startWatch(prefix, this.watchStart(prefix), onEvent, undefined);
+      if (onReset) queueMicrotask(onReset);
+      return w;
+    }
+    return this.startWatch(prefix, from, onEvent, onReset);
+  }
+
+  /**
+   * `kubernetes:<uid of the kube-system namespace>` (the cluster's identity by common practice:
+   * it lives as long as the cluster), with `/keyvalue` in KeyValue mode.
+   * @throws StoreError when it cannot be read (e.g. no access to namespaces).
+   */
+  async identity(): Promise<string> {
+    const path = '/api/v1/namespaces/kube-system';
+    const r = await this.api.call('get', 'namespaces/kube-system', false, { method: 'GET', path });
+    const uid = (r.body as { metadata?: { uid?: unknown } } | undefined)?.metadata?.uid;
+    if (r.status !== 200 || typeof uid !== 'string' || uid === '') {
+      throw this.failure('get', 'namespaces/kube-system', r);
+    }
+    return `kubernetes:${uid}${this.native ? '' : '/keyvalue'}`;
   }
 
   async close(): Promise<void> {

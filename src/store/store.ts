@@ -105,6 +105,23 @@ export interface Store {
    * that falls behind or loses its backend calls `onReset` (if given); the caller then re-lists.
    */
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher;
+  /**
+   * Like `watch`, but delivers every event after `version` (a revision this store handed out
+   * earlier, maybe in another process). A revision the backend no longer has — or never had —
+   * calls `onReset` at once. Optional: only the kubernetes backend has it (an agent's start from
+   * its claims cache, src/ipam/claims-cache.ts).
+   */
+  watchFrom?<T>(
+    prefix: string,
+    version: Version,
+    onEvent: (ev: WatchEvent<T>) => void,
+    onReset?: () => void,
+  ): Watcher;
+  /**
+   * What names this store's data across processes and restarts (the cluster, not the connection):
+   * a claims cache written for one identity is never read for another. With `watchFrom`.
+   */
+  identity?(): Promise<string>;
   close(): Promise<void>;
 }
 
