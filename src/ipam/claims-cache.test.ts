@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { CLAIMS_CACHE_FORMAT, readClaimsCache, writeClaimsCache } from './claims-cache.ts';
+import { IpamState } from './state.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { Ipam } from './engine.ts';
 import type { HeldClaim } from './state.ts';
@@ -19,6 +21,9 @@ const claim = (ip: string): IPClaim => ({
     family: 4,
     pool: 'p',
     owner: { kind: 'Pod', namespace: 'ns', name: `pod-${ip}`, uid: `u-${ip}` },
+    cniNetwork: 'net',
+    containerId: `c-${ip}`,
+    ifName: 'eth0',
     createdAt: '2026-12-06T00:00:00Z',
   },
 });
@@ -42,10 +47,10 @@ describe('claims cache file', () => {
     assert.ok(r.ok);
     assert.equal(r.revision, '120');
     assert.deepEqual(
-      r.entries.map((e) => [e.key, e.version, e.value.spec.ip]),
+      r.claims.map((e) => [e.key, e.version, e.ip, JSON.parse(e.text!).spec.ip]),
       [
-        ['ipclaims/net.10.0.0.1', '100', '10.0.0.1'],
-        ['ipclaims/net.10.0.0.2', '130', '10.0.0.2'],
+        ['ipclaims/net.10.0.0.1', '100', '10.0.0.1', '10.0.0.1'],
+        ['ipclaims/net.10.0.0.2', '130', '10.0.0.2', '10.0.0.2'],
       ],
     );
     const other = readClaimsCache(f, 'kubernetes:uid-2');
@@ -63,29 +68,90 @@ describe('claims cache file', () => {
 
   it('names what is wrong with a file it will not use', () => {
     const f = join(dir, 'b.json');
-    const head = (h: object) =>
-      JSON.stringify({ format: CLAIMS_CACHE_FORMAT, store: 's', revision: '9', count: 1, ...h });
-    const entry = JSON.stringify([['ipclaims/net.10.0.0.1', '5', claim('10.0.0.1')]]);
+    writeClaimsCache(f, 's', '9', [held('10.0.0.1', '5'), held('10.0.0.2', '6')]);
+    const good = readFileSync(f, 'utf8');
+    const [head, ...rest] = good.split('\n');
+    const body = rest.join('\n');
+    const h = JSON.parse(head!);
+    /** The file with its header edited, and the body's length and checksum made to match `b`. */
+    const make = (edit: object, b = body): string => {
+      const bytes = Buffer.byteLength(b);
+      return `${JSON.stringify({ ...h, bytes, crc32: crc32(b), ...edit })}\n${b}`;
+    };
+    const [rows, ...texts] = body.split('\n');
+    const withRows = (edit: (r: { strings: string[]; claims: any[] }) => void): string => {
+      const r = JSON.parse(rows!);
+      edit(r);
+      return make({}, [JSON.stringify(r), ...texts].join('\n'));
+    };
     const cases: [string, RegExp][] = [
-      [`${head({ format: 'x/v0' })}\n${entry}`, /its format is "x\/v0"/],
-      [`${head({ revision: '09' })}\n${entry}`, /revision "09" is not a positive decimal/],
-      [`${head({ count: 2 })}\n${entry}`, /lists 1 claims, its header 2/],
-      [`${head({})}\n${entry.slice(0, -3)}`, /not valid JSON/],
-      [
-        `${head({})}\n[["pools/x","5",${JSON.stringify(claim('10.0.0.1'))}]]`,
-        /entry 0 is not \[claim key, revision, IPClaim\]/,
-      ],
-      [`${head({})}\n[["ipclaims/x","v5",${JSON.stringify(claim('10.0.0.1'))}]]`, /entry 0 is not/],
-      [`${head({})}\n[["ipclaims/x","5",{"spec":{"ip":1}}]]`, /entry 0 is not/],
+      [make({ format: 'x/v0' }), /its format is "x\/v0"/],
+      [make({ store: 't' }), /another store's claims \(t, this is s\)/],
+      [make({ revision: '09' }), /revision "09" is not a positive decimal/],
+      [make({ count: 3 }), /lists 2 claims, its header 3/],
+      [good.slice(0, -20), /bytes of claims, its header/],
+      [good.replace('10.0.0.2"', '10.0.0.3"'), /do not match its checksum/],
+      [`{"format":${JSON.stringify(CLAIMS_CACHE_FORMAT)}`, /header is not JSON/],
+      [make({}, body.replace('{"strings"', '{strings')), /list of claims is not JSON/],
+      [withRows((r) => (r.claims[10 + 4] = 5)), /claim 1 is not key, revision, ip, network, 4\|6/],
+      [withRows((r) => (r.claims[0] = 'ippools/x')), /claim 0 is not/],
+      [withRows((r) => (r.claims[1] = 'v5')), /claim 0 is not/],
+      [withRows((r) => (r.claims[2] = '10.0.0.300')), /claim 0 is not/],
+      [withRows((r) => (r.claims[2] = 'fd00::1')), /claim 0 is not/],
+      [withRows((r) => (r.claims[3] = 99)), /claim 0 is not/],
+      [withRows((r) => (r.claims[3] = -1)), /claim 0 is not/],
+      [withRows((r) => (r.claims[7] = 7)), /claim 0 is not/],
+      [withRows((r) => r.claims.pop()), /it lists 1\.9 claims, its header 2/],
+      [withRows((r) => (r.strings = [1] as never)), /not \{strings, claims\}/],
+      [make({}, [rows, texts[0], ''].join('\n')), /claim 1's JSON is not where its length puts it/],
+      [withRows((r) => (r.claims[9] -= 1)), /claim 0's JSON is not where/],
+      [withRows((r) => (r.claims[9] = 'x')), /claim 0's JSON is not where/],
+      [make({}, [rows, ...texts.slice(0, -1), '{}', ''].join('\n')), /more claims' JSON than its header's 2/],
     ];
     for (const [text, reason] of cases) {
       writeFileSync(f, text);
       const r = readClaimsCache(f, 's');
-      assert.equal(r.ok, false, text);
+      assert.equal(r.ok, false, text.slice(0, 600));
       assert.match(!r.ok ? r.reason : '', reason);
     }
     const missing = readClaimsCache(join(dir, 'none.json'), 's');
     assert.deepEqual(missing, { ok: false, reason: 'no file yet' });
+  });
+
+  it('keeps absent and empty optional fields apart', () => {
+    const f = join(dir, 'e.json');
+    const odd = held('10.0.0.5', '3');
+    odd.claim.spec.containerId = '';
+    delete odd.claim.spec.ifName;
+    writeClaimsCache(f, 's', '9', [odd, held('10.0.0.6', '4')]);
+    const r = readClaimsCache(f, 's');
+    assert.ok(r.ok);
+    assert.equal(r.claims[0]!.containerId, '');
+    assert.equal(r.claims[0]!.ifName, undefined);
+    assert.equal(r.claims[1]!.containerId, 'c-10.0.0.6');
+  });
+
+  it('a claim read from the file is parsed when read, and written again as it was read', () => {
+    const f = join(dir, 'g.json');
+    writeClaimsCache(f, 's', '9', [held('10.0.0.7', '3')]);
+    const r = readClaimsCache(f, 's');
+    assert.ok(r.ok);
+    const state = new IpamState();
+    const lazy = r.claims[0]!;
+    const text = lazy.text;
+    assert.equal(state.putLazy(lazy), true);
+    assert.equal(state.claims.get(lazy.key), lazy);
+    const f2 = join(dir, 'g2.json');
+    writeClaimsCache(f2, 's', '9', state.claims.values());
+    assert.equal(lazy.text, text, 'writing did not parse it');
+    const rest = (p: string) => readFileSync(p, 'utf8').split('\n').slice(1).join('\n');
+    assert.equal(rest(f2), rest(f));
+    assert.equal(lazy.claim.spec.owner.name, 'pod-10.0.0.7');
+    assert.equal(lazy.text, undefined);
+    assert.deepEqual(
+      state.claimsOf('net', 'c-10.0.0.7', 'eth0').map((h) => h.key),
+      [lazy.key],
+    );
   });
 
   it('a failed write leaves the old file as it was', () => {

@@ -17,16 +17,24 @@
  *   come from the file before handing them back to a repeated ADD (`Ipam.heldBy`);
  * - pools and reservations are never taken from the file: the engine reads them at every start.
  *
- * Format: one line of JSON (the header: format, the store's identity, the revision, the count),
- * then one JSON array of `[key, version, claim]` (the agent's own writes, put in its cache as they
-are answered, can be past the revision: the watch's replay of them changes nothing). Written to a temporary file, flushed and renamed
- * over the old one, so a crash leaves the old file or the new one. A file that fails any check is
- * ignored with the reason, never half-used.
+ * After a crash the file is the last clean stop's: older, so the watch replays more, or resets.
+ *
+ * Format: line 1 is JSON, the header (format, the store's identity, the revision, the count, the
+ * length and CRC-32 of the rest); line 2 is JSON, `{strings, claims}`: for every claim its key,
+ * version, the spec fields the engine's indexes use (`ClaimDigest`) and the length of its JSON,
+ * one flat array (see `writeClaimsCache`); then one line per claim, its JSON, in the same order
+ * (JSON text has no raw newline). The start indexes each claim from line 2 and keeps its JSON's
+ * bytes to parse when something reads the claim (`LazyClaim`; the engine parses them all in small
+ * steps once ready): parsing the JSON of 100k claims (61 MB) took 360–580 ms, as long as the rest
+ * of the file's start. The agent's own writes, put in its cache as they are answered, can be past
+ * the revision: the watch's replay of them changes nothing. Written to a temporary file, flushed
+ * and renamed over the old one, so a crash leaves the old file or the new one. A file that fails
+ * any check (the CRC covers every claim) is ignored with the reason, never half-used.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import type { IPClaim } from '../api/kinds.ts';
-import type { Versioned } from '../store/store.ts';
-import { CLAIM_PREFIX, type HeldClaim } from './state.ts';
+import { crc32 } from 'node:zlib';
+import { parseAddr, type Family } from '../net/addr.ts';
+import { CLAIM_PREFIX, LazyClaim, type ClaimDigest, type HeldClaim } from './state.ts';
 
 export const CLAIMS_CACHE_FORMAT = 'ipkeeper.io/claims-cache/v1';
 
@@ -36,13 +44,17 @@ interface Header {
   store: string;
   revision: string;
   count: number;
+  /** Bytes after the header line, and their CRC-32 (a damaged or cut file is not used). */
+  bytes: number;
+  crc32: number;
   written: string;
 }
 
-export type CacheRead =
-  { ok: true; revision: string; entries: Versioned<IPClaim>[] } | { ok: false; reason: string };
+export type CacheRead = { ok: true; revision: string; claims: LazyClaim[] } | { ok: false; reason: string };
 
 const DECIMAL = /^[1-9]\d*$/;
+/** Values per claim in line 2's `claims` (see `writeClaimsCache`). */
+const STRIDE = 10;
 
 /**
  * Writes `claims`, complete up to `revision`, for the store `identity`. Replaces the file whole.
@@ -54,20 +66,54 @@ export function writeClaimsCache(
   revision: string,
   claims: Iterable<HeldClaim>,
 ): number {
-  const parts: string[] = [];
-  for (const h of claims) parts.push(JSON.stringify([h.key, h.version, h.claim]));
+  // Line 2: {strings, claims}: per claim key, version, ip, network, family, pool, cniNetwork,
+  // containerId, ifName and the byte length of its JSON line, one flat array; the fields most
+  // claims share are indexes into `strings` (-1: absent), so the start parses 4 strings per claim,
+  // not 8, and no array per claim, and finds each JSON line without looking for its end.
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const ref = (v: string | undefined): number => {
+    if (v === undefined) return -1;
+    let i = index.get(v);
+    if (i === undefined) index.set(v, (i = strings.push(v) - 1));
+    return i;
+  };
+  const flat: (string | number | null)[] = [];
+  const texts: string[] = [];
+  for (const h of claims) {
+    // A claim still as the file had it is written as it was read, unparsed.
+    const lazy = h instanceof LazyClaim && h.unparsed ? h : undefined;
+    const d: ClaimDigest = lazy ?? h.claim.spec;
+    const text = lazy?.text ?? JSON.stringify(h.claim);
+    texts.push(text);
+    flat.push(
+      h.key,
+      h.version,
+      d.ip,
+      ref(d.network),
+      d.family,
+      ref(d.pool),
+      ref(d.cniNetwork),
+      d.containerId ?? null,
+      ref(d.ifName),
+      Buffer.byteLength(text),
+    );
+  }
+  const body = Buffer.from(`${JSON.stringify({ strings, claims: flat })}\n${texts.join('\n')}\n`, 'utf8');
   const header: Header = {
     format: CLAIMS_CACHE_FORMAT,
     store: identity,
     revision,
-    count: parts.length,
+    count: texts.length,
+    bytes: body.length,
+    crc32: crc32(body),
     written: new Date().toISOString(),
   };
-  const text = `${JSON.stringify(header)}\n[${parts.join(',\n')}]\n`;
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, text);
+    writeSync(fd, `${JSON.stringify(header)}\n`);
+    writeSync(fd, body);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -80,35 +126,33 @@ export function writeClaimsCache(
   }
   closeSync(fd);
   renameSync(tmp, path);
-  return parts.length;
+  return texts.length;
 }
 
 /**
  * Reads the file written for the store `identity`; `ok: false` with the reason when it is missing,
- * unreadable, of another format or store, or malformed anywhere.
+ * unreadable, of another format or store, or damaged anywhere.
  */
 export function readClaimsCache(path: string, identity: string): CacheRead {
-  let text: string;
+  let buf: Buffer;
   try {
-    text = readFileSync(path, 'utf8');
+    buf = readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return { ok: false, reason: code === 'ENOENT' ? 'no file yet' : `cannot read it: ${String(e)}` };
   }
-  const nl = text.indexOf('\n');
+  const nl = buf.indexOf(10);
   let header: Partial<Header>;
-  let body: unknown;
   try {
-    header = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as Partial<Header>;
-    if (header?.format !== CLAIMS_CACHE_FORMAT) {
-      return {
-        ok: false,
-        reason: `its format is ${JSON.stringify(header?.format)}, not ${CLAIMS_CACHE_FORMAT}`,
-      };
-    }
-    body = JSON.parse(text.slice(nl + 1));
+    header = JSON.parse(buf.toString('utf8', 0, nl < 0 ? buf.length : nl)) as Partial<Header>;
   } catch (e) {
-    return { ok: false, reason: `it is not valid JSON (${(e as Error).message})` };
+    return { ok: false, reason: `its header is not JSON (${(e as Error).message})` };
+  }
+  if (header?.format !== CLAIMS_CACHE_FORMAT) {
+    return {
+      ok: false,
+      reason: `its format is ${JSON.stringify(header?.format)}, not ${CLAIMS_CACHE_FORMAT}`,
+    };
   }
   if (header.store !== identity) {
     return { ok: false, reason: `it holds another store's claims (${header.store}, this is ${identity})` };
@@ -117,31 +161,100 @@ export function readClaimsCache(path: string, identity: string): CacheRead {
   if (typeof revision !== 'string' || !DECIMAL.test(revision)) {
     return { ok: false, reason: `its revision ${JSON.stringify(revision)} is not a positive decimal` };
   }
-  if (!Array.isArray(body) || body.length !== header.count) {
+  const body = buf.subarray(nl + 1);
+  if (nl < 0 || body.length !== header.bytes) {
     return {
       ok: false,
-      reason: `it lists ${Array.isArray(body) ? body.length : 'no'} claims, its header ${header.count}`,
+      reason: `it has ${nl < 0 ? 0 : body.length} bytes of claims, its header ${header.bytes}`,
     };
   }
-  const entries: Versioned<IPClaim>[] = new Array(body.length);
-  for (let i = 0; i < body.length; i++) {
-    const t = body[i] as unknown[];
-    const [key, version, claim] = Array.isArray(t) ? t : [];
-    const spec = (claim as IPClaim | undefined)?.spec;
-    if (
-      typeof key !== 'string' ||
-      !key.startsWith(CLAIM_PREFIX) ||
-      typeof version !== 'string' ||
-      !DECIMAL.test(version) ||
-      typeof spec !== 'object' ||
-      spec === null ||
-      typeof spec.ip !== 'string' ||
-      typeof spec.network !== 'string' ||
-      typeof spec.pool !== 'string'
-    ) {
-      return { ok: false, reason: `entry ${i} is not [claim key, revision, IPClaim]` };
-    }
-    entries[i] = { key, version, value: claim as IPClaim };
+  if (crc32(body) !== header.crc32) {
+    return { ok: false, reason: 'its claims do not match its checksum' };
   }
-  return { ok: true, revision, entries };
+  // Only line 2 is decoded now: each claim keeps its bytes of `body` (held until every claim has
+  // been parsed) and decodes them when read.
+  const nl2 = body.indexOf(10);
+  let line2: { strings?: unknown; claims?: unknown };
+  try {
+    line2 = JSON.parse(body.toString('utf8', 0, nl2 < 0 ? body.length : nl2)) as typeof line2;
+  } catch (e) {
+    return { ok: false, reason: `its list of claims is not JSON (${(e as Error).message})` };
+  }
+  const strings = line2?.strings;
+  const flat = line2?.claims;
+  if (!Array.isArray(strings) || !strings.every((x) => typeof x === 'string') || !Array.isArray(flat)) {
+    return { ok: false, reason: 'its list of claims is not {strings, claims}' };
+  }
+  const count = header.count;
+  if (typeof count !== 'number' || flat.length !== count * STRIDE) {
+    return { ok: false, reason: `it lists ${flat.length / STRIDE} claims, its header ${count}` };
+  }
+  const str = (v: unknown, optional: boolean): string | undefined | null =>
+    v === -1 && optional
+      ? undefined
+      : Number.isInteger(v) && (v as number) >= 0
+        ? (strings[v as number] ?? null)
+        : null;
+  const out: LazyClaim[] = new Array(count);
+  let at = nl2 + 1;
+  for (let i = 0, j = 0; i < count; i++, j += STRIDE) {
+    const bytes = flat[j + 9];
+    const start = at;
+    const end = start + (typeof bytes === 'number' ? bytes : -1);
+    // Each claim's JSON is `bytes` long and ends its line.
+    if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes < 2 || body[end] !== 10) {
+      return { ok: false, reason: `claim ${i}'s JSON is not where its length puts it` };
+    }
+    at = end + 1;
+    const key = flat[j];
+    const version = flat[j + 1];
+    const ip = flat[j + 2];
+    const network = str(flat[j + 3], false);
+    const family = flat[j + 4];
+    const pool = str(flat[j + 5], false);
+    const cniNetwork = str(flat[j + 6], true);
+    const containerId = flat[j + 7];
+    const ifName = str(flat[j + 8], true);
+    let value: bigint | undefined;
+    if (
+      typeof key === 'string' &&
+      key.startsWith(CLAIM_PREFIX) &&
+      typeof version === 'string' &&
+      DECIMAL.test(version) &&
+      typeof ip === 'string' &&
+      typeof network === 'string' &&
+      (family === 4 || family === 6) &&
+      typeof pool === 'string' &&
+      cniNetwork !== null &&
+      (containerId === null || typeof containerId === 'string') &&
+      ifName !== null
+    ) {
+      try {
+        const a = parseAddr(ip);
+        if (a.family === family) value = a.value;
+      } catch {
+        value = undefined;
+      }
+    }
+    if (value === undefined) {
+      return {
+        ok: false,
+        reason: `claim ${i} is not key, revision, ip, network, 4|6, pool, cniNetwork, containerId, ifName`,
+      };
+    }
+    const digest: ClaimDigest = {
+      ip: ip as string,
+      network: network as string,
+      family: family as Family,
+      pool: pool as string,
+      cniNetwork: cniNetwork as string | undefined,
+      containerId: (containerId as string | null) ?? undefined,
+      ifName: ifName as string | undefined,
+    };
+    out[i] = new LazyClaim(key as string, version as string, value, digest, body, start, end);
+  }
+  if (at !== body.length) {
+    return { ok: false, reason: `it holds more claims' JSON than its header's ${header.count}` };
+  }
+  return { ok: true, revision, claims: out };
 }

@@ -52,6 +52,7 @@ import { defaultRouteNic, endpointRouting, interfaceRouting, type InterfaceRouti
 import {
   CLAIM_PREFIX,
   IpamState,
+  LazyClaim,
   POOL_PREFIX,
   RESERVED_PREFIX,
   attachmentKey,
@@ -73,6 +74,8 @@ const silent: Logger = { info() {}, warn() {}, error() {} };
 
 /** How many times `addNew` proposes before it leaves a busy pool to the ordinary path. */
 const FAST_PATH_ATTEMPTS = 4;
+/** How long one step of parsing the claims cache's claims may hold the event loop. */
+const PARSE_SLICE_MS = 5;
 /** How many lost create races one family of one ADD tolerates before it gives up (busy store). */
 export const MAX_RACES_PER_FAMILY = 64;
 /** CNI GC leaves claims younger than this alone: their ADD may still be in flight. */
@@ -234,7 +237,7 @@ export class Ipam {
     if (cached) {
       // Into the cache before any event: a watch that resets at once (a revision the server does
       // not have) then lists everything over them.
-      for (const e of cached.entries) this.state.put(e.key, e.value, e.version);
+      for (const c of cached.claims) this.state.putLazy(c);
       this.fileRevision = this.claimsRevision = cached.revision;
     }
     const track = this.claimsCache !== undefined && this.storeIdentity !== undefined;
@@ -257,6 +260,40 @@ export class Ipam {
     }
     await this.load(cached ? [POOL_PREFIX, RESERVED_PREFIX] : [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]);
     this.started = true;
+    if (cached) this.parseCached();
+  }
+
+  /**
+   * Parses the claims that came from the claims cache as JSON text (`LazyClaim`), a slice at a
+   * time between other work, so that the first pass over every claim (a DEL's VIP bindings, the
+   * reclaimer, the pool page) does not parse them all at once. Stops at a resync (it lists anew).
+   */
+  private parseCached(): void {
+    const t0 = performance.now();
+    const it = this.state.claims.values();
+    const fileRevision = this.fileRevision;
+    let n = 0;
+    const step = (): void => {
+      if (this.fileRevision !== fileRevision) return;
+      const until = performance.now() + PARSE_SLICE_MS;
+      for (;;) {
+        const r = it.next();
+        if (r.done) {
+          this.log.info(
+            { claims: n, ms: Math.round(performance.now() - t0) },
+            'claims from the claims cache parsed',
+          );
+          return;
+        }
+        if (r.value instanceof LazyClaim && r.value.unparsed) {
+          void r.value.claim;
+          n++;
+        }
+        if ((n & 63) === 0 && performance.now() >= until) break;
+      }
+      setImmediate(step);
+    };
+    setImmediate(step);
   }
 
   private sawClaims(version: string): void {
@@ -297,7 +334,7 @@ export class Ipam {
     this.log.info(
       {
         claimsCache: path,
-        claims: read.entries.length,
+        claims: read.claims.length,
         revision: read.revision,
         ms: Math.round(performance.now() - t0),
       },

@@ -30,6 +30,81 @@ export interface HeldClaim {
   value: bigint;
 }
 
+/** What the cache's indexes need of a claim: its spec's fields, without the rest. */
+export interface ClaimDigest {
+  ip: string;
+  network: string;
+  family: Family;
+  pool: string;
+  cniNetwork?: string | undefined;
+  containerId?: string | undefined;
+  ifName?: string | undefined;
+}
+
+/**
+ * A claim indexed from its digest and kept as its JSON text until something reads it (the claims
+ * cache's start: src/ipam/claims-cache.ts): parsing 100k claims' JSON was most of that start.
+ */
+export class LazyClaim implements HeldClaim, ClaimDigest {
+  readonly key: string;
+  readonly version: Version;
+  readonly value: bigint;
+  readonly ip: string;
+  readonly network: string;
+  readonly family: Family;
+  readonly pool: string;
+  readonly cniNetwork: string | undefined;
+  readonly containerId: string | undefined;
+  readonly ifName: string | undefined;
+  /** The claim's JSON as UTF-8 bytes `#start`..`#end` of `#source`, until parsed. */
+  #source: Buffer | undefined;
+  readonly #start: number;
+  readonly #end: number;
+  #claim: IPClaim | undefined;
+
+  constructor(
+    key: string,
+    version: Version,
+    value: bigint,
+    digest: ClaimDigest,
+    source: Buffer,
+    start: number,
+    end: number,
+  ) {
+    this.key = key;
+    this.version = version;
+    this.value = value;
+    this.ip = digest.ip;
+    this.network = digest.network;
+    this.family = digest.family;
+    this.pool = digest.pool;
+    this.cniNetwork = digest.cniNetwork;
+    this.containerId = digest.containerId;
+    this.ifName = digest.ifName;
+    this.#source = source;
+    this.#start = start;
+    this.#end = end;
+  }
+
+  get claim(): IPClaim {
+    if (this.#claim === undefined) {
+      this.#claim = JSON.parse(this.text as string) as IPClaim;
+      this.#source = undefined;
+    }
+    return this.#claim;
+  }
+
+  /** The claim's JSON text until it is parsed (to write it again as it was read). */
+  get text(): string | undefined {
+    return this.#source?.toString('utf8', this.#start, this.#end);
+  }
+
+  /** Whether the JSON is still unparsed. */
+  get unparsed(): boolean {
+    return this.#source !== undefined;
+  }
+}
+
 export interface PoolEntry {
   obj: IPPool;
   version: Version;
@@ -227,12 +302,23 @@ export class IpamState {
     } catch {
       return false;
     }
-    const held: HeldClaim = { key, claim, version, value };
+    return this.index({ key, claim, version, value }, claim.spec);
+  }
+
+  /**
+   * A claim known by its digest, its JSON text parsed only when read. The digest must be the
+   * text's spec (the claims cache writes both from one claim and checks its file whole).
+   */
+  putLazy(held: LazyClaim): boolean {
+    return this.index(held, held);
+  }
+
+  private index(held: HeldClaim, s: ClaimDigest): boolean {
+    const key = held.key;
     const prev = this.claims.putIfNewer(held);
     if (prev === false) return false;
     if (prev) this.dropIndexes(prev);
-    this.usedSet(claim.spec.network, claim.spec.family).add(value);
-    const s = claim.spec;
+    this.usedSet(s.network, s.family).add(held.value);
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
       const list = this.byContainer.get(s.containerId);
       const a = list && findAttachment(list, s.cniNetwork, s.ifName);

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { startAgent, type Agent } from '../../src/agent/server.ts';
 import { call } from '../../src/cli/client.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
-import { CLAIMS_CACHE_FORMAT } from '../../src/ipam/claims-cache.ts';
+import { CLAIMS_CACHE_FORMAT, readClaimsCache, writeClaimsCache } from '../../src/ipam/claims-cache.ts';
+import { LazyClaim, type HeldClaim } from '../../src/ipam/state.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
 import { installCrds, until } from './crds.ts';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.ts';
@@ -100,13 +101,20 @@ describe('claims cache: an agent restarts from its file and the changes since', 
         !/[?&](watch=|fieldSelector=|limit=1(&|$))/.test(r),
     );
   const header = (): Record<string, any> => JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!);
-  const rewrite = (edit: (h: Record<string, any>, body: any[]) => void): void => {
-    const [h, ...rest] = readFileSync(file, 'utf8').split('\n');
-    const head = JSON.parse(h!);
-    const body = JSON.parse(rest.join('\n'));
-    edit(head, body);
-    head.count = body.length;
-    writeFileSync(file, `${JSON.stringify(head)}\n${JSON.stringify(body)}\n`);
+  /** Rewrites the file with the module's writer: `edit` may change the header and the claims. */
+  const rewrite = (edit: (h: { store: string; revision: string }, claims: HeldClaim[]) => void): void => {
+    const h = header();
+    const read = readClaimsCache(file, h.store);
+    assert.ok(read.ok, !read.ok ? read.reason : '');
+    const claims: HeldClaim[] = read.claims.map((e) => ({
+      key: e.key,
+      version: e.version,
+      claim: structuredClone(e.claim),
+      value: 0n,
+    }));
+    const head = { store: h.store as string, revision: h.revision as string };
+    edit(head, claims);
+    writeClaimsCache(file, head.store, head.revision, claims);
   };
   /** An IPClaim object for `ip` of another node (as another agent would have made it). */
   const foreignClaim = async (ip: string): Promise<string> => {
@@ -171,15 +179,15 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     assert.equal(h.format, CLAIMS_CACHE_FORMAT);
     assert.equal(h.store, `kubernetes:${uid}`);
     assert.match(h.revision, /^[1-9]\d*$/);
-    const body = JSON.parse(readFileSync(file, 'utf8').split('\n').slice(1).join('\n')) as [
-      string,
-      string,
-      any,
-    ][];
+    const read = readClaimsCache(file, h.store);
+    assert.ok(read.ok);
+    assert.equal(read.revision, h.revision);
     assert.equal(h.count, 3);
     const api = await apiClaims();
-    assert.deepEqual(new Map(body.map(([k, , c]) => [k.split('/')[1], c.spec.ip])), api);
-    for (const [, version] of body) assert.ok(BigInt(version) > 0n);
+    assert.deepEqual(new Map(read.claims.map((e) => [e.key.split('/')[1], e.ip])), api);
+    assert.deepEqual(new Map(read.claims.map((e) => [e.claim.metadata.name, e.claim.spec.ip])), api);
+    for (const e of read.claims)
+      assert.ok(BigInt(e.version) > 0n && BigInt(e.version) <= BigInt(h.revision) + 10n);
   });
 
   it('the next start lists no claims: it reads the file and watches what changed while it was down', async () => {
@@ -241,6 +249,12 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     assert.equal(gets().length, 1);
     await caughtUp(a);
     assert.deepEqual(claimLists(), []);
+    // The claims came as JSON text; once ready, the agent parses them all a slice at a time.
+    await until('every claim from the file parsed', async () =>
+      [...a.ipam.state.claims.values()].every((h) => !(h instanceof LazyClaim) || h.text === undefined)
+        ? true
+        : undefined,
+    );
   });
 
   for (const [what, edit] of [
@@ -266,14 +280,14 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     it(`${what}: every claim is listed, and the file's are not kept`, async () => {
       await stop();
       // A claim only the file has: gone once the agent has listed.
-      rewrite((h, body) => {
+      rewrite((h, claims) => {
         edit(h);
-        const c = structuredClone(body[0]);
-        c[0] = c[0].replace(/[^.]+$/, '10-9-0-39');
-        c[1] = '2';
-        c[2].spec.ip = '10.9.0.39';
-        c[2].metadata.name = c[0].split('/')[1];
-        body.push(c);
+        const c = structuredClone(claims[0]!);
+        c.key = c.key.replace(/[^.]+$/, '10-9-0-39');
+        c.version = '2';
+        c.claim.spec.ip = '10.9.0.39';
+        c.claim.metadata.name = c.key.split('/')[1]!;
+        claims.push(c);
       });
       proxy.requests.length = 0;
       const a = await start();
