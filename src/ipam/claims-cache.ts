@@ -36,7 +36,7 @@ import { crc32 } from 'node:zlib';
 import { parseAddr, type Family } from '../net/addr.ts';
 import { CLAIM_PREFIX, LazyClaim, type ClaimDigest, type HeldClaim } from './state.ts';
 
-export const CLAIMS_CACHE_FORMAT = 'ipkeeper.io/claims-cache/v1';
+export const CLAIMS_CACHE_FORMAT = 'ipkeeper-claims-cache/v1';
 
 interface Header {
   format: string;

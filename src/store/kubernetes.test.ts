@@ -851,6 +851,14 @@ class Proxy {
     this.server = server;
   }
 
+  /** Connections open now stop passing bytes either way (a half-open connection); new ones work. */
+  freeze(): void {
+    for (const s of this.sockets) {
+      s.unpipe();
+      s.pause();
+    }
+  }
+
   /** Cuts every connection open now (both sides). */
   breakAll(): void {
     for (const s of this.sockets) s.destroy();
@@ -934,10 +942,124 @@ describe('kubernetes store: broken connections', () => {
       );
       assert.equal(log.resets, 0);
       assert.deepEqual(await watcher.get('counters/c'), { key: 'counters/c', value: { n: 35 }, version });
+      // One HTTP/2 connection at a time, made anew after each cut.
+      assert.equal((watcher as KubernetesStore).transport.http2, true);
+      assert.ok(
+        (watcher as KubernetesStore).transport.connections >= 4,
+        JSON.stringify((watcher as KubernetesStore).transport),
+      );
     } finally {
       w.close();
       await watcher.close();
       await writer.close();
+    }
+  });
+});
+
+describe('kubernetes store: HTTP/2', () => {
+  let proxy: Proxy;
+  let dir: string;
+  before(async () => {
+    await wipe();
+    proxy = new Proxy(new URL(clusterOf().server));
+    await proxy.listen();
+    dir = mkdtempSync(join(tmpdir(), 'ipkeeper-kv-h2-'));
+  });
+  after(async () => {
+    await proxy?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  /** A kubeconfig for the cluster at `server`, trusting the CA in `caFile`. */
+  const kubeconfig = (name: string, server: string, caFile: string): string => {
+    const file = join(dir, name);
+    writeFileSync(
+      file,
+      stringifyYaml({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server, 'certificate-authority': caFile } }],
+        users: [{ name: 'u', user: { token: clusterOf().token } }],
+        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'x',
+      }),
+    );
+    return file;
+  };
+
+  it('one connection carries concurrent requests and watches; http2: false keeps HTTP/1.1', async () => {
+    const store = await openKubernetesStore(url(), { native: false });
+    const log = new Events();
+    const w = store.watch('h2/', log.onEvent, log.onReset);
+    try {
+      const made = await Promise.all(Array.from({ length: 100 }, (_, i) => store.create(`h2/k${i}`, { i })));
+      assert.ok(made.every((m) => m.created));
+      await log.wait('put', 'h2/k99', (made[99] as { version: string }).version);
+      assert.equal((await store.list('h2/')).length, 100);
+      assert.deepEqual((store as KubernetesStore).transport, { http2: true, connections: 1 });
+    } finally {
+      w.close();
+      await store.close();
+    }
+    const h1 = await openKubernetesStore(url(), { native: false, http2: false });
+    try {
+      assert.equal((await h1.list('h2/')).length, 100);
+      assert.deepEqual((h1 as KubernetesStore).transport, { http2: false, connections: 0 });
+    } finally {
+      await h1.close();
+    }
+  });
+
+  it('a connection that goes silent is dropped after an unanswered ping; the next request connects anew', async (t) => {
+    const c = clusterOf();
+    if (c.external) {
+      t.skip('external cluster: its address and credentials may not suit a plain TCP proxy');
+      return;
+    }
+    const file = kubeconfig('silent', `https://127.0.0.1:${proxy.port}`, c.caFile);
+    const store = await openKubernetesStore(`kubernetes:${file}`, { native: false, timeoutMs: 1_000 });
+    try {
+      await store.create('h2/silent', { n: 1 });
+      assert.equal((store as KubernetesStore).transport.connections, 1);
+      proxy.freeze();
+      await rejectsWith(store.get('h2/silent'), true, /no answer from .* within 1000 ms/);
+      // The ping that timeout sent goes unanswered: the connection is dropped, the next one works.
+      await until('a read on a new connection', async () => {
+        try {
+          return (await store.get('h2/silent')) ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      });
+      assert.equal((store as KubernetesStore).transport.connections, 2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('new TLS material (a rotated CA file) opens a new connection for the requests after it', async () => {
+    const c = clusterOf();
+    const ca = join(dir, 'ca.crt');
+    writeFileSync(ca, readFileSync(c.caFile));
+    const store = await openKubernetesStore(`kubernetes:${kubeconfig('rotate', c.server, ca)}`, {
+      native: false,
+    });
+    try {
+      await store.create('h2/rotate', { n: 1 });
+      assert.equal((store as KubernetesStore).transport.connections, 1);
+      await store.get('h2/rotate');
+      assert.equal(
+        (store as KubernetesStore).transport.connections,
+        1,
+        'the same material: the same connection',
+      );
+      // The same CA twice: other bytes, the same trust.
+      writeFileSync(ca, Buffer.concat([readFileSync(c.caFile), readFileSync(c.caFile)]));
+      await store.get('h2/rotate');
+      assert.equal((store as KubernetesStore).transport.connections, 2);
+      await store.get('h2/rotate');
+      assert.equal((store as KubernetesStore).transport.connections, 2);
+    } finally {
+      await store.close();
     }
   });
 });

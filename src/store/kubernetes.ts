@@ -112,13 +112,23 @@
  * Conflicts are never retried here; callers use `mutate` (retry.ts).
  *
  * `@kubernetes/client-node` (slow to import) is loaded by `openKubernetesStore` only; it supplies
- * the kubeconfig handling (TLS material, tokens, exec plugins). Requests go out through node:https
- * with a keep-alive agent, so status codes, preconditions and watch streams are under our control.
+ * the kubeconfig handling (TLS material, tokens, exec plugins). Requests go out through our own
+ * client, so status codes, preconditions and watch streams are under our control: over HTTP/2 to an
+ * https server without a proxy (as client-go does) — every request and watch a stream of one
+ * connection per store; a new connection when the TLS material changes, when the server closes it
+ * or when it goes silent (a request or watch that times out sends a ping; no answer in 5 s drops
+ * it) — else over HTTP/1.1 with a keep-alive agent (`http2: false`, IPKEEPER_KUBE_HTTP=1.1).
+ * Measured (2000 IPClaim creates from 10 clients, 100 at a time each, on the test cluster):
+ * HTTP/2 1.14–1.35 s, HTTP/1.1 keep-alive 1.67–2.14 s; the clients' CPU 0.27–0.39 s against
+ * 0.76–0.92 s, the API server's and etcd's 2.0–2.4 s against 2.5–3.2 s (TLS handshakes and
+ * per-request connection work gone).
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
+import type tls from 'node:tls';
 import { homedir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -197,6 +207,11 @@ export interface KubernetesStoreOptions {
   listPageSize?: number;
   /** The kinds mapped natively (default: every kind of KINDS). */
   kinds?: readonly KindInfo[];
+  /**
+   * HTTP/2 to an https API server without a proxy (default, unless IPKEEPER_KUBE_HTTP=1.1):
+   * every request and watch is a stream of one connection. False: HTTP/1.1, a keep-alive pool.
+   */
+  http2?: boolean;
 }
 
 // ---- names and the KeyValue CRD --------------------------------------------------------------
@@ -326,9 +341,16 @@ const UNSENT_CODES = new Set([
 ]);
 const TLS_CODE = /^(CERT_|ERR_TLS_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|ERR_SSL_)/;
 
+/** HTTP/2 failures that leave the request unsent: a session that was closing or gone, a stream the server refused. */
+const H2_UNSENT_CODES = new Set(['ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_INVALID_SESSION']);
+
 function classify(e: unknown): Failure {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code ?? '';
-  if (UNSENT_CODES.has(code)) return 'unsent';
+  let code = (e as NodeJS.ErrnoException | undefined)?.code ?? '';
+  // A stream cancelled with its session: what failed is the session's connection.
+  if (code === 'ERR_HTTP2_STREAM_CANCEL') code = ((e as Error).cause as NodeJS.ErrnoException)?.code ?? code;
+  if (UNSENT_CODES.has(code) || H2_UNSENT_CODES.has(code)) return 'unsent';
+  if (code === 'ERR_HTTP2_STREAM_ERROR' && /NGHTTP2_REFUSED_STREAM/.test((e as Error).message))
+    return 'unsent';
   if (TLS_CODE.test(code)) return 'fatal';
   return 'unknown';
 }
@@ -352,6 +374,19 @@ function isObjectNotFound(r: Reply): boolean {
   return r.status === 404 && !!b && typeof b === 'object' && b.kind === 'Status' && !!b.details?.name;
 }
 
+/** One HTTP/2 connection and what `Api` tracks of it. */
+interface H2Session {
+  session: http2.ClientHttp2Session;
+  context: tls.SecureContext;
+  /** Streams open on it: it keeps the process alive only while some are. */
+  streams: number;
+  pinging: boolean;
+}
+
+/** HTTP/2 flow-control window, per stream and for the connection. */
+const H2_WINDOW = 16 * 1024 * 1024;
+const H2_PING_TIMEOUT_MS = 5_000;
+
 /** One connection to the API server: auth and TLS from the kubeconfig, deadlines, retries. */
 class Api {
   readonly server: string;
@@ -363,8 +398,13 @@ class Api {
   private readonly ownAgents: boolean;
   private readonly closing = new AbortController();
   private readonly contexts = new TlsContexts();
+  /** HTTP/2 (https, no proxy): every request and watch a stream of one connection. */
+  readonly http2: boolean;
+  private h2: H2Session | undefined;
+  /** HTTP/2 connections made (for tests and the bench). */
+  connections = 0;
 
-  constructor(kc: KubeConfig, timeoutMs: number) {
+  constructor(kc: KubeConfig, timeoutMs: number, useHttp2: boolean) {
     const cluster = kc.getCurrentCluster()!;
     this.kc = kc;
     this.server = cluster.server.replace(/\/+$/, '');
@@ -373,6 +413,7 @@ class Api {
     const Agent = this.server.startsWith('http:') ? http.Agent : https.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
     this.streamAgent = new Agent({ keepAlive: false });
+    this.http2 = useHttp2 && this.ownAgents && this.server.startsWith('https:');
   }
 
   get closed(): boolean {
@@ -388,6 +429,114 @@ class Api {
     this.closing.abort();
     this.agent.destroy();
     this.streamAgent.destroy();
+    this.h2?.session.destroy();
+    this.h2 = undefined;
+  }
+
+  /**
+   * The HTTP/2 connection for `context`: the current one, or a new one when there is none, it is
+   * closing or gone, or the TLS material changed (the old one finishes its streams, then closes).
+   */
+  private session(context: tls.SecureContext, o: https.RequestOptions): H2Session {
+    const cur = this.h2;
+    if (cur && cur.context === context && !cur.session.closed && !cur.session.destroyed) return cur;
+    cur?.session.close();
+    const session = http2.connect(this.server, {
+      secureContext: context,
+      ...(o.servername ? { servername: o.servername } : {}),
+      ...(o.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+      // A 100k-object LIST is ~100 MB: windows of 64 KiB would pace it by round trips.
+      settings: { initialWindowSize: H2_WINDOW },
+    });
+    this.connections++;
+    const h: H2Session = { session, context, streams: 0, pinging: false };
+    const drop = (): void => {
+      if (this.h2 === h) this.h2 = undefined;
+    };
+    // A failed connection fails its streams (they carry the cause); the next request connects anew.
+    session.on('error', drop);
+    session.on('goaway', drop);
+    session.on('close', drop);
+    session.on('connect', (_s, socket) => {
+      session.setLocalWindowSize(H2_WINDOW);
+      socket.setKeepAlive(true, 10_000);
+    });
+    // Keeps the process alive only while a stream is open (as an agent's free sockets do not).
+    session.unref();
+    this.h2 = h;
+    return h;
+  }
+
+  private openH2(
+    req: ApiRequest,
+    headers: Record<string, string | string[] | number>,
+    payload: Buffer | undefined,
+    o: https.RequestOptions,
+    signal: AbortSignal,
+  ): Promise<http.IncomingMessage> {
+    const h = this.session(this.contexts.for(o), o);
+    const out: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.path };
+    for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = v;
+    if (o.auth) out.authorization = `Basic ${Buffer.from(o.auth).toString('base64')}`;
+    return new Promise((resolve, reject) => {
+      let st: http2.ClientHttp2Stream;
+      try {
+        st = h.session.request(out, { endStream: payload === undefined, signal });
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      if (h.streams++ === 0) h.session.ref();
+      st.once('close', () => {
+        if (--h.streams === 0) h.session.unref();
+      });
+      st.once('response', (rh) => {
+        // What callers read of an answer: status, headers, the body as a stream.
+        resolve(
+          Object.assign(st, {
+            statusCode: Number(rh[':status']),
+            headers: rh,
+          }) as unknown as http.IncomingMessage,
+        );
+      });
+      st.once('error', reject);
+      // A stream ended with its connection (cut, or closed by the server) before any answer: no
+      // error of its own, only this.
+      st.once('close', () => {
+        const e = new Error(
+          `the connection to ${this.server} closed before an answer`,
+        ) as NodeJS.ErrnoException;
+        e.code = 'ERR_HTTP2_STREAM_CLOSED_UNANSWERED';
+        reject(e);
+      });
+      if (payload !== undefined) st.end(payload);
+    });
+  }
+
+  /**
+   * A request or watch went silent: ask the connection for a ping, and drop it when none comes
+   * back (a half-open connection would otherwise take every later request too).
+   */
+  suspect(): void {
+    const h = this.h2;
+    if (!h || h.pinging || h.session.destroyed) return;
+    h.pinging = true;
+    const dead = (): void => {
+      h.session.destroy(
+        new Error(`no HTTP/2 ping answer from ${this.server} within ${H2_PING_TIMEOUT_MS} ms`),
+      );
+    };
+    const timer = setTimeout(dead, H2_PING_TIMEOUT_MS);
+    timer.unref();
+    const sent = h.session.ping((err) => {
+      clearTimeout(timer);
+      h.pinging = false;
+      if (err) dead();
+    });
+    if (!sent) {
+      clearTimeout(timer);
+      dead();
+    }
   }
 
   /**
@@ -409,6 +558,7 @@ class Api {
       headers['Content-Type'] = 'application/json';
       headers['Content-Length'] = payload.length;
     }
+    if (this.http2) return this.openH2(req, headers, payload, o, signal);
     const url = new URL(this.server + req.path);
     const mod = url.protocol === 'http:' ? http : https;
     return new Promise((resolve, reject) => {
@@ -443,9 +593,15 @@ class Api {
       this.closing.signal,
       AbortSignal.timeout(Math.max(1, deadline - Date.now())),
     ]);
-    const res = await this.open(req, signal, false);
+    let res: http.IncomingMessage;
     const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
+    try {
+      res = await this.open(req, signal, false);
+      for await (const c of res) chunks.push(c as Buffer);
+    } catch (e) {
+      if ((e as Error).name === 'TimeoutError' || signal.reason?.name === 'TimeoutError') this.suspect();
+      throw e;
+    }
     const text = Buffer.concat(chunks).toString('utf8');
     let body: unknown = text;
     if (/json/.test(res.headers['content-type'] ?? '')) {
@@ -668,12 +824,17 @@ export class KubernetesStore implements Store {
     if (this.native) {
       for (const info of opts.kinds ?? Object.values(KINDS)) this.kinds.set(info.plural, resourceOf(info));
     }
-    this.api = new Api(kc, timeoutMs);
+    this.api = new Api(kc, timeoutMs, opts.http2 ?? process.env.IPKEEPER_KUBE_HTTP !== '1.1');
   }
 
   /** The API server's URL. */
   get server(): string {
     return this.api.server;
+  }
+
+  /** Whether requests go over HTTP/2, and how many HTTP/2 connections this store has made. */
+  get transport(): { http2: boolean; connections: number } {
+    return { http2: this.api.http2, connections: this.api.connections };
   }
 
   /**
@@ -793,7 +954,10 @@ export class KubernetesStore implements Store {
     let idle: NodeJS.Timeout | undefined;
     const touch = (): void => {
       clearTimeout(idle);
-      idle = setTimeout(() => ac.abort(), this.api.timeoutMs);
+      idle = setTimeout(() => {
+        this.api.suspect();
+        ac.abort();
+      }, this.api.timeoutMs);
     };
     touch();
     let page: Versioned<T>[] = [];
@@ -1425,7 +1589,10 @@ class WatchStream {
     const idleMs = timeoutS * 1000 + WATCH_IDLE_GRACE_MS;
     const touch = (): void => {
       clearTimeout(this.idle);
-      this.idle = setTimeout(() => ac.abort(), idleMs);
+      this.idle = setTimeout(() => {
+        this.spec.api.suspect();
+        ac.abort();
+      }, idleMs);
     };
     touch();
     void this.run(path, ac, touch).then(
