@@ -873,7 +873,7 @@ class Proxy {
   }
 }
 
-describe('kubernetes store: broken connections', () => {
+describe('kubernetes store: connections (HTTP/2, cut, silent, rotated)', () => {
   let proxy: Proxy;
   let dir: string;
   before(async () => {
@@ -887,29 +887,30 @@ describe('kubernetes store: broken connections', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A kubeconfig for the cluster at `server`, trusting the CA in `caFile`. */
+  const kubeconfig = (name: string, server: string, caFile: string): string => {
+    const file = join(dir, name);
+    writeFileSync(
+      file,
+      stringifyYaml({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server, 'certificate-authority': caFile } }],
+        users: [{ name: 'u', user: { token: clusterOf().token } }],
+        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'x',
+      }),
+    );
+    return file;
+  };
+
   it('a watch resumes after its connection breaks or the server goes away: nothing lost, nothing repeated', async (t) => {
     const c = clusterOf();
     if (c.external) {
       t.skip('external cluster: its address and credentials may not suit a plain TCP proxy');
       return;
     }
-    const file = join(dir, 'kubeconfig');
-    writeFileSync(
-      file,
-      stringifyYaml({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          {
-            name: 'c',
-            cluster: { server: `https://127.0.0.1:${proxy.port}`, 'certificate-authority': c.caFile },
-          },
-        ],
-        users: [{ name: 'u', user: { token: c.token } }],
-        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
-        'current-context': 'x',
-      }),
-    );
+    const file = kubeconfig('kubeconfig', `https://127.0.0.1:${proxy.port}`, c.caFile);
     // The watcher goes through the proxy; the writer goes straight to the server, so its writes
     // never have an unknown outcome.
     const watcher = await openKubernetesStore(`kubernetes:${file}`, { native: false, timeoutMs: 1_000 });
@@ -954,37 +955,6 @@ describe('kubernetes store: broken connections', () => {
       await writer.close();
     }
   });
-});
-
-describe('kubernetes store: HTTP/2', () => {
-  let proxy: Proxy;
-  let dir: string;
-  before(async () => {
-    await wipe();
-    proxy = new Proxy(new URL(clusterOf().server));
-    await proxy.listen();
-    dir = mkdtempSync(join(tmpdir(), 'ipkeeper-kv-h2-'));
-  });
-  after(async () => {
-    await proxy?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  /** A kubeconfig for the cluster at `server`, trusting the CA in `caFile`. */
-  const kubeconfig = (name: string, server: string, caFile: string): string => {
-    const file = join(dir, name);
-    writeFileSync(
-      file,
-      stringifyYaml({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'c', cluster: { server, 'certificate-authority': caFile } }],
-        users: [{ name: 'u', user: { token: clusterOf().token } }],
-        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
-        'current-context': 'x',
-      }),
-    );
-    return file;
-  };
 
   it('one connection carries concurrent requests and watches; http2: false keeps HTTP/1.1', async () => {
     const store = await openKubernetesStore(url(), { native: false });
