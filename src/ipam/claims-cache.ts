@@ -19,6 +19,14 @@
  *
  * After a crash the file is the last clean stop's: older, so the watch replays more, or resets.
  *
+ * What the file cannot tell: etcd restored from a backup *older than the file* and written past the
+ * file's revision since. The revisions between the backup's and the file's then name other
+ * changes, and a watch from the file's revision skips them: the cache can miss claims (their
+ * addresses lose create races, nothing worse) or keep claims that are gone (addresses idle until
+ * a re-list). Kubernetes' own informers have the same blind spot, which is why a restore is
+ * followed by restarting the control plane; here, also delete the agents' files (the chart's
+ * `/run/ipkeeper/claims-cache.json`) or reboot the nodes (`/run` is a tmpfs).
+ *
  * Format: line 1 is JSON, the header (format, the store's identity, the revision, the count, the
  * length and CRC-32 of the rest); line 2 is JSON, `{strings, claims}`: for every claim its key,
  * version, the spec fields the engine's indexes use (`ClaimDigest`) and the length of its JSON,
