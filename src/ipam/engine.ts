@@ -240,7 +240,7 @@ export class Ipam {
       for (const c of cached.claims) this.state.putLazy(c);
       this.fileRevision = this.claimsRevision = cached.revision;
     }
-    const track = this.claimsCache !== undefined && this.storeIdentity !== undefined;
+    const track = this.tracksRevision;
     for (const prefix of [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]) {
       const onEvent = (ev: WatchEvent<unknown>): void => {
         if (track && prefix === CLAIM_PREFIX) this.sawClaims(ev.version);
@@ -269,9 +269,11 @@ export class Ipam {
    * reclaimer, the pool page) does not parse them all at once. Stops at a resync (it lists anew).
    */
   private parseCached(): void {
+    const fileRevision = this.fileRevision;
+    // A resync (the watch reset at once) has listed every claim already.
+    if (fileRevision === undefined) return;
     const t0 = performance.now();
     const it = this.state.claims.values();
-    const fileRevision = this.fileRevision;
     let n = 0;
     const step = (): void => {
       if (this.fileRevision !== fileRevision) return;
@@ -294,6 +296,11 @@ export class Ipam {
       setImmediate(step);
     };
     setImmediate(step);
+  }
+
+  /** Whether the claims' revision is kept (for a claims cache this store can resume from). */
+  private get tracksRevision(): boolean {
+    return this.claimsCache !== undefined && this.storeIdentity !== undefined;
   }
 
   private sawClaims(version: string): void {
@@ -349,14 +356,15 @@ export class Ipam {
    */
   private writeClaimsCache(): void {
     const path = this.claimsCache;
-    if (path === undefined || this.storeIdentity === undefined || this.claimsRevision === undefined) return;
+    const identity = this.storeIdentity;
+    if (path === undefined || identity === undefined || this.claimsRevision === undefined) return;
     if (!this.ready) {
       this.log.info({ claimsCache: path }, 'claims cache not written: the claims were still loading');
       return;
     }
     const t0 = performance.now();
     try {
-      const n = writeClaimsCache(path, this.storeIdentity, this.claimsRevision, this.state.claims.values());
+      const n = writeClaimsCache(path, identity, this.claimsRevision, this.state.claims.values());
       this.log.info(
         {
           claimsCache: path,
@@ -382,7 +390,7 @@ export class Ipam {
    * `clear`.
    */
   private async load(prefixes = [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]): Promise<void> {
-    const track = this.claimsCache !== undefined && this.storeIdentity !== undefined;
+    const track = this.tracksRevision;
     const put = (entries: Versioned[]): void => {
       for (const e of entries) {
         if (track && e.key.startsWith(CLAIM_PREFIX)) this.sawClaims(e.version);

@@ -487,9 +487,6 @@ class Api {
         return;
       }
       if (h.streams++ === 0) h.session.ref();
-      st.once('close', () => {
-        if (--h.streams === 0) h.session.unref();
-      });
       st.once('response', (rh) => {
         // What callers read of an answer: status, headers, the body as a stream.
         resolve(
@@ -500,9 +497,10 @@ class Api {
         );
       });
       st.once('error', reject);
-      // A stream ended with its connection (cut, or closed by the server) before any answer: no
-      // error of its own, only this.
       st.once('close', () => {
+        if (--h.streams === 0) h.session.unref();
+        // A stream ended with its connection (cut, or closed by the server) before any answer has
+        // no error of its own: this is it (a no-op once answered).
         const e = new Error(
           `the connection to ${this.server} closed before an answer`,
         ) as NodeJS.ErrnoException;
@@ -1098,7 +1096,7 @@ export class KubernetesStore implements Store {
     if (from > this.revision) {
       // Past every revision this server has shown (probe() learns each watch cache's): another
       // cluster's, or this one's before etcd was restored from a backup. Its history is unknown.
-      const w = this.startWatch(prefix, this.watchStart(prefix), onEvent, undefined);
+      const w = this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset);
       if (onReset) queueMicrotask(onReset);
       return w;
     }
