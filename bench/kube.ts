@@ -169,19 +169,20 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
         2000,
       );
       const lines = log.split('\n').filter((l) => l.includes('claims cache') || l.includes('claims read'));
+      const msOf = (line: string): number => Number(/"ms":(\d+)/.exec(line)?.[1]);
       const read = lines.find((l) => l.includes('claims read from the claims cache'));
       const wrote = lines.find((l) => l.includes('claims cache written'));
       if (!wrote || !wrote.includes(`"claims":${n},`)) {
         throw new Error(`the agent did not write its ${n} claims to its claims cache:\n${lines.join('\n')}`);
       }
-      cacheWriteMs.push(Number(/"ms":(\d+)/.exec(wrote)?.[1]));
+      cacheWriteMs.push(msOf(wrote));
       if (!record) return;
       if (!read || !read.includes(`"claims":${n},`)) {
         throw new Error(`the agent did not start from its claims cache:\n${lines.join('\n')}`);
       }
-      cacheReadMs.push(Number(/"ms":(\d+)/.exec(read)?.[1]));
+      cacheReadMs.push(msOf(read));
       const parsed = lines.find((l) => l.includes('claims from the claims cache parsed'));
-      if (parsed) cacheParseMs.push(Number(/"ms":(\d+)/.exec(parsed)?.[1]));
+      if (parsed) cacheParseMs.push(msOf(parsed));
       cacheBytes = statSync(cacheFile).size;
     };
     const listOnce = async (mode: 'paged' | 'cached', into: Timed): Promise<void> => {

@@ -39,7 +39,7 @@
  * and renamed over the old one, so a crash leaves the old file or the new one. A file that fails
  * any check (the CRC covers every claim) is ignored with the reason, never half-used.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { parseAddr, type Family } from '../net/addr.ts';
 import { CLAIM_PREFIX, LazyClaim, type ClaimDigest, type HeldClaim } from './state.ts';
@@ -120,8 +120,9 @@ export function writeClaimsCache(
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, `${JSON.stringify(header)}\n`);
-    writeSync(fd, body);
+    // writeFileSync on a descriptor writes everything (writeSync may write part of 70 MB).
+    writeFileSync(fd, `${JSON.stringify(header)}\n`);
+    writeFileSync(fd, body);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
