@@ -120,7 +120,8 @@ describe('claims cache: an agent restarts from its file and the changes since', 
   const foreignClaim = async (ip: string): Promise<string> => {
     const r = await kubeRequest(cluster, 'GET', `${API}/ipclaims`);
     const model = structuredClone((r.body.items as any[])[0]);
-    const name = (model.metadata.name as string).replace(/[^.]+$/, ip.replaceAll('.', '-'));
+    // Claims are named <network>.<address> (one per address: the store decides who holds it).
+    const name = `${model.spec.network}.${ip}`;
     assert.notEqual(name, model.metadata.name);
     const spec = { ...model.spec, ip, node: 'ipk-other-node', containerId: `other-${ip}` };
     spec.owner = { ...spec.owner, name: `other-${ip}`, uid: `uid-other-${ip}` };
@@ -283,7 +284,7 @@ describe('claims cache: an agent restarts from its file and the changes since', 
       rewrite((h, claims) => {
         edit(h);
         const c = structuredClone(claims[0]!);
-        c.key = c.key.replace(/[^.]+$/, '10-9-0-39');
+        c.key = `ipclaims/${c.claim.spec.network}.10.9.0.39`;
         c.version = '2';
         c.claim.spec.ip = '10.9.0.39';
         c.claim.metadata.name = c.key.split('/')[1]!;
