@@ -74,7 +74,7 @@ export interface AgentOptions {
   reclaimGraceMs?: number;
   /**
    * Keep the claims in this file between runs (src/ipam/claims-cache.ts): written at `close`, read
-   * at the next start, which then asks the store only for the changes since (kubernetes store).
+   * at the next start, which then asks the store only for the changes since (kubernetes, etcd).
    */
   claimsCache?: string;
   /** Node-pool mode (seed 004): allocate only from this node's NodePool (src/agent/node-pool.ts). */

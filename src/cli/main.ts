@@ -154,7 +154,7 @@ export function buildCli(): Command {
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option(
       '--claims-cache <file>',
-      'keep the claims in this file between runs: written at a clean stop, read at the next start, which then asks the store only for what changed (kubernetes store)',
+      'keep the claims in this file between runs: written at a clean stop, read at the next start, which then asks the store only for what changed (kubernetes and etcd stores)',
     )
     .option(
       '--gc-min-age <ms>',

@@ -3,7 +3,9 @@
  * The agent's claims kept on the node between two runs (`ipkeeper agent --claims-cache FILE`), so
  * a restarted agent reads them from disk and asks the store only for what changed since, instead of
  * listing every claim again: in Kubernetes mode that LIST is the whole start (100k IPClaims: ~7 s of
- * the API server's time for each agent, docs/BENCHMARKS.md).
+ * the API server's time for each agent, docs/BENCHMARKS.md); on etcd a range read of every claim.
+ * Stores that can resume a watch from a revision and name their cluster use it (kubernetes: the
+ * `kube-system` namespace's uid; etcd: the cluster id and the key prefix); sqlite and memory do not.
  *
  * The file is written at a clean stop, after the agent has stopped taking requests, with the
  * revision up to which it holds every change; it is read at the next start, which then watches
@@ -14,7 +16,8 @@
  * - an address the file shows free may be taken: the claim's create then fails (the store keeps one
  *   claim per address, DESIGN invariant 1) and the engine proposes another, as for any lost race;
  * - a claim the file shows may have been released: the engine reads an attachment's claims that
- *   come from the file before handing them back to a repeated ADD (`Ipam.heldBy`);
+ *   come from the file (its own last writes included) before handing them back to a repeated ADD
+ *   (`Ipam.heldBy`);
  * - pools and reservations are never taken from the file: the engine reads them at every start.
  *
  * After a crash the file is the last clean stop's: older, so the watch replays more, or resets.

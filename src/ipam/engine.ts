@@ -119,7 +119,7 @@ export interface EngineOptions {
   view?: ClusterView;
   /**
    * The claims cache file (src/ipam/claims-cache.ts): read at `start`, written at `stop`. Used
-   * only with a store that has `watchFrom` and `identity` (the kubernetes backend).
+   * only with a store that has `watchFrom` and `identity` (kubernetes, etcd).
    */
   claimsCache?: string;
 }
@@ -319,7 +319,7 @@ export class Ipam {
     if (!this.store.watchFrom || !this.store.identity) {
       this.log.info(
         { claimsCache: path, store: this.store.backend },
-        'claims cache not used: this store lists its claims quickly (only the kubernetes store resumes from one)',
+        'claims cache not used: this store cannot resume a watch from a revision (sqlite and memory read their claims quickly)',
       );
       return undefined;
     }
@@ -794,15 +794,15 @@ export class Ipam {
       this.uncertain.delete(ak);
     }
     const held = this.state.claimsOf(req.cniNetwork, req.containerId, req.ifName);
-    const since = this.fileRevision;
-    if (!readBack || since === undefined) return held;
-    // Claims that came from the claims cache and no event has touched since: a repeated ADD gets
-    // them only once the store confirms them (one may have been released while the agent was
-    // down, its delete still on its way in the watch). A release (DEL) needs no check: it deletes
-    // at the version it holds.
+    if (!readBack || this.fileRevision === undefined) return held;
+    // Claims that came from the claims cache (still the `LazyClaim` it made: an event or our own
+    // write puts a new entry) get to a repeated ADD only once the store confirms them: one may
+    // have been released while the agent was down, its delete still on its way in the watch. Not
+    // "older than the file's revision": the file also holds our own last writes, which can be
+    // newer. A release (DEL) needs no check: it deletes at the version it holds.
     let changed = false;
     for (const h of held) {
-      if (versionNewer(h.version, since) || this.verified.has(h.key)) continue;
+      if (!(h instanceof LazyClaim) || this.verified.has(h.key)) continue;
       const e = await this.store.get<IPClaim>(h.key);
       this.verified.add(h.key);
       if (e === undefined) this.state.forget(h.key);

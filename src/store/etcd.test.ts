@@ -542,6 +542,136 @@ describe('EtcdStore on one member', () => {
       await s.close();
     }
   });
+
+  /** Events into a list, and a wait for one with a key. */
+  const recorder = () => {
+    const events: WatchEvent[] = [];
+    let wake: () => void = () => {};
+    return {
+      events,
+      onEvent: (ev: WatchEvent) => {
+        events.push(ev);
+        wake();
+      },
+      until: (key: string) =>
+        guard(
+          `an event of ${key}`,
+          new Promise<void>((resolve) => {
+            wake = () => {
+              if (events.some((e) => e.key === key)) resolve();
+            };
+            wake();
+          }),
+        ),
+    };
+  };
+
+  it('watchFrom delivers every event after a revision, written by another store meanwhile', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    const other = await openEtcdStore(cluster.url, { prefix });
+    try {
+      const a = await other.create('claims/a', { n: 1 });
+      assert.ok(a.created);
+      const b = await other.create('claims/b', { n: 2 });
+      assert.ok(b.created);
+      const ua = await other.update('claims/a', { n: 3 }, a.version);
+      assert.ok(ua.ok);
+      const db = await other.delete('claims/b', b.version);
+      assert.ok(db.ok);
+      await s.get('claims/a'); // this store has now seen the newest revision
+      const r = recorder();
+      let resets = 0;
+      const w = (s as EtcdStore).watchFrom('claims/', a.version, r.onEvent, () => resets++);
+      try {
+        const c = await other.create('claims/c', { n: 4 });
+        assert.ok(c.created);
+        await r.until('claims/c');
+        assert.deepEqual(
+          r.events.map((e) => [e.type, e.key, e.version]),
+          [
+            ['put', 'claims/b', b.version],
+            ['put', 'claims/a', ua.ok ? ua.version : ''],
+            ['delete', 'claims/b', db.ok ? db.version : ''],
+            ['put', 'claims/c', c.created ? c.version : ''],
+          ],
+        );
+        assert.equal(resets, 0);
+      } finally {
+        w.close();
+      }
+    } finally {
+      await s.close();
+      await other.close();
+    }
+  });
+
+  it('watchFrom a revision past any etcd has shown calls onReset at once, then carries on from now', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    try {
+      const r = recorder();
+      let resets = 0;
+      const w = (s as EtcdStore).watchFrom('claims/', '999999999', r.onEvent, () => resets++);
+      try {
+        const c = await s.create('claims/now', { n: 1 });
+        assert.ok(c.created);
+        await r.until('claims/now');
+        assert.equal(resets, 1);
+        assert.deepEqual(
+          r.events.map((e) => e.key),
+          ['claims/now'],
+        );
+      } finally {
+        w.close();
+      }
+      assert.throws(() => (s as EtcdStore).watchFrom('claims/', 'v7', () => {}), /"v7" is not a revision/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('watchFrom a compacted revision calls onReset', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    try {
+      const a = await s.create('claims/old', { n: 1 });
+      assert.ok(a.created);
+      for (let i = 0; i < 3; i++) await raw.put(`${prefix}other/${i}`).value('1');
+      const head = (await raw.get(`${prefix}other/2`).exec()).header.revision;
+      await raw.kv.compact({ revision: head, physical: true });
+      const r = recorder();
+      let resets = 0;
+      const w = (s as EtcdStore).watchFrom('claims/', a.version, r.onEvent, () => resets++);
+      try {
+        const c = await s.create('claims/new', { n: 1 });
+        assert.ok(c.created);
+        await r.until('claims/new');
+        assert.equal(resets, 1);
+      } finally {
+        w.close();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('identity names the cluster and the prefix, the same from every store of them', async () => {
+    const prefix = freshPrefix();
+    const s = await openEtcdStore(cluster.url, { prefix });
+    const t = await openEtcdStore(cluster.url, { prefix });
+    const u = await openEtcdStore(cluster.url, { prefix: freshPrefix() });
+    try {
+      const id = await (s as EtcdStore).identity();
+      assert.match(id, new RegExp(`^etcd:\\d+/${prefix.replaceAll('/', '\\/')}$`));
+      assert.equal(await (t as EtcdStore).identity(), id);
+      assert.notEqual(await (u as EtcdStore).identity(), id);
+    } finally {
+      await s.close();
+      await t.close();
+      await u.close();
+    }
+  });
 });
 
 describe('EtcdStore without a cluster', () => {

@@ -622,11 +622,61 @@ export class EtcdStore implements Store {
 
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher {
     this.check();
+    return this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset);
+  }
+
+  /**
+   * Like `watch`, but delivers every event after `version` (e.g. a claims cache's revision). A
+   * revision etcd has compacted away calls `onReset` (as any watch after a compaction); one past
+   * every revision this store has seen (another cluster's, or this one's before a restore) calls
+   * it at once, and the watch carries on from now.
+   * @throws StoreError (not retryable) for a version that is not a decimal revision.
+   */
+  watchFrom<T>(
+    prefix: string,
+    version: Version,
+    onEvent: (ev: WatchEvent<T>) => void,
+    onReset?: () => void,
+  ): Watcher {
+    this.check();
+    if (!/^(0|[1-9]\d*)$/.test(version)) {
+      throw new StoreError(`etcd watch "${prefix}": "${version}" is not a revision`, { retryable: false });
+    }
+    const from = BigInt(version);
+    if (from > this.revision) {
+      const w = this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset);
+      if (onReset) queueMicrotask(onReset);
+      return w;
+    }
+    return this.startWatch(prefix, from + 1n, onEvent, onReset);
+  }
+
+  /**
+   * `etcd:<cluster id>/<prefix>`: a claims cache written for one cluster and prefix is never read
+   * for another.
+   * @throws StoreError when no member answers.
+   */
+  async identity(): Promise<string> {
+    this.check();
+    try {
+      const st = await this.client.maintenance.status();
+      return `etcd:${st.header.cluster_id}/${this.prefix}`;
+    } catch (e) {
+      throw new StoreError(`etcd status failed: ${messageOf(e)}`, { retryable: true, cause: e });
+    }
+  }
+
+  private startWatch<T>(
+    prefix: string,
+    from: bigint,
+    onEvent: (ev: WatchEvent<T>) => void,
+    onReset: (() => void) | undefined,
+  ): Watcher {
     const w = new EtcdWatcher({
       client: this.client,
       key: Buffer.from(this.prefix + prefix),
       prefixLength: Buffer.byteLength(this.prefix),
-      from: this.watchStart(prefix),
+      from,
       onEvent: onEvent as (ev: WatchEvent) => void,
       onReset,
       onClose: (self) => this.watchers.delete(self),

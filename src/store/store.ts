@@ -108,7 +108,7 @@ export interface Store {
   /**
    * Like `watch`, but delivers every event after `version` (a revision this store handed out
    * earlier, maybe in another process). A revision the backend no longer has — or never had —
-   * calls `onReset` at once. Optional: only the kubernetes backend has it (an agent's start from
+   * calls `onReset` at once. Optional: the kubernetes and etcd backends have it (an agent's start from
    * its claims cache, src/ipam/claims-cache.ts).
    */
   watchFrom?<T>(

@@ -1,0 +1,112 @@
+/**
+ * The claims cache on the etcd store (real etcd, one member): an engine restarted with its file
+ * reads no claims from etcd, and catches up with what changed while it was down; a repeated ADD of
+ * a claim released meanwhile is not answered from the file.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { API_VERSION, type IPClaim } from '../api/kinds.ts';
+import { openEtcdStore } from '../store/etcd.ts';
+import type { Store } from '../store/store.ts';
+import { startEtcdCluster, type EtcdCluster } from '../../test/etcd/cluster.ts';
+import { until } from '../../test/lib/until.ts';
+import { Ipam, type AllocateRequest } from './engine.ts';
+import { ObjectService } from './objects.ts';
+import { CLAIM_PREFIX } from './state.ts';
+
+const req = (c: string): AllocateRequest => ({
+  cniNetwork: 'net1',
+  containerId: c,
+  ifName: 'eth0',
+  owner: { kind: 'Pod', namespace: 'default', name: `pod-${c}`, uid: `uid-${c}` },
+  configPools: { ipv4: ['p'] },
+});
+const ipOf = (r: { ips: { address: string }[] }): string => r.ips[0]!.address.split('/')[0]!;
+
+describe('claims cache on etcd', () => {
+  let cluster: EtcdCluster;
+  const dir = mkdtempSync(join(tmpdir(), 'ipk-cc-etcd-'));
+  const file = join(dir, 'claims.json');
+  before(async () => {
+    cluster = await startEtcdCluster(1);
+  });
+  after(async () => {
+    await cluster?.stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a restart reads the claims from the file, watches the changes since, and reads back a repeated ADD', async () => {
+    const url = `${cluster.url}/cc-${process.pid}/`;
+    const store = await openEtcdStore(url);
+    const other = await openEtcdStore(url);
+    try {
+      const first = new Ipam({ store, node: 'n1', claimsCache: file, random: () => 0.5 });
+      await first.start();
+      await new ObjectService(store, first).apply([
+        {
+          apiVersion: API_VERSION,
+          kind: 'IPPool',
+          metadata: { name: 'p' },
+          spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
+        },
+      ]);
+      await until('the pool in the cache', async () => (first.state.pools.has('p') ? true : undefined));
+      const a = ipOf(await first.add(req('a')));
+      const b = ipOf(await first.add(req('b')));
+      await first.stop();
+
+      // While it is down: b's claim is released by someone else; another node takes 10.9.0.30.
+      const claims = await other.list<IPClaim>(CLAIM_PREFIX);
+      const bClaim = claims.find((c) => c.value.spec.ip === b)!;
+      assert.ok((await other.delete(bClaim.key, bClaim.version)).ok);
+      const model = claims.find((c) => c.value.spec.ip === a)!.value;
+      const foreign = structuredClone(model);
+      foreign.metadata.name = `${model.spec.network}.10.9.0.30`;
+      foreign.spec = { ...foreign.spec, ip: '10.9.0.30', containerId: 'x', node: 'n2' };
+      assert.ok((await other.create(`${CLAIM_PREFIX}${foreign.metadata.name}`, foreign)).created);
+
+      // The restarted engine: a store that counts reads of the claims.
+      let claimReads = 0;
+      const counting = new Proxy(store, {
+        get(t, k, r) {
+          const v = Reflect.get(t, k, r) as unknown;
+          if ((k === 'scan' || k === 'list') && typeof v === 'function') {
+            return (prefix: string, ...rest: unknown[]) => {
+              if (prefix === CLAIM_PREFIX) claimReads++;
+              return (v as (...x: unknown[]) => unknown).call(t, prefix, ...rest);
+            };
+          }
+          return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+        },
+      }) as Store;
+      const logged: string[] = [];
+      const log = { info: (_o: object, m?: string) => logged.push(m ?? ''), warn() {}, error() {} };
+      const second = new Ipam({ store: counting, node: 'n1', claimsCache: file, random: () => 0.5, log });
+      await second.start();
+      try {
+        assert.ok(
+          logged.some((m) => m.startsWith('claims read from the claims cache')),
+          logged.join('\n'),
+        );
+        // b again: its claim is gone, so it is not the file's answer; whatever it gets is held.
+        const again = ipOf(await second.add(req('b')));
+        const held = (await other.list<IPClaim>(CLAIM_PREFIX)).find((c) => c.value.spec.ip === again);
+        assert.equal(held?.value.spec.containerId, 'b');
+        await until('the cache to hold the store claims', async () => {
+          const want = (await other.list<IPClaim>(CLAIM_PREFIX)).map((c) => `${c.key}@${c.version}`).sort();
+          const got = [...second.state.claims.values()].map((h) => `${h.key}@${h.version}`).sort();
+          return JSON.stringify(want) === JSON.stringify(got) ? true : undefined;
+        });
+        assert.equal(claimReads, 0, 'no claims read from etcd at the start');
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await store.close();
+      await other.close();
+    }
+  });
+});
