@@ -55,7 +55,7 @@ import type {
 } from 'etcd3';
 import { IpamError } from '../errors.ts';
 import { decodeValue, encodeValue } from './codec.ts';
-import { StoreError, distinctKeys, validateKey } from './store.ts';
+import { StoreError, distinctKeys, resumeWatch, validateKey } from './store.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -642,13 +642,13 @@ export class EtcdStore implements Store {
     if (!/^(0|[1-9]\d*)$/.test(version)) {
       throw new StoreError(`etcd watch "${prefix}": "${version}" is not a revision`, { retryable: false });
     }
-    const from = BigInt(version);
-    if (from > this.revision) {
-      const w = this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset);
-      if (onReset) queueMicrotask(onReset);
-      return w;
-    }
-    return this.startWatch(prefix, from + 1n, onEvent, onReset);
+    return resumeWatch(
+      BigInt(version),
+      this.revision,
+      () => this.startWatch(prefix, BigInt(version) + 1n, onEvent, onReset),
+      () => this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset),
+      onReset,
+    );
   }
 
   /**

@@ -136,7 +136,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, GROUP, KINDS, VERSION, type KindInfo } from '../api/kinds.ts';
 import { toJson } from './codec.ts';
-import { StoreError, validateKey } from './store.ts';
+import { StoreError, resumeWatch, validateKey } from './store.ts';
 import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
 import { ListItems } from './list-items.ts';
@@ -1077,7 +1077,8 @@ export class KubernetesStore implements Store {
 
   /**
    * Like `watch`, but delivers every event after `version` — e.g. the version of a list taken
-   * earlier. A version older than the server still has gets `onReset` at once.
+   * earlier, or a claims cache's. A version older than the server still has gets `onReset` at
+   * once, as does one newer than any it has shown (`resumeWatch`).
    * @throws StoreError (not retryable) for a version that is not a canonical decimal.
    */
   watchFrom<T>(
@@ -1092,15 +1093,14 @@ export class KubernetesStore implements Store {
         retryable: false,
       });
     }
-    const from = BigInt(version);
-    if (from > this.revision) {
-      // Past every revision this server has shown (probe() learns each watch cache's): another
-      // cluster's, or this one's before etcd was restored from a backup. Its history is unknown.
-      const w = this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset);
-      if (onReset) queueMicrotask(onReset);
-      return w;
-    }
-    return this.startWatch(prefix, from, onEvent, onReset);
+    // `this.revision`: the newest the server has shown (probe() learns each watch cache's).
+    return resumeWatch(
+      BigInt(version),
+      this.revision,
+      () => this.startWatch(prefix, BigInt(version), onEvent, onReset),
+      () => this.startWatch(prefix, this.watchStart(prefix), onEvent, onReset),
+      onReset,
+    );
   }
 
   /**

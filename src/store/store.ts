@@ -125,6 +125,25 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The watch a `watchFrom` of revision `from` opens, for a store whose newest revision seen is
+ * `newest`: `resume()` (every event after `from`), or, for a revision past every one the store has
+ * seen — another cluster's, or this one's before its data was restored from a backup, whose
+ * history is unknown — `fresh()` (from now), with `onReset` called at once.
+ */
+export function resumeWatch(
+  from: bigint,
+  newest: bigint,
+  resume: () => Watcher,
+  fresh: () => Watcher,
+  onReset: (() => void) | undefined,
+): Watcher {
+  if (from <= newest) return resume();
+  const w = fresh();
+  if (onReset) queueMicrotask(onReset);
+  return w;
+}
+
 /** @throws StoreError (not retryable) naming a key given twice to `createMany`. */
 export function distinctKeys(entries: { key: string }[]): void {
   const seen = new Set<string>();
