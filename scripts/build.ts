@@ -253,7 +253,7 @@ export async function buildAgent(opts: { out?: string; log?: (line: string) => v
     alias: { punycode: 'punycode/punycode.js' },
     // node-fetch 2 calls url.parse(); Node warns of that (DEP0169) only outside node_modules, so
     // it stays there (one small file).
-    plugins: [fromNodeModules(['node-fetch'], dirname(out)), builtinsByRequire(), packageDirs(dirname(out))],
+    plugins: [fromNodeModules('node-fetch', dirname(out)), builtinsByRequire(), packageDirs(dirname(out))],
     outfile: `${kube}.${process.pid}.tmp.mjs`,
   });
   renameSync(`${kube}.${process.pid}.tmp.mjs`, kube);
@@ -281,19 +281,17 @@ export async function buildAgent(opts: { out?: string; log?: (line: string) => v
 }
 
 /**
- * Imports of the packages `names` stay imports of their files in node_modules, by the path from
- * `outDir` to where they resolve now (the image lays node_modules out as the build stage does).
+ * Imports of package `name` (a plain name, no regex characters) stay imports of its file in
+ * node_modules, by the path from `outDir` to where it resolves now (the image lays node_modules out
+ * as the build stage does).
  */
-function fromNodeModules(names: string[], outDir: string): Plugin {
+function fromNodeModules(name: string, outDir: string): Plugin {
   return {
     name: 'from-node-modules',
     setup(b) {
-      const filter = new RegExp(
-        `^(${names.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|')})$`,
-      );
-      b.onResolve({ filter }, (args) => {
-        const file = createRequire(join(args.resolveDir, 'x.js')).resolve(args.path);
-        return { path: `./${relative(outDir, file)}`.replace(/^\.\/\.\.\//, '../'), external: true };
+      b.onResolve({ filter: new RegExp(`^${name}$`) }, (args) => {
+        const rel = relative(outDir, createRequire(join(args.resolveDir, 'x.js')).resolve(args.path));
+        return { path: rel.startsWith('.') ? rel : `./${rel}`, external: true };
       });
     },
   };
