@@ -8,7 +8,7 @@
  *
  * Errors: none thrown; a failed status write is logged and retried after one interval.
  */
-import { IpamError } from '../errors.ts';
+import { parseDuration } from './duration.ts';
 import type { Store } from '../store/store.ts';
 import { mutate } from '../store/retry.ts';
 import type { NodePool } from '../api/kinds.ts';
@@ -150,16 +150,8 @@ export class NodePoolAgent {
 
 /**
  * Parses `--node-pool-status-interval`: `15s`, `500ms`, `1m`, or a whole number of milliseconds.
- * @throws IpamError INVALID_CONFIG naming the flag and the accepted forms.
+ * @throws IpamError INVALID_CONFIG naming the flag and the accepted forms (`parseDuration`).
  */
 export function parseStatusInterval(v: string): number {
-  const m = /^(\d+)(ms|s|m)?$/.exec(v.trim());
-  const n = m ? Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new IpamError(
-      'INVALID_CONFIG',
-      `--node-pool-status-interval ${v} must be a duration such as 15s, 500ms or 1m (at least 1ms)`,
-    );
-  }
-  return n;
+  return parseDuration('--node-pool-status-interval', v, 1);
 }

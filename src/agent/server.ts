@@ -73,10 +73,13 @@ export interface AgentOptions {
   nodeDeadMs?: number;
   reclaimGraceMs?: number;
   /**
-   * Keep the claims in this file between runs (src/ipam/claims-cache.ts): written at `close`, read
-   * at the next start, which then asks the store only for the changes since (kubernetes, etcd).
+   * Keep the claims in this file between runs (src/ipam/claims-cache.ts): written at `close` and
+   * every `claimsCacheIntervalMs` while the claims change, read at the next start, which then asks
+   * the store only for the changes since (kubernetes, etcd).
    */
   claimsCache?: string;
+  /** How often the claims cache is rewritten while running (0: only at `close`; default 5 min). */
+  claimsCacheIntervalMs?: number;
   /** Node-pool mode (seed 004): allocate only from this node's NodePool (src/agent/node-pool.ts). */
   nodePool?: boolean;
   /** How often, at most, node-pool mode writes the NodePool's status.used (default 15 s). */
@@ -207,6 +210,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     gcMinAgeMs: opts.gcMinAgeMs,
     ...(kube ? { view: kube.view } : {}),
     ...(opts.claimsCache !== undefined ? { claimsCache: opts.claimsCache } : {}),
+    ...(opts.claimsCacheIntervalMs !== undefined
+      ? { claimsCacheIntervalMs: opts.claimsCacheIntervalMs }
+      : {}),
   });
   await ipam.start();
   nodePool?.start(ipam.state);

@@ -154,7 +154,12 @@ export function buildCli(): Command {
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option(
       '--claims-cache <file>',
-      'keep the claims in this file between runs: written at a clean stop, read at the next start, which then asks the store only for what changed (kubernetes and etcd stores)',
+      'keep the claims in this file between runs: written at a clean stop and while running (see --claims-cache-interval), read at the next start, which then asks the store only for what changed (kubernetes and etcd stores)',
+    )
+    .option(
+      '--claims-cache-interval <duration>',
+      'with --claims-cache: rewrite the file this often while the claims change, for a restart after a crash (5m, 30s; 0: only at a clean stop)',
+      '5m',
     )
     .option(
       '--gc-min-age <ms>',
@@ -195,6 +200,7 @@ export function buildCli(): Command {
         nodePoolStatusInterval: string;
         nodePoolHealthCheck?: boolean;
         claimsCache?: string;
+        claimsCacheInterval: string;
       }) => {
         const whole = (flag: string, v: string, min: number): number => {
           const n = Number(v);
@@ -218,6 +224,14 @@ export function buildCli(): Command {
             `--gc-min-age ${o.gcMinAge} must be a whole number of milliseconds, e.g. 60000`,
           );
         }
+        if (!o.claimsCache && o.claimsCacheInterval !== '5m') {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--claims-cache-interval ${o.claimsCacheInterval} applies to the claims cache; add --claims-cache <file>`,
+          );
+        }
+        const { parseDuration } = await import('../agent/duration.ts');
+        const claimsCacheIntervalMs = parseDuration('--claims-cache-interval', o.claimsCacheInterval, 0);
         const { startAgent } = await import('../agent/server.ts');
         const agent = await startAgent({
           store: o.store,
@@ -225,7 +239,7 @@ export function buildCli(): Command {
           ...(o.node ? { node: o.node } : {}),
           ...(o.listen ? { listen: o.listen } : {}),
           ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
-          ...(o.claimsCache ? { claimsCache: o.claimsCache } : {}),
+          ...(o.claimsCache ? { claimsCache: o.claimsCache, claimsCacheIntervalMs } : {}),
           logLevel: o.logLevel,
           gcMinAgeMs,
           maxRate,

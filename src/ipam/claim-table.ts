@@ -37,9 +37,15 @@ export class ClaimTable {
   /** Tombstones in the order they were made (possibly since replaced): eviction order. */
   #order: { key: string; tomb: Tomb }[] = [];
   #head = 0;
+  #changes = 0;
 
   constructor(limit: number) {
     this.#limit = limit;
+  }
+
+  /** Goes up with every change to the claims held (a put, a delete, a clear): what was written from them can tell it is behind. */
+  get changes(): number {
+    return this.#changes;
   }
 
   /** Claims held (tombstones not counted). */
@@ -68,6 +74,7 @@ export class ClaimTable {
     if (s === undefined || isTomb(s)) this.#live++;
     if (s !== undefined && isTomb(s)) this.#tombs--;
     this.#slots.set(key, held);
+    this.#changes++;
   }
 
   /**
@@ -84,6 +91,7 @@ export class ClaimTable {
       this.#tombs--;
     }
     this.#slots.set(held.key, held);
+    this.#changes++;
     return s === undefined || isTomb(s) ? undefined : s;
   }
 
@@ -94,6 +102,7 @@ export class ClaimTable {
     if (s === undefined || !isTomb(s)) this.#tombs++;
     const tomb: Tomb = { dead: version };
     this.#slots.set(key, tomb);
+    if (s !== undefined && !isTomb(s)) this.#changes++;
     this.#order.push({ key, tomb });
     while (this.#tombs > this.#limit && this.#head < this.#order.length) {
       const oldest = this.#order[this.#head++] as { key: string; tomb: Tomb };
@@ -121,6 +130,7 @@ export class ClaimTable {
   }
 
   clear(): void {
+    this.#changes++;
     this.#slots = new Map();
     this.#live = 0;
     this.#tombs = 0;

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API_VERSION, type IPClaim } from '../api/kinds.ts';
@@ -16,6 +16,7 @@ import { until } from '../../test/lib/until.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
 import { ObjectService } from './objects.ts';
 import { CLAIM_PREFIX } from './state.ts';
+import { readClaimsCache } from './claims-cache.ts';
 
 const req = (c: string): AllocateRequest => ({
   cniNetwork: 'net1',
@@ -107,6 +108,60 @@ describe('claims cache on etcd', () => {
     } finally {
       await store.close();
       await other.close();
+    }
+  });
+
+  it('a running engine checkpoints its claims when they change, and only then', async () => {
+    const url = `${cluster.url}/cc-checkpoint-${process.pid}/`;
+    const store = await openEtcdStore(url);
+    const path = join(dir, 'checkpoint.json');
+    const logged: string[] = [];
+    const log = { info: (_o: object, m?: string) => logged.push(m ?? ''), warn() {}, error() {} };
+    const ipam = new Ipam({ store, node: 'n1', claimsCache: path, claimsCacheIntervalMs: 40, log });
+    const written = (): string | undefined =>
+      existsSync(path)
+        ? (JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).written as string)
+        : undefined;
+    const fileIps = (): string[] => {
+      const r = readClaimsCache(path, JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).store);
+      assert.ok(r.ok, !r.ok ? r.reason : '');
+      return r.claims.map((c) => c.ip).sort();
+    };
+    try {
+      await ipam.start();
+      await new ObjectService(store, ipam).apply([
+        {
+          apiVersion: API_VERSION,
+          kind: 'IPPool',
+          metadata: { name: 'p' },
+          spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
+        },
+      ]);
+      await until('the pool in the cache', async () => (ipam.state.pools.has('p') ? true : undefined));
+      const a = ipOf(await ipam.add(req('a')));
+      await until('a checkpoint with a', async () =>
+        written() && fileIps().join() === a ? true : undefined,
+      );
+      // Nothing changes: the checkpoints that follow write nothing. Its own write's event may come
+      // after the checkpoint, moving the claims' revision once: wait for that one.
+      await new Promise((r) => setTimeout(r, 200));
+      const quiet = written();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(written(), quiet, 'no rewrite without a change');
+      const b = ipOf(await ipam.add(req('b')));
+      await until('a checkpoint with a and b', async () =>
+        fileIps().join() === [a, b].sort().join() ? true : undefined,
+      );
+      await ipam.release({ cniNetwork: 'net1', containerId: 'a', ifName: 'eth0' });
+      await until('a checkpoint without a', async () => (fileIps().join() === b ? true : undefined));
+      assert.ok(logged.filter((m) => m === 'claims cache checkpoint written').length >= 3, logged.join('\n'));
+    } finally {
+      await new Promise((r) => setTimeout(r, 200));
+      const before = written();
+      await ipam.stop();
+      // The file already held every claim at their revision: the stop did not write it again.
+      assert.equal(written(), before);
+      await store.close();
     }
   });
 });

@@ -1,6 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -37,12 +45,13 @@ const held = (ip: string, version: string): HeldClaim => ({
 describe('claims cache file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ipk-cc-'));
 
-  it('reads back what it wrote, for the same store only', () => {
+  it('reads back what it wrote, for the same store only', async () => {
     const f = join(dir, 'a.json');
-    assert.equal(
-      writeClaimsCache(f, 'kubernetes:uid-1', '120', [held('10.0.0.1', '100'), held('10.0.0.2', '130')]),
-      2,
-    );
+    const w = await writeClaimsCache(f, 'kubernetes:uid-1', '120', [
+      held('10.0.0.1', '100'),
+      held('10.0.0.2', '130'),
+    ]);
+    assert.deepEqual(w, { count: 2, bytes: statSync(f).size });
     const r = readClaimsCache(f, 'kubernetes:uid-1');
     assert.ok(r.ok);
     assert.equal(r.revision, '120');
@@ -66,33 +75,38 @@ describe('claims cache file', () => {
     );
   });
 
-  it('names what is wrong with a file it will not use', () => {
+  it('names what is wrong with a file it will not use', async () => {
     const f = join(dir, 'b.json');
-    writeClaimsCache(f, 's', '9', [held('10.0.0.1', '5'), held('10.0.0.2', '6')]);
+    await writeClaimsCache(f, 's', '9', [held('10.0.0.1', '5'), held('10.0.0.2', '6')]);
     const good = readFileSync(f, 'utf8');
     const [head, ...rest] = good.split('\n');
     const body = rest.join('\n');
     const h = JSON.parse(head!);
-    /** The file with its header edited, and the body's length and checksum made to match `b`. */
+    /** The file with its header edited, and the body's length, checksum and index line's place made to match `b`. */
     const make = (edit: object, b = body): string => {
       const bytes = Buffer.byteLength(b);
-      return `${JSON.stringify({ ...h, bytes, crc32: crc32(b), ...edit })}\n${b}`;
+      const index = Buffer.byteLength(b.slice(0, b.lastIndexOf('\n', b.length - 2) + 1));
+      return `${JSON.stringify({ ...h, bytes, crc32: crc32(b), index, ...edit })}\n${b}`;
     };
-    const [rows, ...texts] = body.split('\n');
+    const [t0, t1, rows] = body.split('\n');
     const withRows = (edit: (r: { strings: string[]; claims: any[] }) => void): string => {
       const r = JSON.parse(rows!);
       edit(r);
-      return make({}, [JSON.stringify(r), ...texts].join('\n'));
+      return make({}, [t0, t1, JSON.stringify(r), ''].join('\n'));
     };
     const cases: [string, RegExp][] = [
       [make({ format: 'x/v0' }), /its format is "x\/v0"/],
+      [make({ format: 'ipkeeper-claims-cache/v1' }), /its format is "ipkeeper-claims-cache\/v1", not .*\/v2/],
       [make({ store: 't' }), /another store's claims \(t, this is s\)/],
       [make({ revision: '09' }), /revision "09" is not a positive decimal/],
       [make({ count: 3 }), /lists 2 claims, its header 3/],
+      [make({ index: 5 }), /index line is not at byte 5 of its claims/],
+      [make({ index: -1 }), /index line is not at byte -1/],
+      [make({}, body.slice(0, -1) + ' '), /index line is not at byte/],
       [good.slice(0, -20), /bytes of claims, its header/],
       [good.replace('10.0.0.2"', '10.0.0.3"'), /do not match its checksum/],
       [`{"format":${JSON.stringify(CLAIMS_CACHE_FORMAT)}`, /header is not JSON/],
-      [make({}, body.replace('{"strings"', '{strings')), /list of claims is not JSON/],
+      [make({}, body.replace('{"claims"', '{claims')), /index of claims is not JSON/],
       [withRows((r) => (r.claims[10 + 4] = 5)), /claim 1 is not key, revision, ip, network, 4\|6/],
       [withRows((r) => (r.claims[0] = 'ippools/x')), /claim 0 is not/],
       [withRows((r) => (r.claims[1] = 'v5')), /claim 0 is not/],
@@ -102,11 +116,11 @@ describe('claims cache file', () => {
       [withRows((r) => (r.claims[3] = -1)), /claim 0 is not/],
       [withRows((r) => (r.claims[7] = 7)), /claim 0 is not/],
       [withRows((r) => r.claims.pop()), /it lists 1\.9 claims, its header 2/],
-      [withRows((r) => (r.strings = [1] as never)), /not \{strings, claims\}/],
-      [make({}, [rows, texts[0], ''].join('\n')), /claim 1's JSON is not where its length puts it/],
+      [withRows((r) => (r.strings = [1] as never)), /not \{claims, strings\}/],
+      [make({}, [t0, rows, ''].join('\n')), /claim 1's JSON is not where its length puts it/],
       [withRows((r) => (r.claims[9] -= 1)), /claim 0's JSON is not where/],
       [withRows((r) => (r.claims[9] = 'x')), /claim 0's JSON is not where/],
-      [make({}, [rows, ...texts.slice(0, -1), '{}', ''].join('\n')), /more claims' JSON than its header's 2/],
+      [make({}, [t0, t1, '{}', rows, ''].join('\n')), /more claims' JSON than its header's 2/],
     ];
     for (const [text, reason] of cases) {
       writeFileSync(f, text);
@@ -118,12 +132,12 @@ describe('claims cache file', () => {
     assert.deepEqual(missing, { ok: false, reason: 'no file yet' });
   });
 
-  it('keeps absent and empty optional fields apart', () => {
+  it('keeps absent and empty optional fields apart', async () => {
     const f = join(dir, 'e.json');
     const odd = held('10.0.0.5', '3');
     odd.claim.spec.containerId = '';
     delete odd.claim.spec.ifName;
-    writeClaimsCache(f, 's', '9', [odd, held('10.0.0.6', '4')]);
+    await writeClaimsCache(f, 's', '9', [odd, held('10.0.0.6', '4')]);
     const r = readClaimsCache(f, 's');
     assert.ok(r.ok);
     assert.equal(r.claims[0]!.containerId, '');
@@ -131,9 +145,9 @@ describe('claims cache file', () => {
     assert.equal(r.claims[1]!.containerId, 'c-10.0.0.6');
   });
 
-  it('a claim read from the file is parsed when read, and written again as it was read', () => {
+  it('a claim read from the file is parsed when read, and written again as it was read', async () => {
     const f = join(dir, 'g.json');
-    writeClaimsCache(f, 's', '9', [held('10.0.0.7', '3')]);
+    await writeClaimsCache(f, 's', '9', [held('10.0.0.7', '3')]);
     const r = readClaimsCache(f, 's');
     assert.ok(r.ok);
     const state = new IpamState();
@@ -142,7 +156,7 @@ describe('claims cache file', () => {
     assert.equal(state.putLazy(lazy), true);
     assert.equal(state.claims.get(lazy.key), lazy);
     const f2 = join(dir, 'g2.json');
-    writeClaimsCache(f2, 's', '9', state.claims.values());
+    await writeClaimsCache(f2, 's', '9', Array.from(state.claims.values()));
     assert.equal(lazy.text, text, 'writing did not parse it');
     const rest = (p: string) => readFileSync(p, 'utf8').split('\n').slice(1).join('\n');
     assert.equal(rest(f2), rest(f));
@@ -154,17 +168,48 @@ describe('claims cache file', () => {
     );
   });
 
-  it('a failed write leaves the old file as it was', () => {
+  it('a failed write leaves the old file as it was, and no temporary file', async () => {
     const f = join(dir, 'c.json');
-    writeClaimsCache(f, 's', '7', [held('10.0.0.1', '7')]);
+    await writeClaimsCache(f, 's', '7', [held('10.0.0.1', '7')]);
     const before = readFileSync(f, 'utf8');
-    assert.throws(() => writeClaimsCache(join(dir, 'no-such-dir', 'c.json'), 's', '8', []), /ENOENT/);
+    await assert.rejects(writeClaimsCache(join(dir, 'no-such-dir', 'c.json'), 's', '8', []), /ENOENT/);
+    // The file's place is a directory: the rename fails after the whole file was written.
+    const d = join(dir, 'c-dir.json');
+    mkdirSync(join(d, 'inside'), { recursive: true });
+    await assert.rejects(writeClaimsCache(d, 's', '8', [held('10.0.0.1', '7')]), /EISDIR|ENOTEMPTY|EEXIST/);
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.includes('.tmp')),
+      [],
+    );
     assert.equal(readFileSync(f, 'utf8'), before);
+  });
+
+  it('written in slices, between other work, it is the same file', async () => {
+    const many = Array.from({ length: 3000 }, (_, i) => held(`10.1.${i >> 8}.${i & 255}`, String(i + 1)));
+    const whole = join(dir, 'w1.json');
+    const sliced = join(dir, 'w2.json');
+    await writeClaimsCache(whole, 's', '3000', many);
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 0);
+    try {
+      await writeClaimsCache(sliced, 's', '3000', many, { sliceMs: 0 });
+    } finally {
+      clearInterval(ticker);
+    }
+    assert.ok(turns > 0, 'the event loop ran while it was written');
+    const rest = (p: string) => readFileSync(p, 'utf8').split('\n').slice(1).join('\n');
+    assert.equal(rest(sliced), rest(whole));
+    const r = readClaimsCache(sliced, 's');
+    assert.ok(r.ok);
+    assert.deepEqual(
+      r.claims.map((c) => [c.key, c.version, c.claim.spec.ip]),
+      many.map((h) => [h.key, h.version, h.claim.spec.ip]),
+    );
   });
 
   it('an engine on a store that cannot resume a watch neither reads nor writes the file', async () => {
     const f = join(dir, 'd.json');
-    writeClaimsCache(f, 'memory', '7', [held('10.0.0.9', '7')]);
+    await writeClaimsCache(f, 'memory', '7', [held('10.0.0.9', '7')]);
     const before = readFileSync(f, 'utf8');
     const logged: string[] = [];
     const log = { info: (_o: object, m?: string) => logged.push(m ?? ''), warn() {}, error() {} };

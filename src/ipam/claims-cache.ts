@@ -7,9 +7,11 @@
  * Stores that can resume a watch from a revision and name their cluster use it (kubernetes: the
  * `kube-system` namespace's uid; etcd: the cluster id and the key prefix); sqlite and memory do not.
  *
- * The file is written at a clean stop, after the agent has stopped taking requests, with the
- * revision up to which it holds every change; it is read at the next start, which then watches
- * claims from that revision (`Store.watchFrom`). Why the start is safe with a file that is behind:
+ * The file is written at a clean stop, after the agent has stopped taking requests, and while it
+ * serves, as a checkpoint every `--claims-cache-interval` (5 min) when the claims changed (the first
+ * 30 s after a start that listed them all), in 5 ms slices; each time with the revision up to which
+ * it holds every change. It is read at the next start, which then watches claims from that
+ * revision (`Store.watchFrom`). Why the start is safe with a file that is behind:
  * - a change the file lacks arrives from the watch within moments; a revision the server no longer
  *   has (a file older than the API server's history, or newer than its revision: another cluster,
  *   a restored backup) makes the watch reset, and the engine lists everything as without a file;
@@ -20,7 +22,9 @@
  *   (`Ipam.heldBy`);
  * - pools and reservations are never taken from the file: the engine reads them at every start.
  *
- * After a crash the file is the last clean stop's: older, so the watch replays more, or resets.
+ * After a crash the file is the last checkpoint's: older, so the watch replays more, or — when the
+ * store no longer has that revision (etcd compacted past it; the API server's watch cache holds a
+ * few minutes of a busy cluster) — resets to a full read, as without a file.
  *
  * What the file cannot tell: etcd restored from a backup *older than the file* and written past the
  * file's revision since. The revisions between the backup's and the file's then name other
@@ -31,23 +35,32 @@
  * `/run/ipkeeper/claims-cache.json`) or reboot the nodes (`/run` is a tmpfs).
  *
  * Format: line 1 is JSON, the header (format, the store's identity, the revision, the count, the
- * length and CRC-32 of the rest); line 2 is JSON, `{strings, claims}`: for every claim its key,
- * version, the spec fields the engine's indexes use (`ClaimDigest`) and the length of its JSON,
- * one flat array (see `writeClaimsCache`); then one line per claim, its JSON, in the same order
- * (JSON text has no raw newline). The start indexes each claim from line 2 and keeps its JSON's
- * bytes to parse when something reads the claim (`LazyClaim`; the engine parses them all in small
- * steps once ready): parsing the JSON of 100k claims (61 MB) took 360–580 ms, as long as the rest
- * of the file's start. The agent's own writes, put in its cache as they are answered, can be past
- * the revision: the watch's replay of them changes nothing. Written to a temporary file, flushed
- * and renamed over the old one, so a crash leaves the old file or the new one. A file that fails
- * any check (the CRC covers every claim) is ignored with the reason, never half-used.
+ * length and CRC-32 of the rest, where the index line starts), padded with spaces to the room the
+ * writer left for it; then one line per claim, its JSON (JSON text has no raw newline); then the
+ * index line, JSON `{claims, strings}`: for every claim, in the same order, its key, version, the
+ * spec fields the engine's indexes use (`ClaimDigest`) and the byte length of its JSON, one flat
+ * array (see `writeClaimsCache`). The writer streams the claims out and writes the header last;
+ * the reader reads the header and the index line, and each claim keeps its JSON's bytes to parse
+ * when something reads it (`LazyClaim`; the engine parses them all in small steps once ready):
+ * parsing the JSON of 100k claims (61 MB) took 360–580 ms, as long as the rest of the file's
+ * start. The agent's own writes, put in its cache as they are answered, can be past the revision:
+ * the watch's replay of them changes nothing. Written to a temporary file, flushed and renamed
+ * over the old one, so a crash leaves the old file or the new one. A file that fails any check
+ * (the CRC covers every claim) is ignored with the reason, never half-used; so is a file of
+ * another format (v1, before checkpoints: the first start after an upgrade lists every claim).
+ *
+ * Cost (100k claims, 60 MB; /work/prof-style scratch runs, docs/BENCHMARKS.md for the start):
+ * written at a stop in 290–430 ms when every claim has been parsed (each is stringified again),
+ * 160–170 ms from a file's bytes; a checkpoint in 5 ms slices ~300 ms of CPU, the event loop never
+ * held longer than ~9 ms.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { parseAddr, type Family } from '../net/addr.ts';
 import { CLAIM_PREFIX, LazyClaim, type ClaimDigest, type HeldClaim } from './state.ts';
 
-export const CLAIMS_CACHE_FORMAT = 'ipkeeper-claims-cache/v1';
+export const CLAIMS_CACHE_FORMAT = 'ipkeeper-claims-cache/v2';
 
 interface Header {
   format: string;
@@ -58,87 +71,151 @@ interface Header {
   /** Bytes after the header line, and their CRC-32 (a damaged or cut file is not used). */
   bytes: number;
   crc32: number;
+  /** Where the index line starts, in bytes after the header line. */
+  index: number;
   written: string;
 }
 
 export type CacheRead = { ok: true; revision: string; claims: LazyClaim[] } | { ok: false; reason: string };
 
+export interface CacheWriteOptions {
+  /**
+   * Yield to the event loop after this much work (ms), so that a write while the agent serves
+   * requests (a checkpoint) delays none of them by more; default: never (a write at a stop).
+   */
+  sliceMs?: number;
+}
+
 const DECIMAL = /^[1-9]\d*$/;
-/** Values per claim in line 2's `claims` (see `writeClaimsCache`). */
+/** Values per claim in the index line's `claims` (see `writeClaimsCache`). */
 const STRIDE = 10;
+/** Claims' JSON gathered before a write to the file. */
+const CHUNK_BYTES = 1 << 20;
+/** Claims per piece of the index line (stringified a piece at a time, between slices). */
+const INDEX_PIECE = 2048;
+const NEWLINE = Buffer.from('\n');
 
 /**
- * Writes `claims`, complete up to `revision`, for the store `identity`. Replaces the file whole.
+ * Writes `claims`, complete up to `revision`, for the store `identity`, to a temporary file that
+ * then replaces `path` (a crash leaves the old file or the new one, never a mix). The claims are
+ * written as they come, a chunk at a time, so the file is never held in memory whole; the header,
+ * which counts and checksums everything after it, goes last into the room left for it at the top.
+ * A claim still as a file had it (`LazyClaim`) is written from those bytes, without parsing it.
+ * `claims` must not change while this runs: pass a snapshot.
  * @throws the file system's error (the old file is left as it was).
  */
-export function writeClaimsCache(
+export async function writeClaimsCache(
   path: string,
   identity: string,
   revision: string,
-  claims: Iterable<HeldClaim>,
-): number {
-  // Line 2: {strings, claims}: per claim key, version, ip, network, family, pool, cniNetwork,
-  // containerId, ifName and the byte length of its JSON line, one flat array; the fields most
-  // claims share are indexes into `strings` (-1: absent), so the start parses 4 strings per claim,
-  // not 8, and no array per claim, and finds each JSON line without looking for its end.
-  const strings: string[] = [];
-  const index = new Map<string, number>();
-  const ref = (v: string | undefined): number => {
-    if (v === undefined) return -1;
-    let i = index.get(v);
-    if (i === undefined) index.set(v, (i = strings.push(v) - 1));
-    return i;
+  claims: readonly HeldClaim[],
+  opts: CacheWriteOptions = {},
+): Promise<{ count: number; bytes: number }> {
+  const sliceMs = opts.sliceMs ?? Infinity;
+  let until = performance.now() + sliceMs;
+  const breathe = async (): Promise<void> => {
+    if (performance.now() < until) return;
+    await new Promise((r) => setImmediate(r));
+    until = performance.now() + sliceMs;
   };
-  const flat: (string | number | null)[] = [];
-  const texts: string[] = [];
-  for (const h of claims) {
-    // A claim still as the file had it is written as it was read, unparsed.
-    const lazy = h instanceof LazyClaim && h.unparsed ? h : undefined;
-    const d: ClaimDigest = lazy ?? h.claim.spec;
-    const text = lazy?.text ?? JSON.stringify(h.claim);
-    texts.push(text);
-    flat.push(
-      h.key,
-      h.version,
-      d.ip,
-      ref(d.network),
-      d.family,
-      ref(d.pool),
-      ref(d.cniNetwork),
-      d.containerId ?? null,
-      ref(d.ifName),
-      Buffer.byteLength(text),
-    );
-  }
-  const body = Buffer.from(`${JSON.stringify({ strings, claims: flat })}\n${texts.join('\n')}\n`, 'utf8');
-  const header: Header = {
-    format: CLAIMS_CACHE_FORMAT,
-    store: identity,
-    revision,
-    count: texts.length,
-    bytes: body.length,
-    crc32: crc32(body),
-    written: new Date().toISOString(),
-  };
+  const written = new Date().toISOString();
+  const draft = (h: Partial<Header>): string =>
+    JSON.stringify({
+      format: CLAIMS_CACHE_FORMAT,
+      store: identity,
+      revision,
+      count: claims.length,
+      bytes: 0,
+      crc32: 0,
+      index: 0,
+      written,
+      ...h,
+    } satisfies Header);
+  // The header's room: its widest form (every number at its largest) and a newline.
+  const room = Buffer.byteLength(draft({ bytes: 2 ** 53, crc32: 2 ** 32, index: 2 ** 53 })) + 1;
   const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
+  let total: number;
+  const fh = await open(tmp, 'w', 0o600);
   try {
-    // writeFileSync on a descriptor writes everything (writeSync may write part of 70 MB).
-    writeFileSync(fd, `${JSON.stringify(header)}\n`);
-    writeFileSync(fd, body);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
+    // The index line: per claim key, version, ip, network, family, pool, cniNetwork,
+    // containerId, ifName and the byte length of its JSON, one flat array; the fields most
+    // claims share are indexes into `strings` (-1: absent), so the start parses 4 strings per
+    // claim, not 8, and no array per claim, and finds each JSON line without looking for its end.
+    const strings: string[] = [];
+    const known = new Map<string, number>();
+    const ref = (v: string | undefined): number => {
+      if (v === undefined) return -1;
+      let i = known.get(v);
+      if (i === undefined) known.set(v, (i = strings.push(v) - 1));
+      return i;
+    };
+    const flat: (string | number | null)[] = new Array(claims.length * STRIDE);
+    let crc = 0;
+    let bytes = 0;
+    let chunk: Buffer[] = [];
+    let chunkBytes = 0;
+    const flush = async (): Promise<void> => {
+      for (const b of chunk) crc = crc32(b, crc);
+      // writev on a file writes every byte (it loops over partial writes itself).
+      await fh.writev(chunk, room + bytes);
+      bytes += chunkBytes;
+      chunk = [];
+      chunkBytes = 0;
+    };
+    for (let i = 0, j = 0; i < claims.length; i++, j += STRIDE) {
+      const h = claims[i] as HeldClaim;
+      const raw = h instanceof LazyClaim ? h.bytes : undefined;
+      const d: ClaimDigest = raw ? (h as LazyClaim) : h.claim.spec;
+      const text = raw ?? Buffer.from(JSON.stringify(h.claim));
+      flat[j] = h.key;
+      flat[j + 1] = h.version;
+      flat[j + 2] = d.ip;
+      flat[j + 3] = ref(d.network);
+      flat[j + 4] = d.family;
+      flat[j + 5] = ref(d.pool);
+      flat[j + 6] = ref(d.cniNetwork);
+      flat[j + 7] = d.containerId ?? null;
+      flat[j + 8] = ref(d.ifName);
+      flat[j + 9] = text.length;
+      chunk.push(text, NEWLINE);
+      chunkBytes += text.length + 1;
+      if ((i & 63) === 63 && (chunkBytes >= CHUNK_BYTES || performance.now() >= until)) {
+        await flush();
+        await breathe();
+      }
     }
+    const index = bytes + chunkBytes;
+    chunk.push(Buffer.from('{"claims":['));
+    chunkBytes += 11;
+    for (let i = 0; i < claims.length; i += INDEX_PIECE) {
+      const piece = JSON.stringify(flat.slice(i * STRIDE, (i + INDEX_PIECE) * STRIDE));
+      const b = Buffer.from(i === 0 ? piece.slice(1, -1) : `,${piece.slice(1, -1)}`);
+      chunk.push(b);
+      chunkBytes += b.length;
+      if (chunkBytes >= CHUNK_BYTES || performance.now() >= until) {
+        await flush();
+        await breathe();
+      }
+    }
+    const tail = Buffer.from(`],"strings":${JSON.stringify(strings)}}\n`);
+    chunk.push(tail);
+    chunkBytes += tail.length;
+    await flush();
+    const header = draft({ bytes, crc32: crc, index });
+    await fh.write(`${header}${' '.repeat(room - 1 - Buffer.byteLength(header))}\n`, 0);
+    total = room + bytes;
+    await fh.sync();
+    await fh.close();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
     throw e;
   }
-  closeSync(fd);
-  renameSync(tmp, path);
-  return texts.length;
+  await rename(tmp, path).catch(async (e: unknown) => {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  });
+  return { count: claims.length, bytes: total };
 }
 
 /**
@@ -183,19 +260,29 @@ export function readClaimsCache(path: string, identity: string): CacheRead {
   if (crc32(body) !== header.crc32) {
     return { ok: false, reason: 'its claims do not match its checksum' };
   }
-  // Only line 2 is decoded now: each claim keeps its bytes of `body` (held until every claim has
-  // been parsed) and decodes them when read.
-  const nl2 = body.indexOf(10);
-  let line2: { strings?: unknown; claims?: unknown };
-  try {
-    line2 = JSON.parse(body.toString('utf8', 0, nl2 < 0 ? body.length : nl2)) as typeof line2;
-  } catch (e) {
-    return { ok: false, reason: `its list of claims is not JSON (${(e as Error).message})` };
+  // Only the index line is decoded now: each claim keeps its bytes of `body` (held until every
+  // claim has been parsed) and decodes them when read.
+  const at0 = header.index;
+  if (
+    typeof at0 !== 'number' ||
+    !Number.isInteger(at0) ||
+    at0 < 0 ||
+    at0 >= body.length ||
+    (at0 > 0 && body[at0 - 1] !== 10) ||
+    body[body.length - 1] !== 10
+  ) {
+    return { ok: false, reason: `its index line is not at byte ${String(header.index)} of its claims` };
   }
-  const strings = line2?.strings;
-  const flat = line2?.claims;
+  let line: { strings?: unknown; claims?: unknown };
+  try {
+    line = JSON.parse(body.toString('utf8', at0, body.length - 1)) as typeof line;
+  } catch (e) {
+    return { ok: false, reason: `its index of claims is not JSON (${(e as Error).message})` };
+  }
+  const strings = line?.strings;
+  const flat = line?.claims;
   if (!Array.isArray(strings) || !strings.every((x) => typeof x === 'string') || !Array.isArray(flat)) {
-    return { ok: false, reason: 'its list of claims is not {strings, claims}' };
+    return { ok: false, reason: 'its index of claims is not {claims, strings}' };
   }
   const count = header.count;
   if (typeof count !== 'number' || flat.length !== count * STRIDE) {
@@ -208,13 +295,19 @@ export function readClaimsCache(path: string, identity: string): CacheRead {
         ? (strings[v as number] ?? null)
         : null;
   const out: LazyClaim[] = new Array(count);
-  let at = nl2 + 1;
+  let at = 0;
   for (let i = 0, j = 0; i < count; i++, j += STRIDE) {
     const bytes = flat[j + 9];
     const start = at;
     const end = start + (typeof bytes === 'number' ? bytes : -1);
-    // Each claim's JSON is `bytes` long and ends its line.
-    if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes < 2 || body[end] !== 10) {
+    // Each claim's JSON is `bytes` long and ends its line, before the index line.
+    if (
+      typeof bytes !== 'number' ||
+      !Number.isInteger(bytes) ||
+      bytes < 2 ||
+      end >= at0 ||
+      body[end] !== 10
+    ) {
       return { ok: false, reason: `claim ${i}'s JSON is not where its length puts it` };
     }
     at = end + 1;
@@ -265,7 +358,7 @@ export function readClaimsCache(path: string, identity: string): CacheRead {
     };
     out[i] = new LazyClaim(key as string, version as string, value, digest, body, start, end);
   }
-  if (at !== body.length) {
+  if (at !== at0) {
     return { ok: false, reason: `it holds more claims' JSON than its header's ${header.count}` };
   }
   return { ok: true, revision, claims: out };

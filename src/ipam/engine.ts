@@ -118,11 +118,26 @@ export interface EngineOptions {
   /** Pods, namespaces and nodes (Kubernetes mode); embedded mode knows none. */
   view?: ClusterView;
   /**
-   * The claims cache file (src/ipam/claims-cache.ts): read at `start`, written at `stop`. Used
-   * only with a store that has `watchFrom` and `identity` (kubernetes, etcd).
+   * The claims cache file (src/ipam/claims-cache.ts): read at `start`, written at `stop` and, while
+   * running, every `claimsCacheIntervalMs` when the claims changed. Used only with a store that
+   * has `watchFrom` and `identity` (kubernetes, etcd).
    */
   claimsCache?: string;
+  /**
+   * How often a running engine rewrites its claims cache when the claims changed (a checkpoint,
+   * what a restart after a crash reads); 0: only at `stop`. Default `CLAIMS_CACHE_INTERVAL_MS`.
+   */
+  claimsCacheIntervalMs?: number;
 }
+
+/**
+ * Default checkpoint interval of the claims cache. A checkpoint of 100k claims costs ~0.3 s of CPU
+ * in 5 ms slices (docs/BENCHMARKS.md); a file that is older only makes the next start replay more
+ * changes, or list everything when the store no longer has them.
+ */
+export const CLAIMS_CACHE_INTERVAL_MS = 5 * 60_000;
+/** The first checkpoint after a start that listed every claim (not read them from the file). */
+const FIRST_CHECKPOINT_MS = 30_000;
 
 export interface PoolUsage {
   name: string;
@@ -186,6 +201,12 @@ export class Ipam {
   private fileRevision: string | undefined;
   /** Claims from the file that an ADD has read back from the store (see `heldBy`). */
   private readonly verified = new Set<string>();
+  private readonly claimsCacheIntervalMs: number;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  /** The claims cache write in progress (a checkpoint), if any. */
+  private writing: Promise<void> | undefined;
+  /** What the claims cache holds: the claims as of this count of changes, at this revision. */
+  private cacheHolds: { changes: number; revision: string } | undefined;
 
   constructor(opts: EngineOptions) {
     this.store = opts.store;
@@ -196,6 +217,7 @@ export class Ipam {
     this.gcMinAgeMs = opts.gcMinAgeMs ?? GC_MIN_AGE_MS;
     this.view = opts.view ?? EMPTY_VIEW;
     this.claimsCache = opts.claimsCache;
+    this.claimsCacheIntervalMs = opts.claimsCacheIntervalMs ?? CLAIMS_CACHE_INTERVAL_MS;
     this.endpoints = new Endpoints({
       store: this.store,
       state: this.state,
@@ -239,6 +261,7 @@ export class Ipam {
       // not have) then lists everything over them.
       for (const c of cached.claims) this.state.putLazy(c);
       this.fileRevision = this.claimsRevision = cached.revision;
+      this.cacheHolds = { changes: this.state.claims.changes, revision: cached.revision };
     }
     const track = this.tracksRevision;
     for (const prefix of [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]) {
@@ -261,6 +284,34 @@ export class Ipam {
     await this.load(cached ? [POOL_PREFIX, RESERVED_PREFIX] : [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]);
     this.started = true;
     if (cached) this.parseCached();
+    if (this.tracksRevision && this.claimsCacheIntervalMs > 0) {
+      // After a start that listed every claim, the first checkpoint comes soon: a crash then
+      // need not list them again.
+      this.scheduleCheckpoint(
+        cached ? this.claimsCacheIntervalMs : Math.min(this.claimsCacheIntervalMs, FIRST_CHECKPOINT_MS),
+      );
+    }
+  }
+
+  private scheduleCheckpoint(ms: number): void {
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpoint();
+      this.scheduleCheckpoint(this.claimsCacheIntervalMs);
+    }, ms);
+    this.checkpointTimer.unref();
+  }
+
+  /**
+   * Rewrites the claims cache while serving, in 5 ms slices, when the claims or their revision
+   * moved since it was written: the file a restart after a crash (no clean stop) reads. Skipped
+   * while loading or resyncing, and while the last write is still going.
+   */
+  private checkpoint(): void {
+    if (this.writing || !this.ready) return;
+    const w = this.writeClaimsCache(PARSE_SLICE_MS).finally(() => {
+      if (this.writing === w) this.writing = undefined;
+    });
+    this.writing = w;
   }
 
   /**
@@ -351,28 +402,37 @@ export class Ipam {
   }
 
   /**
-   * Writes the claims cache (at `stop`, after the agent has stopped taking requests). Not while
-   * loading or resyncing: the cache is then not whole.
+   * Writes the claims cache from a snapshot of the claims and their revision (at `stop`, after the
+   * agent has stopped taking requests, and at checkpoints). Not while loading or resyncing: the
+   * cache is then not whole; not when the file already holds these claims at this revision.
    */
-  private writeClaimsCache(): void {
+  private async writeClaimsCache(sliceMs?: number): Promise<void> {
     const path = this.claimsCache;
     const identity = this.storeIdentity;
-    if (path === undefined || identity === undefined || this.claimsRevision === undefined) return;
+    const revision = this.claimsRevision;
+    if (path === undefined || identity === undefined || revision === undefined) return;
     if (!this.ready) {
       this.log.info({ claimsCache: path }, 'claims cache not written: the claims were still loading');
       return;
     }
+    const changes = this.state.claims.changes;
+    if (this.cacheHolds?.changes === changes && this.cacheHolds.revision === revision) return;
+    const claims = Array.from(this.state.claims.values());
     const t0 = performance.now();
     try {
-      const n = writeClaimsCache(path, identity, this.claimsRevision, this.state.claims.values());
+      const w = await writeClaimsCache(path, identity, revision, claims, {
+        ...(sliceMs !== undefined ? { sliceMs } : {}),
+      });
+      this.cacheHolds = { changes, revision };
       this.log.info(
         {
           claimsCache: path,
-          claims: n,
-          revision: this.claimsRevision,
+          claims: w.count,
+          bytes: w.bytes,
+          revision,
           ms: Math.round(performance.now() - t0),
         },
-        'claims cache written',
+        sliceMs === undefined ? 'claims cache written' : 'claims cache checkpoint written',
       );
     } catch (e) {
       this.log.warn(
@@ -427,10 +487,15 @@ export class Ipam {
     return this.resyncing;
   }
 
-  /** Stops watching; writes the claims cache when there is one. Call after the last request. */
+  /**
+   * Stops watching; writes the claims cache when there is one and it is behind (after a
+   * checkpoint in progress). Call after the last request.
+   */
   async stop(): Promise<void> {
     for (const w of this.watchers.splice(0)) w.close();
-    this.writeClaimsCache();
+    clearTimeout(this.checkpointTimer);
+    await this.writing;
+    await this.writeClaimsCache();
   }
 
   private vipDeps(): VipDeps {

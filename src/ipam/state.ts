@@ -99,6 +99,11 @@ export class LazyClaim implements HeldClaim, ClaimDigest {
     return this.#source?.toString('utf8', this.#start, this.#end);
   }
 
+  /** The claim's JSON as UTF-8 bytes (a view, not a copy) until it is parsed. */
+  get bytes(): Buffer | undefined {
+    return this.#source?.subarray(this.#start, this.#end);
+  }
+
   /** Whether the JSON is still unparsed. */
   get unparsed(): boolean {
     return this.#source !== undefined;

@@ -102,7 +102,9 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     );
   const header = (): Record<string, any> => JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!);
   /** Rewrites the file with the module's writer: `edit` may change the header and the claims. */
-  const rewrite = (edit: (h: { store: string; revision: string }, claims: HeldClaim[]) => void): void => {
+  const rewrite = async (
+    edit: (h: { store: string; revision: string }, claims: HeldClaim[]) => void,
+  ): Promise<void> => {
     const h = header();
     const read = readClaimsCache(file, h.store);
     assert.ok(read.ok, !read.ok ? read.reason : '');
@@ -114,7 +116,7 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     }));
     const head = { store: h.store as string, revision: h.revision as string };
     edit(head, claims);
-    writeClaimsCache(file, head.store, head.revision, claims);
+    await writeClaimsCache(file, head.store, head.revision, claims);
   };
   /** An IPClaim object for `ip` of another node (as another agent would have made it). */
   const foreignClaim = async (ip: string): Promise<string> => {
@@ -281,7 +283,7 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     it(`${what}: every claim is listed, and the file's are not kept`, async () => {
       await stop();
       // A claim only the file has: gone once the agent has listed.
-      rewrite((h, claims) => {
+      await rewrite((h, claims) => {
         edit(h);
         const c = structuredClone(claims[0]!);
         c.key = `ipclaims/${c.claim.spec.network}.10.9.0.39`;
