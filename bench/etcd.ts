@@ -106,6 +106,8 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const clients: Etcd3[] = [];
   const raw: Round[] = [];
   const viaAgents: Round[] = [];
+  /** Claims in the one pool after the last round. */
+  let poolHeld: number | undefined;
   try {
     opts.log('starting a 3-member etcd cluster');
     cluster = await startEtcdCluster(3);
@@ -179,6 +181,8 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
         else viaAgents.push(await timed(REQUESTERS, seconds, agentOp(r), pids));
       }
     }
+    const usage = await call<PoolUsage[]>(agents[0]!.socket, 'GET', '/v1/usage');
+    poolHeld = usage.find((u) => u.name === POOL)?.used;
   } finally {
     for (const c of clients) c.close();
     for (const a of agents) await a.stop();
@@ -228,7 +232,9 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
             viaAgents,
           )
             .map((x) => x.toFixed(0))
-            .join(', ')}/s; errors ${errs(viaAgents)}; ${cpuText(viaAgents)}`,
+            .join(
+              ', ',
+            )}/s; errors ${errs(viaAgents)}; ${cpuText(viaAgents)}; the one pool held ${poolHeld?.toLocaleString('en-US') ?? '?'} claims after the last round (claims are objects of their own: the pool object is never rewritten, where Spiderpool caps a pool at 5,000)`,
         },
         rawRate,
       ),
