@@ -207,6 +207,21 @@ describe('claims cache file', () => {
     );
   });
 
+  it('a claim larger than the write buffer, and one of many UTF-8 bytes, come back whole', async () => {
+    const f = join(dir, 'big.json');
+    const big = held('10.0.0.11', '5');
+    (big.claim.spec as unknown as Record<string, unknown>).note = 'x'.repeat(1_500_000);
+    const wide = held('10.0.0.12', '6');
+    wide.claim.spec.owner.name = 'pod-ü€😀'.repeat(10_000);
+    await writeClaimsCache(f, 's', '9', [held('10.0.0.10', '4'), big, wide, held('10.0.0.13', '7')]);
+    const r = readClaimsCache(f, 's');
+    assert.ok(r.ok, !r.ok ? r.reason : '');
+    assert.deepEqual(
+      r.claims.map((c) => c.claim),
+      [held('10.0.0.10', '4').claim, big.claim, wide.claim, held('10.0.0.13', '7').claim],
+    );
+  });
+
   it('an engine on a store that cannot resume a watch neither reads nor writes the file', async () => {
     const f = join(dir, 'd.json');
     await writeClaimsCache(f, 'memory', '7', [held('10.0.0.9', '7')]);

@@ -49,10 +49,14 @@
  * (the CRC covers every claim) is ignored with the reason, never half-used; so is a file of
  * another format (v1, before checkpoints: the first start after an upgrade lists every claim).
  *
- * Cost (100k claims, 60 MB; /work/prof-style scratch runs, docs/BENCHMARKS.md for the start):
- * written at a stop in 290–430 ms when every claim has been parsed (each is stringified again),
- * 160–170 ms from a file's bytes; a checkpoint in 5 ms slices ~300 ms of CPU, the event loop never
- * held longer than ~9 ms.
+ * Cost (100k claims, 60 MB, measured in scratch runs of this module and of the bundled agent on
+ * etcd; `npm run bench -- --only restart` logs it for 100k): a write of claims that were all parsed
+ * (each stringified again) 240–370 ms, from a file's bytes 140–180 ms; a checkpoint in 5 ms slices
+ * ~200–300 ms of CPU, the event loop held at most ~10 ms at a time. Memory: the output goes through
+ * one reused 1 MiB buffer (a buffer per claim raised the agent's RSS by ~90 MB); what remains is
+ * V8's young generation growing to its cap under the stringified claims, +~50 MB of RSS at 100k
+ * claims, as any busy period grows it (`--max-semi-space-size=2` kept it at +5 MB, and the agent's
+ * RSS at ready at 232 MB instead of 290, ready as fast).
  */
 import { readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
@@ -89,11 +93,10 @@ export interface CacheWriteOptions {
 const DECIMAL = /^[1-9]\d*$/;
 /** Values per claim in the index line's `claims` (see `writeClaimsCache`). */
 const STRIDE = 10;
-/** Claims' JSON gathered before a write to the file. */
+/** Bytes gathered before a write to the file. */
 const CHUNK_BYTES = 1 << 20;
 /** Claims per piece of the index line (stringified a piece at a time, between slices). */
-const INDEX_PIECE = 2048;
-const NEWLINE = Buffer.from('\n');
+const INDEX_PIECE = 512;
 
 /**
  * Writes `claims`, complete up to `revision`, for the store `identity`, to a temporary file that
@@ -150,23 +153,45 @@ export async function writeClaimsCache(
       return i;
     };
     const flat: (string | number | null)[] = new Array(claims.length * STRIDE);
+    // Everything goes through one reused buffer, so a checkpoint of 100k claims allocates no
+    // buffer per claim (those raised an agent's RSS by ~90 MB, which V8 and malloc keep).
+    const out = Buffer.allocUnsafe(CHUNK_BYTES);
+    let used = 0;
     let crc = 0;
     let bytes = 0;
-    let chunk: Buffer[] = [];
-    let chunkBytes = 0;
+    const writeAll = async (b: Buffer, length: number): Promise<void> => {
+      crc = crc32(b.subarray(0, length), crc);
+      for (let done = 0; done < length;) {
+        const w = await fh.write(b, done, length - done, room + bytes + done);
+        done += w.bytesWritten;
+      }
+      bytes += length;
+    };
     const flush = async (): Promise<void> => {
-      for (const b of chunk) crc = crc32(b, crc);
-      // writev on a file writes every byte (it loops over partial writes itself).
-      await fh.writev(chunk, room + bytes);
-      bytes += chunkBytes;
-      chunk = [];
-      chunkBytes = 0;
+      if (used > 0) await writeAll(out, used);
+      used = 0;
+    };
+    /** Appends `text` (UTF-8) and, when `nl`, a newline; returns the text's byte length. */
+    const put = async (text: string | Buffer, nl: boolean): Promise<number> => {
+      const most = (typeof text === 'string' ? text.length * 3 : text.length) + 1;
+      if (used + most > out.length) await flush();
+      let n: number;
+      if (most > out.length) {
+        // One text larger than the buffer: written on its own.
+        const b = typeof text === 'string' ? Buffer.from(text) : text;
+        await writeAll(b, b.length);
+        n = b.length;
+      } else {
+        n = typeof text === 'string' ? out.write(text, used) : text.copy(out, used);
+        used += n;
+      }
+      if (nl) out[used++] = 10;
+      return n;
     };
     for (let i = 0, j = 0; i < claims.length; i++, j += STRIDE) {
       const h = claims[i] as HeldClaim;
       const raw = h instanceof LazyClaim ? h.bytes : undefined;
       const d: ClaimDigest = raw ? (h as LazyClaim) : h.claim.spec;
-      const text = raw ?? Buffer.from(JSON.stringify(h.claim));
       flat[j] = h.key;
       flat[j + 1] = h.version;
       flat[j + 2] = d.ip;
@@ -176,30 +201,17 @@ export async function writeClaimsCache(
       flat[j + 6] = ref(d.cniNetwork);
       flat[j + 7] = d.containerId ?? null;
       flat[j + 8] = ref(d.ifName);
-      flat[j + 9] = text.length;
-      chunk.push(text, NEWLINE);
-      chunkBytes += text.length + 1;
-      if ((i & 63) === 63 && (chunkBytes >= CHUNK_BYTES || performance.now() >= until)) {
-        await flush();
-        await breathe();
-      }
+      flat[j + 9] = await put(raw ?? JSON.stringify(h.claim), true);
+      if ((i & 63) === 63 && performance.now() >= until) await breathe();
     }
-    const index = bytes + chunkBytes;
-    chunk.push(Buffer.from('{"claims":['));
-    chunkBytes += 11;
+    const index = bytes + used;
+    await put('{"claims":[', false);
     for (let i = 0; i < claims.length; i += INDEX_PIECE) {
       const piece = JSON.stringify(flat.slice(i * STRIDE, (i + INDEX_PIECE) * STRIDE));
-      const b = Buffer.from(i === 0 ? piece.slice(1, -1) : `,${piece.slice(1, -1)}`);
-      chunk.push(b);
-      chunkBytes += b.length;
-      if (chunkBytes >= CHUNK_BYTES || performance.now() >= until) {
-        await flush();
-        await breathe();
-      }
+      await put(i === 0 ? piece.slice(1, -1) : `,${piece.slice(1, -1)}`, false);
+      await breathe();
     }
-    const tail = Buffer.from(`],"strings":${JSON.stringify(strings)}}\n`);
-    chunk.push(tail);
-    chunkBytes += tail.length;
+    await put(`],"strings":${JSON.stringify(strings)}}`, true);
     await flush();
     const header = draft({ bytes, crc32: crc, index });
     await fh.write(`${header}${' '.repeat(room - 1 - Buffer.byteLength(header))}\n`, 0);
