@@ -13,6 +13,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call } from '../src/cli/client.ts';
+import { AGENT_BUNDLE, AGENT_NODE_FLAGS } from '../scripts/build.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const NODE = process.execPath;
@@ -99,6 +100,17 @@ export function childrenCpuMs(): number {
   }
 }
 
+/** The most resident memory (MB) a live process has had so far, from /proc/<pid>/status; NaN if gone. */
+export function procPeakRssMb(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** CPU time (user + system, ms) a live process has used so far, from /proc/<pid>/stat; NaN if gone. */
 export function procCpuMs(pid: number | undefined): number {
   if (pid === undefined) return NaN;
@@ -177,6 +189,8 @@ export interface AgentProc {
   readyMs: number;
   /** CPU milliseconds (user + system) the agent had used when /readyz answered. */
   readyCpuMs: number;
+  /** The agent's peak resident memory (MB) when /readyz answered. */
+  readyPeakRssMb: number;
   log(): string;
   stop(): Promise<void>;
 }
@@ -202,7 +216,11 @@ export async function startAgent(opts: {
 }): Promise<AgentProc> {
   // BENCH_AGENT_NODE_ARGS: extra Node flags for the agents, to look inside a run (e.g.
   // `--cpu-prof --cpu-prof-dir=/tmp/prof`); unset when timing.
-  const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // The bundle runs with the flags the image gives it (scripts/build.ts AGENT_NODE_FLAGS).
+  const nodeArgs = [
+    ...(opts.cli === AGENT_BUNDLE ? AGENT_NODE_FLAGS : []),
+    ...(process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
+  ];
   const args = [
     ...nodeArgs,
     opts.cli ?? CLI,
@@ -227,6 +245,7 @@ export async function startAgent(opts: {
   const poll = opts.pollMs ?? 5;
   let readyMs: number;
   let readyCpuMs: number;
+  let readyPeakRssMb: number;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`agent ${opts.node} exited (${child.exitCode ?? child.signalCode}): ${log}`);
@@ -235,6 +254,7 @@ export async function startAgent(opts: {
       await call(opts.socket, 'GET', '/readyz');
       readyMs = nowMs() - t0;
       readyCpuMs = procCpuMs(child.pid);
+      readyPeakRssMb = procPeakRssMb(child.pid);
       break;
     } catch {
       if (nowMs() > deadline) {
@@ -250,6 +270,7 @@ export async function startAgent(opts: {
     child,
     readyMs,
     readyCpuMs,
+    readyPeakRssMb,
     log: () => log,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid as number, 'SIGTERM');

@@ -90,6 +90,8 @@ interface Restarts {
   full: number[];
   /** CPU ms the agent had used when it became ready. */
   cpu: { empty: number[]; full: number[] };
+  /** The agent's peak RSS (MB) when it became ready. */
+  rss: { empty: number[]; full: number[] };
   /** CPU ms the store's own processes (etcd members) used from spawn to ready. */
   storeCpu: { empty: number[]; full: number[] };
 }
@@ -117,6 +119,7 @@ async function restarts(
     empty: [],
     full: [],
     cpu: { empty: [], full: [] },
+    rss: { empty: [], full: [] },
     storeCpu: { empty: [], full: [] },
   });
   const out: Record<Form, Restarts> = { bundle: fresh(), sources: fresh() };
@@ -139,6 +142,7 @@ async function restarts(
         if (i >= 0) {
           o[which].push(a.readyMs);
           o.cpu[which].push(a.readyCpuMs);
+          o.rss[which].push(a.readyPeakRssMb);
           o.storeCpu[which].push(storeCpu);
         }
       }
@@ -178,7 +182,7 @@ function rowsFor(store: string, form: Form, n: number, r: Restarts): Row[] {
           samples: r.full.length,
           anchor: `empty store (${label})`,
           goal: `< ${GOAL_MS} ms`,
-          detail: `runs ${r.full.map((x) => x.toFixed(0)).join(', ')} ms; the claims add ${(fullM - emptyM).toFixed(0)} ms; agent CPU to ready ${median(r.cpu.full).toFixed(0)} ms (${(median(r.cpu.full) / median(r.cpu.empty)).toFixed(2)}× empty)${storeCpu(r.storeCpu.full)}`,
+          detail: `runs ${r.full.map((x) => x.toFixed(0)).join(', ')} ms; the claims add ${(fullM - emptyM).toFixed(0)} ms; agent CPU to ready ${median(r.cpu.full).toFixed(0)} ms (${(median(r.cpu.full) / median(r.cpu.empty)).toFixed(2)}× empty), peak RSS ${median(r.rss.full).toFixed(0)} MB (empty ${median(r.rss.empty).toFixed(0)} MB)${storeCpu(r.storeCpu.full)}`,
         },
         emptyM,
       ),
@@ -391,6 +395,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     const cacheFile = join(tmp.path, 'etcd-claims-cache.json');
     const fromCache: number[] = [];
     const fromCacheCpu: number[] = [];
+    const fromCacheRss: number[] = [];
     const fileMs: number[] = [];
     for (let i = -1; i < etcdRuns; i++) {
       const a = await startAgent({
@@ -414,6 +419,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       }
       fromCache.push(a.readyMs);
       fromCacheCpu.push(a.readyCpuMs);
+      fromCacheRss.push(a.readyPeakRssMb);
       fileMs.push(Number(/"ms":(\d+)/.exec(read)?.[1]));
       opts.log(`etcd (bundle, claims cache): run ${i + 1}/${etcdRuns}: ${a.readyMs.toFixed(0)} ms`);
     }
@@ -428,7 +434,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
           samples: fromCache.length,
           anchor: 'agent start to ready, claims (etcd, bundle)',
           goal: `< ${GOAL_MS} ms`,
-          detail: `runs ${fromCache.map((x) => x.toFixed(0)).join(', ')} ms; reading the file ${median(fileMs).toFixed(0)} ms; agent CPU to ready ${median(fromCacheCpu).toFixed(0)} ms; no claim read from etcd (the watch resumes at the file's revision)`,
+          detail: `runs ${fromCache.map((x) => x.toFixed(0)).join(', ')} ms; reading the file ${median(fileMs).toFixed(0)} ms; agent CPU to ready ${median(fromCacheCpu).toFixed(0)} ms, peak RSS ${median(fromCacheRss).toFixed(0)} MB; no claim read from etcd (the watch resumes at the file's revision)`,
         },
         etcdFull,
       ),
@@ -518,7 +524,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     `Ready time: from spawning \`node <bundle or bin/ipkeeper.ts> agent --store URL\` until \`GET /readyz\` on its unix socket answers (polled every 2 ms). ${runs} runs on sqlite and ${opts.quick ? 2 : 5} on etcd, each alternating with the anchor (the same store with only the pool), after one warm-up of each; the agent is stopped by PID with SIGTERM between runs.`,
     `From its claims cache (etcd): the bundle with \`--claims-cache FILE\`, the file written by its previous clean stop (SIGTERM after 1.5 s of running); it reads the claims from the file, lists only pools and reservations, and watches claims from the file's revision (src/ipam/claims-cache.ts); ready does not wait for that watch. After SIGKILL: no clean stop wrote the file; the restart reads the last checkpoint the killed agent wrote while serving (\`--claims-cache-interval 1s\` here, 5 min by default; the first one soon after a start that listed every claim), in 5 ms slices between requests. The other rows start without one, as a node's first start does.`,
     `The ${n.toLocaleString('en-US')} claims are scattered over a ${SUBNET} pool, owned by pods on this agent's node, shaped like the engine's (64-hex container ids, pod uids).`,
-    "Two forms of the agent, alternating: `bundle` is what the container image runs, dist/agent/ipkeeper.mjs as `npm run build` makes it (scripts/build.ts `buildAgent`): a launcher that turns on Node's compile cache (in the temp directory here, warmed by the warm-up round), then every module in one file, ipkeeper-bundle.mjs (the Kubernetes client stays outside, loaded lazily); `sources` is Node running bin/ipkeeper.ts from the TypeScript sources (type stripping, a few hundred files resolved and read). Each anchor includes loading the modules (fastify, pino, the store); the claims’ share is the difference.",
+    "Two forms of the agent, alternating: `bundle` is what the container image runs, dist/agent/ipkeeper.mjs as `npm run build` makes it (scripts/build.ts `buildAgent`), with the image's Node flags (`AGENT_NODE_FLAGS`: --max-semi-space-size=4): a launcher that turns on Node's compile cache (in the temp directory here, warmed by the warm-up round), then every module in one file, ipkeeper-bundle.mjs (the Kubernetes client stays outside, loaded lazily); `sources` is Node running bin/ipkeeper.ts from the TypeScript sources (type stripping, a few hundred files resolved and read). Each anchor includes loading the modules (fastify, pino, the store); the claims’ share is the difference.",
   ];
   return { rows, notes };
 }

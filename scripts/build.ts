@@ -189,6 +189,17 @@ export const AGENT_BUNDLE = join(DIST, 'agent', 'ipkeeper.mjs');
 export const AGENT_BUNDLE_CODE = join(DIST, 'agent', 'ipkeeper-bundle.mjs');
 
 /**
+ * Node flags the image runs the bundle with (deploy/Containerfile's ENTRYPOINT; the bench's
+ * bundle rows use them too). `--max-semi-space-size=4` (MB): V8's young generation otherwise grows
+ * to 64 MB under the start's and a checkpoint's garbage and stays there; an agent started on 100k
+ * IPClaims in Kubernetes mode peaked at 303–330 MB of RSS instead of 402–438 MB (512 MiB is the
+ * chart's limit), ready as fast (6.4–6.8 s against 6.7–7.6 s) with the same CPU; the etcd
+ * allocation bench moved within its noise. V8 reads it only at start: `v8.setFlagsFromString` in
+ * the launcher does nothing.
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+
+/**
  * The launcher. V8 compiling the 5 MB bundle was the largest part of an empty agent's start (~70
  * of ~400 ms CPU, npm run bench restart); with the compile cache on, a restarted agent loads the
  * code V8 compiled the first time. The cache lives in `IPKEEPER_COMPILE_CACHE` (the chart points it

@@ -28,6 +28,7 @@ import { buildCli } from '../../src/cli/main.ts';
 import { ROOT } from '../../src/deploy/chart.ts';
 import {
   AGENT_BUNDLE,
+  AGENT_NODE_FLAGS,
   AGENT_BUNDLE_CODE,
   NATIVE_EXECUTABLE,
   buildAgent,
@@ -160,7 +161,11 @@ describe('deploy/Containerfile (structure only: no container engine here, the im
     const entry = runtime.steps.filter((s) => s.op === 'ENTRYPOINT');
     assert.equal(entry.length, 1);
     const argv = JSON.parse((entry[0] as Instruction).args) as string[];
-    assert.deepEqual(argv, ['node', join(runtime.workdir, relative(ROOT, AGENT_BUNDLE))]);
+    assert.deepEqual(argv, [
+      'node',
+      ...AGENT_NODE_FLAGS,
+      join(runtime.workdir, relative(ROOT, AGENT_BUNDLE)),
+    ]);
     const names = buildCli().commands.map((c) => c.name());
     for (const c of ['agent', 'controller', 'install-cni'])
       assert.ok(names.includes(c), `the CLI has no \`${c}\` command`);
@@ -235,9 +240,12 @@ describe('deploy/Containerfile (structure only: no container engine here, the im
       const entry = JSON.parse(
         (runtime.steps.find((s) => s.op === 'ENTRYPOINT') as Instruction).args,
       ) as string[];
-      const cliPath = join(app, relative(runtime.workdir, entry[1] as string));
+      const cliPath = join(app, relative(runtime.workdir, entry[entry.length - 1] as string));
       const run = (...args: string[]) =>
-        spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', cwd: app });
+        spawnSync(process.execPath, [...entry.slice(1, -1), cliPath, ...args], {
+          encoding: 'utf8',
+          cwd: app,
+        });
       const cniBin = join(app, 'host-cni-bin');
       const r = run('install-cni', '--dir', cniBin);
       assert.equal(r.status, 0, r.stderr);
