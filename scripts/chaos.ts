@@ -1,6 +1,7 @@
 /**
- * `npm run chaos [-- --operations 100000 --seed 7 --requesters 32 --agents 4]`: the long chaos run
- * (see test/chaos/runner.ts). Exits 1 if any address had two owners, any acknowledged address was
+ * `npm run chaos [-- --operations 100000 --seed 7 --requesters 32 --agents 4 --checkpoint-ms 500]`:
+ * the long chaos run (see test/chaos/runner.ts; `--checkpoint-ms 0`: agents without a claims cache).
+ * Exits 1 if any address had two owners, any acknowledged address was
  * lost, or any claim is left without a live owner after GC.
  */
 import { parseArgs } from 'node:util';
@@ -14,6 +15,7 @@ const { values } = parseArgs({
     agents: { type: 'string', default: String(DEFAULTS.agents) },
     'fault-every-ms': { type: 'string', default: String(DEFAULTS.faultEveryMs) },
     'no-faults': { type: 'boolean', default: false },
+    'checkpoint-ms': { type: 'string', default: String(DEFAULTS.checkpointMs) },
   },
 });
 const opts = {
@@ -23,6 +25,7 @@ const opts = {
   agents: Number(values.agents),
   faultEveryMs: Number(values['fault-every-ms']),
   faults: !values['no-faults'],
+  checkpointMs: Number(values['checkpoint-ms']),
   log: (l: string) => console.error(`[chaos] ${l}`),
 };
 console.error(`[chaos] ${JSON.stringify({ ...opts, log: undefined })}`);

@@ -315,7 +315,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           .code(503)
           .send({ ready: false, reason: np.reason, code: 'NOT_READY', message: np.reason });
       }
-      return { ready: true, node, store: store.backend };
+      return { ready: true, node, store: store.backend, claims: ipam.claimsSource };
     });
     app.get('/metrics', async (_req, reply) => {
       reply.header('content-type', metrics.registry.contentType);

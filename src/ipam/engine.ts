@@ -250,6 +250,14 @@ export class Ipam {
   }
 
   /**
+   * Where the claims held came from: `claims cache` while they are the file's and the changes since
+   * (a start from the claims cache), `store` after a start or a resync that listed them all.
+   */
+  get claimsSource(): 'claims cache' | 'store' {
+    return this.fileRevision !== undefined ? 'claims cache' : 'store';
+  }
+
+  /**
    * Loads pools, reservations and claims and keeps them current. Watches start before the list so
    * no change between the two is lost; the cache orders both by version.
    * @throws StoreError when the store cannot be read.

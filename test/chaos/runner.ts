@@ -36,6 +36,11 @@ export interface ChaosOptions {
   faults: boolean;
   /** Milliseconds between faults. */
   faultEveryMs: number;
+  /**
+   * Agents keep a claims cache and checkpoint it this often (ms), so a killed agent restarts from
+   * its last checkpoint (src/ipam/claims-cache.ts); 0: no claims cache (every start lists).
+   */
+  checkpointMs: number;
   log?: (line: string) => void;
 }
 
@@ -46,6 +51,8 @@ export interface ChaosReport {
   retries: number;
   seconds: number;
   agentKills: number;
+  /** Agents restarted after a kill that took their claims from their claims cache. */
+  restartsFromCache: number;
   leaderKills: number;
   quorumLosses: number;
   duplicates: number;
@@ -65,6 +72,7 @@ export const DEFAULTS: ChaosOptions = {
   podsPerRequester: 4,
   faults: true,
   faultEveryMs: 1500,
+  checkpointMs: 500,
 };
 
 /** A small deterministic PRNG (mulberry32) so a seed replays the same choices. */
@@ -108,6 +116,7 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
     retries: 0,
     seconds: 0,
     agentKills: 0,
+    restartsFromCache: 0,
     leaderKills: 0,
     quorumLosses: 0,
     duplicates: 0,
@@ -129,7 +138,20 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
             store: storeUrl,
             socket: socketOf(i),
             node: `node${i}`,
-            extra: ['--log-level', 'error', '--gc-min-age', '0'],
+            extra: [
+              '--log-level',
+              'error',
+              '--gc-min-age',
+              '0',
+              ...(o.checkpointMs > 0
+                ? [
+                    '--claims-cache',
+                    join(dir, `agent${i}-claims.json`),
+                    '--claims-cache-interval',
+                    `${o.checkpointMs}ms`,
+                  ]
+                : []),
+            ],
           });
           return;
         } catch (e) {
@@ -236,6 +258,10 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
             report.agentKills++;
             log(`fault: kill -9 agent ${i}`);
             await start(i);
+            const ready = await call<{ claims?: string }>(socketOf(i), 'GET', '/readyz').catch(
+              () => undefined,
+            );
+            if (ready?.claims === 'claims cache') report.restartsFromCache++;
           } else if (kind === 1) {
             const leader = await cluster.leaderIndex();
             await cluster.stop(leader, 'SIGKILL');
@@ -360,7 +386,7 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
 export function formatReport(r: ChaosReport): string {
   return [
     `operations ${r.operations} (ADD ${r.adds}, DEL ${r.dels}) in ${r.seconds}s, ${r.retries} retried requests`,
-    `faults: ${r.agentKills} agent kill -9, ${r.leaderKills} etcd leader kill -9, ${r.quorumLosses} quorum losses (2 of 3 down)`,
+    `faults: ${r.agentKills} agent kill -9 (${r.restartsFromCache} restarted from their claims cache's last checkpoint), ${r.leaderKills} etcd leader kill -9, ${r.quorumLosses} quorum losses (2 of 3 down)`,
     `duplicates (an address with two owners): ${r.duplicates}`,
     `lost (acknowledged and not deleted, but not held): ${r.lost}`,
     `claims without a live owner: ${r.leakedBeforeGc} before GC, ${r.gcReleased} released by GC, ${r.leakedAfterGc} after`,

@@ -100,6 +100,8 @@ describe('claims cache checkpoints: a restart after SIGKILL', () => {
     const otherSocket = join(dir, 'b.sock');
     const other = await startAgent({ store: url, socket: otherSocket, node: 'n2' });
     agents.push(other);
+    // No file for it: it lists, and says so.
+    assert.equal((await call<{ claims: string }>(otherSocket, 'GET', '/readyz')).claims, 'store');
     await until('the claims in the other agent', async () =>
       (await used(otherSocket)) === 3 ? true : undefined,
     );
@@ -110,6 +112,7 @@ describe('claims cache checkpoints: a restart after SIGKILL', () => {
     const second = await start();
     agents.push(second);
     assert.match(second.log(), /claims read from the claims cache/);
+    assert.equal((await call<{ claims: string }>(socket, 'GET', '/readyz')).claims, 'claims cache');
     assert.doesNotMatch(second.log(), /claims cache not used/);
     await until('the agent caught up (a gone, d there)', async () =>
       (await used(socket)) === 3 ? true : undefined,
