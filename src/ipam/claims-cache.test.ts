@@ -184,6 +184,19 @@ describe('claims cache file', () => {
     assert.equal(readFileSync(f, 'utf8'), before);
   });
 
+  it('a write removes the temporary files of writers killed mid-write, and only those', async () => {
+    const own = mkdtempSync(join(dir, 'k-'));
+    const f = join(own, 'k.json');
+    writeFileSync(`${f}.4242.tmp`, 'half a checkpoint');
+    writeFileSync(`${f}.other.tmp`, 'not ours');
+    writeFileSync(join(own, 'k2.json.4242.tmp'), 'another file');
+    await writeClaimsCache(f, 's', '9', [held('10.0.0.1', '5')]);
+    assert.equal(existsSync(`${f}.4242.tmp`), false);
+    assert.equal(existsSync(`${f}.other.tmp`), true);
+    assert.equal(existsSync(join(own, 'k2.json.4242.tmp')), true);
+    assert.ok(readClaimsCache(f, 's').ok);
+  });
+
   it('written in slices, between other work, it is the same file', async () => {
     const many = Array.from({ length: 3000 }, (_, i) => held(`10.1.${i >> 8}.${i & 255}`, String(i + 1)));
     const whole = join(dir, 'w1.json');

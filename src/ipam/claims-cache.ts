@@ -59,7 +59,8 @@
  * RSS at ready at 232 MB instead of 290, ready as fast).
  */
 import { readFileSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { parseAddr, type Family } from '../net/addr.ts';
 import { CLAIM_PREFIX, LazyClaim, type ClaimDigest, type HeldClaim } from './state.ts';
@@ -137,6 +138,7 @@ export async function writeClaimsCache(
   // The header's room: its widest form (every number at its largest) and a newline.
   const room = Buffer.byteLength(draft({ bytes: 2 ** 53, crc32: 2 ** 32, index: 2 ** 53 })) + 1;
   const tmp = `${path}.${process.pid}.tmp`;
+  await removeStaleTemps(path, tmp);
   let total: number;
   const fh = await open(tmp, 'w', 0o600);
   try {
@@ -228,6 +230,26 @@ export async function writeClaimsCache(
     throw e;
   });
   return { count: claims.length, bytes: total };
+}
+
+/**
+ * Removes temporary files an earlier process left beside `path` (`PATH.<pid>.tmp`: killed while it
+ * wrote a checkpoint), which would otherwise pile up in the node's tmpfs, one file per crash.
+ */
+async function removeStaleTemps(path: string, mine: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return; // the write that follows reports the directory's problem
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !/^\d+\.tmp$/.test(n.slice(prefix.length))) continue;
+    const p = join(dir, n);
+    if (p !== mine) await unlink(p).catch(() => undefined);
+  }
 }
 
 /**

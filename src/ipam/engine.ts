@@ -131,8 +131,8 @@ export interface EngineOptions {
 }
 
 /**
- * Default checkpoint interval of the claims cache. A checkpoint of 100k claims costs ~0.3 s of CPU
- * in 5 ms slices (docs/BENCHMARKS.md); a file that is older only makes the next start replay more
+ * Default checkpoint interval of the claims cache. A checkpoint of 100k claims costs ~0.2–0.3 s of
+ * CPU in 5 ms slices (docs/BENCHMARKS.md, restart); a file that is older only makes the next start replay more
  * changes, or list everything when the store no longer has them.
  */
 export const CLAIMS_CACHE_INTERVAL_MS = 5 * 60_000;
