@@ -392,20 +392,25 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
 
     // The same agent restarted with its claims cache (--claims-cache): the file its previous clean
     // stop wrote; the warm-up start lists (no file yet) and writes it.
+    /** The bundle on the etcd store holding the claims; `logMs` reads a log line's "ms". */
+    const fullUrl = `${cluster.url}/restart-full-${process.pid}`;
+    const fullAgent = (socket: string, extra: string[], pollMs?: number) =>
+      startAgent({
+        store: fullUrl,
+        cli: AGENT_BUNDLE,
+        socket: join(tmp.path, socket),
+        node: NODE_NAME,
+        ...(pollMs !== undefined ? { pollMs } : {}),
+        extra,
+      });
+    const logMs = (line: string | undefined): number => Number(/"ms":(\d+)/.exec(line ?? '')?.[1]);
     const cacheFile = join(tmp.path, 'etcd-claims-cache.json');
     const fromCache: number[] = [];
     const fromCacheCpu: number[] = [];
     const fromCacheRss: number[] = [];
     const fileMs: number[] = [];
     for (let i = -1; i < etcdRuns; i++) {
-      const a = await startAgent({
-        store: `${cluster.url}/restart-full-${process.pid}`,
-        cli: AGENT_BUNDLE,
-        socket: join(tmp.path, 'etcd-cache.sock'),
-        node: NODE_NAME,
-        pollMs: 2,
-        extra: ['--claims-cache', cacheFile, '--log-level', 'info'],
-      });
+      const a = await fullAgent('etcd-cache.sock', ['--claims-cache', cacheFile, '--log-level', 'info'], 2);
       // Running a moment before its stop, as an agent does: the claims' JSON is parsed after ready.
       await new Promise((r) => setTimeout(r, 1500));
       await a.stop();
@@ -420,7 +425,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       fromCache.push(a.readyMs);
       fromCacheCpu.push(a.readyCpuMs);
       fromCacheRss.push(a.readyPeakRssMb);
-      fileMs.push(Number(/"ms":(\d+)/.exec(read)?.[1]));
+      fileMs.push(logMs(read));
       opts.log(`etcd (bundle, claims cache): run ${i + 1}/${etcdRuns}: ${a.readyMs.toFixed(0)} ms`);
     }
     rows.push({
@@ -450,25 +455,12 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     const crashExtra = ['--claims-cache', crashFile, '--claims-cache-interval', '1s', '--log-level', 'info'];
     for (let i = 0; i < etcdRuns; i++) {
       rmSync(crashFile, { force: true });
-      const first = await startAgent({
-        store: `${cluster.url}/restart-full-${process.pid}`,
-        cli: AGENT_BUNDLE,
-        socket: join(tmp.path, 'etcd-crash.sock'),
-        node: NODE_NAME,
-        extra: crashExtra,
-      });
+      const first = await fullAgent('etcd-crash.sock', crashExtra);
       const written = await logLine(first, 'claims cache checkpoint written', 60_000);
-      checkpointMs.push(Number(/"ms":(\d+)/.exec(written)?.[1]));
+      checkpointMs.push(logMs(written));
       first.child.kill('SIGKILL');
       await first.stop();
-      const a = await startAgent({
-        store: `${cluster.url}/restart-full-${process.pid}`,
-        cli: AGENT_BUNDLE,
-        socket: join(tmp.path, 'etcd-crash.sock'),
-        node: NODE_NAME,
-        pollMs: 2,
-        extra: crashExtra,
-      });
+      const a = await fullAgent('etcd-crash.sock', crashExtra, 2);
       const read = a
         .log()
         .split('\n')
@@ -486,7 +478,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
         .log()
         .split('\n')
         .find((l) => l.includes('"msg":"claims cache written"'));
-      if (stopLine) stopWriteMs.push(Number(/"ms":(\d+)/.exec(stopLine)?.[1]));
+      if (stopLine) stopWriteMs.push(logMs(stopLine));
       opts.log(`etcd (bundle, after SIGKILL): run ${i + 1}/${etcdRuns}: ${a.readyMs.toFixed(0)} ms`);
     }
     rows.push({

@@ -26,16 +26,10 @@ describe('parseDuration', () => {
 });
 
 describe('ipkeeper agent --claims-cache-interval', () => {
+  const agent = (...extra: string[]) =>
+    cli(['agent', '--store', 'memory:', '--socket', '/nonexistent/a.sock', ...extra]);
   it('without --claims-cache: refused, and says what to add', () => {
-    const r = cli([
-      'agent',
-      '--store',
-      'memory:',
-      '--socket',
-      '/nonexistent/a.sock',
-      '--claims-cache-interval',
-      '1m',
-    ]);
+    const r = agent('--claims-cache-interval', '1m');
     assert.notEqual(r.code, 0);
     assert.match(
       r.stderr,
@@ -43,17 +37,7 @@ describe('ipkeeper agent --claims-cache-interval', () => {
     );
   });
   it('a value that is not a duration: refused before the agent starts', () => {
-    const r = cli([
-      'agent',
-      '--store',
-      'memory:',
-      '--socket',
-      '/nonexistent/a.sock',
-      '--claims-cache',
-      '/nonexistent/c.json',
-      '--claims-cache-interval',
-      'often',
-    ]);
+    const r = agent('--claims-cache', '/nonexistent/c.json', '--claims-cache-interval', 'often');
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /--claims-cache-interval often must be a duration such as 15s, 500ms or 1m/);
   });
