@@ -603,11 +603,24 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
     },
   });
 
+  /**
+   * Waits until a scan sees `n` claims: it reads the API server's watch cache, which can lag a
+   * write by a moment (the engine's watch covers that gap; a test reading right after its writes
+   * has to wait).
+   */
+  const inCache = (store: KubernetesStore, n: number): Promise<true> =>
+    until(`${n} claims in the watch cache`, async () => {
+      let seen = 0;
+      await store.scan('ipclaims/', (p) => (seen += p.length));
+      return seen >= n ? true : undefined;
+    });
+
   it('hands over what list reads, in pages of listPageSize', async () => {
     const store = (await openKubernetesStore(url(), { listPageSize: 3 })) as KubernetesStore;
     try {
       for (let n = 1; n <= 8; n++)
         assert.ok((await store.create(`ipclaims/default.10.0.0.${n}`, claim(n))).created);
+      await inCache(store, 8);
       const pages: { key: string; version: string }[][] = [];
       await store.scan('ipclaims/', (p) => pages.push(p.map((e) => ({ key: e.key, version: e.version }))));
       assert.ok(pages.length >= 3 && pages.every((p) => p.length <= 3), JSON.stringify(pages));
@@ -634,6 +647,7 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
     try {
       for (let n = 1; n <= 5; n++)
         assert.ok((await store.create(`ipclaims/default.10.0.0.${n}`, claim(n))).created);
+      await inCache(store, 5);
       const keys = async (): Promise<string[]> => {
         const got: string[] = [];
         await store.scan('ipclaims/', (p) => got.push(...p.map((e) => e.key)));
@@ -706,6 +720,8 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
     const store = (await openKubernetesStore(url())) as KubernetesStore;
     try {
       assert.ok((await store.create('ipclaims/default.10.0.0.1', claim(1))).created);
+      // Without it in the cache, the scan would have no page to hand over, and nothing would throw.
+      await inCache(store, 1);
       const mine = new Error('stop here');
       await assert.rejects(
         store.scan('ipclaims/', () => {
