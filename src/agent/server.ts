@@ -78,7 +78,7 @@ export interface AgentOptions {
    * the store only for the changes since (kubernetes, etcd).
    */
   claimsCache?: string;
-  /** How often the claims cache is rewritten while running (0: only at `close`; default 5 min). */
+  /** How often the claims cache is rewritten while running (0: only at `close`; default 30 s). */
   claimsCacheIntervalMs?: number;
   /** Node-pool mode (seed 004): allocate only from this node's NodePool (src/agent/node-pool.ts). */
   nodePool?: boolean;

@@ -158,8 +158,8 @@ export function buildCli(): Command {
     )
     .option(
       '--claims-cache-interval <duration>',
-      'with --claims-cache: rewrite the file this often while the claims change, for a restart after a crash (5m, 30s; 0: only at a clean stop)',
-      '5m',
+      'with --claims-cache: rewrite the file this often while the claims change, for a restart after a crash (30s, 2m; 0: only at a clean stop)',
+      '30s',
     )
     .option(
       '--gc-min-age <ms>',
@@ -224,7 +224,7 @@ export function buildCli(): Command {
             `--gc-min-age ${o.gcMinAge} must be a whole number of milliseconds, e.g. 60000`,
           );
         }
-        if (!o.claimsCache && o.claimsCacheInterval !== '5m') {
+        if (!o.claimsCache && o.claimsCacheInterval !== '30s') {
           throw new IpamError(
             'INVALID_CONFIG',
             `--claims-cache-interval ${o.claimsCacheInterval} applies to the claims cache; add --claims-cache <file>`,

@@ -8,8 +8,9 @@
  * `kube-system` namespace's uid; etcd: the cluster id and the key prefix); sqlite and memory do not.
  *
  * The file is written at a clean stop, after the agent has stopped taking requests, and while it
- * serves, as a checkpoint every `--claims-cache-interval` (5 min) when the claims changed (the first
- * 30 s after a start that listed them all), in 5 ms slices; each time with the revision up to which
+ * serves, as a checkpoint every `--claims-cache-interval` (30 s: inside the ~75 s of history the API
+ * server's watch cache keeps under churn, `CLAIMS_CACHE_INTERVAL_MS`) when the claims changed, in
+ * 5 ms slices; each time with the revision up to which
  * it holds every change. It is read at the next start, which then watches claims from that
  * revision (`Store.watchFrom`). Why the start is safe with a file that is behind:
  * - a change the file lacks arrives from the watch within moments; a revision the server no longer
