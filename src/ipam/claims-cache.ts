@@ -162,12 +162,16 @@ export async function writeClaimsCache(
     let used = 0;
     let crc = 0;
     let bytes = 0;
-    const writeAll = async (b: Buffer, length: number): Promise<void> => {
-      crc = crc32(b.subarray(0, length), crc);
+    /** Writes `length` bytes of `b` at `at` (a write to a file may write part of them). */
+    const writeAt = async (b: Buffer, length: number, at: number): Promise<void> => {
       for (let done = 0; done < length;) {
-        const w = await fh.write(b, done, length - done, room + bytes + done);
+        const w = await fh.write(b, done, length - done, at + done);
         done += w.bytesWritten;
       }
+    };
+    const writeAll = async (b: Buffer, length: number): Promise<void> => {
+      crc = crc32(b.subarray(0, length), crc);
+      await writeAt(b, length, room + bytes);
       bytes += length;
     };
     const flush = async (): Promise<void> => {
@@ -217,7 +221,7 @@ export async function writeClaimsCache(
     await put(`],"strings":${JSON.stringify(strings)}}`, true);
     await flush();
     const header = draft({ bytes, crc32: crc, index });
-    await fh.write(`${header}${' '.repeat(room - 1 - Buffer.byteLength(header))}\n`, 0);
+    await writeAt(Buffer.from(`${header}${' '.repeat(room - 1 - Buffer.byteLength(header))}\n`), room, 0);
     total = room + bytes;
     await fh.sync();
     await fh.close();
