@@ -43,7 +43,10 @@ export class ClaimTable {
     this.#limit = limit;
   }
 
-  /** Goes up with every change to the claims held (a put, a delete, a clear): what was written from them can tell it is behind. */
+  /**
+   * Goes up with every change to the claims held (a put, a delete, a clear): what was written from
+   * them (the claims cache) can tell it is behind.
+   */
   get changes(): number {
     return this.#changes;
   }
