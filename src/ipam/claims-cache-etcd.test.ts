@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API_VERSION, type IPClaim } from '../api/kinds.ts';
+import { Etcd3 } from 'etcd3';
 import { openEtcdStore } from '../store/etcd.ts';
 import type { Store } from '../store/store.ts';
 import { startEtcdCluster, type EtcdCluster } from '../../test/etcd/cluster.ts';
@@ -26,6 +27,24 @@ const req = (c: string): AllocateRequest => ({
   configPools: { ipv4: ['p'] },
 });
 const ipOf = (r: { ips: { address: string }[] }): string => r.ips[0]!.address.split('/')[0]!;
+
+/** `store`, counting its reads (scan, list) of every claim. */
+function countingClaimReads(store: Store): { store: Store; reads: () => number } {
+  let n = 0;
+  const counting = new Proxy(store, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r) as unknown;
+      if ((k === 'scan' || k === 'list') && typeof v === 'function') {
+        return (prefix: string, ...rest: unknown[]) => {
+          if (prefix === CLAIM_PREFIX) n++;
+          return (v as (...x: unknown[]) => unknown).call(t, prefix, ...rest);
+        };
+      }
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+    },
+  }) as Store;
+  return { store: counting, reads: () => n };
+}
 
 describe('claims cache on etcd', () => {
   let cluster: EtcdCluster;
@@ -70,19 +89,7 @@ describe('claims cache on etcd', () => {
       assert.ok((await other.create(`${CLAIM_PREFIX}${foreign.metadata.name}`, foreign)).created);
 
       // The restarted engine: a store that counts reads of the claims.
-      let claimReads = 0;
-      const counting = new Proxy(store, {
-        get(t, k, r) {
-          const v = Reflect.get(t, k, r) as unknown;
-          if ((k === 'scan' || k === 'list') && typeof v === 'function') {
-            return (prefix: string, ...rest: unknown[]) => {
-              if (prefix === CLAIM_PREFIX) claimReads++;
-              return (v as (...x: unknown[]) => unknown).call(t, prefix, ...rest);
-            };
-          }
-          return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
-        },
-      }) as Store;
+      const { store: counting, reads: claimReads } = countingClaimReads(store);
       const logged: string[] = [];
       const log = { info: (_o: object, m?: string) => logged.push(m ?? ''), warn() {}, error() {} };
       const second = new Ipam({ store: counting, node: 'n1', claimsCache: file, random: () => 0.5, log });
@@ -101,7 +108,7 @@ describe('claims cache on etcd', () => {
           const got = [...second.state.claims.values()].map((h) => `${h.key}@${h.version}`).sort();
           return JSON.stringify(want) === JSON.stringify(got) ? true : undefined;
         });
-        assert.equal(claimReads, 0, 'no claims read from etcd at the start');
+        assert.equal(claimReads(), 0, 'no claims read from etcd at the start');
       } finally {
         await second.stop();
       }
@@ -162,6 +169,64 @@ describe('claims cache on etcd', () => {
       // The file already held every claim at their revision: the stop did not write it again.
       assert.equal(written(), before);
       await store.close();
+    }
+  });
+
+  it("a quiet claims prefix's file keeps up with etcd's revision, so a compaction does not void it", async () => {
+    // etcd's periodic progress notifications (every 200 ms here, 10 min by default) move the
+    // watch of a prefix that sees no change; the file written at the stop carries that revision.
+    const quick = await startEtcdCluster(1, {
+      args: ['--experimental-watch-progress-notify-interval=200ms'],
+    });
+    const url = `${quick.url}/cc-quiet-${process.pid}/`;
+    const store = await openEtcdStore(url);
+    const raw = new Etcd3({ hosts: quick.endpoints });
+    const path = join(dir, 'quiet.json');
+    try {
+      const first = new Ipam({ store, node: 'n1', claimsCache: path, claimsCacheIntervalMs: 0 });
+      await first.start();
+      await new ObjectService(store, first).apply([
+        {
+          apiVersion: API_VERSION,
+          kind: 'IPPool',
+          metadata: { name: 'p' },
+          spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
+        },
+      ]);
+      await until('the pool in the cache', async () => (first.state.pools.has('p') ? true : undefined));
+      const a = ipOf(await first.add(req('a')));
+      // Other keys move etcd's revision; the claims see nothing. Then etcd compacts up to it.
+      for (let i = 0; i < 20; i++) await raw.put(`/unrelated-${process.pid}/k${i}`).value(String(i));
+      const now = (await raw.get(`/unrelated-${process.pid}/k0`).exec()).header.revision;
+      await new Promise((r) => setTimeout(r, 800)); // a few progress notifications
+      await raw.kv.compact({ revision: now, physical: true });
+      await first.stop();
+      const head = JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!) as { revision: string };
+      assert.ok(BigInt(head.revision) >= BigInt(now), `file revision ${head.revision}, compacted at ${now}`);
+
+      // The restarted agent's own store, as a new process opens it.
+      const again = await openEtcdStore(url);
+      const { store: counting, reads: claimReads } = countingClaimReads(again);
+      const second = new Ipam({ store: counting, node: 'n1', claimsCache: path, claimsCacheIntervalMs: 0 });
+      await second.start();
+      try {
+        assert.equal(second.claimsSource, 'claims cache');
+        // A compacted revision would have reset the watch: the engine would list the claims.
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(claimReads(), 0, 'no claims read from etcd');
+        assert.equal(second.claimsSource, 'claims cache');
+        assert.deepEqual(
+          [...second.state.claims.values()].map((h) => h.claim.spec.ip),
+          [a],
+        );
+      } finally {
+        await second.stop();
+        await again.close();
+      }
+    } finally {
+      raw.close();
+      await store.close();
+      await quick.stopAll();
     }
   });
 });

@@ -23,6 +23,10 @@
  *   (`Ipam.heldBy`);
  * - pools and reservations are never taken from the file: the engine reads them at every start.
  *
+ * The revision also moves while the claims are quiet: etcd's periodic progress notifications (every
+ * 10 min by default; `Watcher.caughtUp`) tell how far the claims watch has come, so the file of a
+ * prefix nobody touched for hours still names a revision etcd has not compacted away.
+ *
  * After a crash the file is the last checkpoint's: older, so the watch replays more, or — when the
  * store no longer has that revision (etcd compacted past it; the API server's watch cache holds a
  * few minutes of a busy cluster) — resets to a full read, as without a file.

@@ -207,6 +207,8 @@ export class Ipam {
   private checkpointTimer: NodeJS.Timeout | undefined;
   /** The claims cache write in progress (a checkpoint), if any. */
   private writing: Promise<void> | undefined;
+  /** The watch of the claims (its `caughtUp` moves the claims' revision while the claims are quiet). */
+  private claimsWatcher: Watcher | undefined;
   /** What the claims cache holds: the claims as of this count of changes, at this revision. */
   private cacheHolds: { changes: number; revision: string } | undefined;
 
@@ -285,11 +287,12 @@ export class Ipam {
         } else this.state.remove(ev.key, ev.version);
       };
       const onReset = (): void => void this.resync();
-      this.watchers.push(
+      const w =
         cached && prefix === CLAIM_PREFIX && this.store.watchFrom
           ? this.store.watchFrom(prefix, cached.revision, onEvent, onReset)
-          : this.store.watch(prefix, onEvent, onReset),
-      );
+          : this.store.watch(prefix, onEvent, onReset);
+      if (prefix === CLAIM_PREFIX) this.claimsWatcher = w;
+      this.watchers.push(w);
     }
     await this.load(cached ? [POOL_PREFIX, RESERVED_PREFIX] : [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]);
     this.started = true;
@@ -408,6 +411,10 @@ export class Ipam {
   private async writeClaimsCache(sliceMs?: number): Promise<void> {
     const path = this.claimsCache;
     const identity = this.storeIdentity;
+    // A quiet prefix's watch still moves on (etcd's progress notifications): a file whose revision
+    // is recent stays one the store can resume from after a compaction.
+    const caughtUp = this.claimsWatcher?.caughtUp;
+    if (caughtUp !== undefined && this.ready && this.tracksRevision) this.sawClaims(caughtUp);
     const revision = this.claimsRevision;
     if (path === undefined || identity === undefined || revision === undefined) return;
     if (!this.ready) {

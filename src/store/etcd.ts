@@ -928,6 +928,10 @@ class EtcdWatcher implements Watcher {
     this.connect();
   }
 
+  get caughtUp(): string | undefined {
+    return this.resumeFrom > 0n ? (this.resumeFrom - 1n).toString() : undefined;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

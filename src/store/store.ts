@@ -61,6 +61,12 @@ export type WatchEvent<T = unknown> =
 
 export interface Watcher {
   close(): void;
+  /**
+   * A version up to which this watch has delivered every event, or learnt there was none (etcd's
+   * periodic progress notifications, ordered with the events); undefined until it knows. So a
+   * quiet prefix still tells how far the store has moved. Optional: the etcd backend has it.
+   */
+  readonly caughtUp?: Version | undefined;
 }
 
 /**

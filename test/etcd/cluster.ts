@@ -350,7 +350,7 @@ class ClusterImpl implements EtcdCluster {
   }
 }
 
-async function tryStart(size: number): Promise<ClusterImpl> {
+async function tryStart(size: number, extraArgs: readonly string[]): Promise<ClusterImpl> {
   const ports = await freePorts(2 * size);
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
   writeFileSync(join(dir, 'owner.json'), JSON.stringify({ ownerPid: process.pid, pids: [] }));
@@ -382,6 +382,7 @@ async function tryStart(size: number): Promise<ClusterImpl> {
         '--logger=zap',
         '--log-outputs=stderr',
         '--log-level=warn',
+        ...extraArgs,
       ],
     };
   });
@@ -402,7 +403,13 @@ async function tryStart(size: number): Promise<ClusterImpl> {
  * Installs etcd-server first when `/usr/bin/etcd` is missing.
  * @throws Error with the member's log tail when a member exits or does not become healthy.
  */
-export async function startEtcdCluster(size: 1 | 3): Promise<EtcdCluster> {
+export async function startEtcdCluster(
+  size: 1 | 3,
+  opts: {
+    /** More etcd flags for every member, e.g. `--experimental-watch-progress-notify-interval=200ms`. */
+    args?: readonly string[];
+  } = {},
+): Promise<EtcdCluster> {
   if (!existsSync(ETCD_BIN)) ensurePackages(['etcd-server']);
   hookExit();
   sweepStale();
@@ -410,7 +417,7 @@ export async function startEtcdCluster(size: 1 | 3): Promise<EtcdCluster> {
   // start again on new ports in that case.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await tryStart(size);
+      return await tryStart(size, opts.args ?? []);
     } catch (e) {
       if (!(e instanceof PortInUse) || attempt >= 3) throw e;
     }
