@@ -28,6 +28,24 @@ const req = (c: string): AllocateRequest => ({
 });
 const ipOf = (r: { ips: { address: string }[] }): string => r.ips[0]!.address.split('/')[0]!;
 
+/** Applies pool `p` (10.9.0.10-10.9.0.40) through `ipam`'s store and waits until `ipam` holds it. */
+async function applyPool(store: Store, ipam: Ipam): Promise<void> {
+  await new ObjectService(store, ipam).apply([
+    {
+      apiVersion: API_VERSION,
+      kind: 'IPPool',
+      metadata: { name: 'p' },
+      spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
+    },
+  ]);
+  await until('the pool in the cache', async () => (ipam.state.pools.has('p') ? true : undefined));
+}
+
+/** The claims cache file's header. */
+function header(path: string): { store: string; revision: string; written: string } {
+  return JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!);
+}
+
 /** `store`, counting its reads (scan, list) of every claim. */
 function countingClaimReads(store: Store): { store: Store; reads: () => number } {
   let n = 0;
@@ -65,15 +83,7 @@ describe('claims cache on etcd', () => {
     try {
       const first = new Ipam({ store, node: 'n1', claimsCache: file, random: () => 0.5 });
       await first.start();
-      await new ObjectService(store, first).apply([
-        {
-          apiVersion: API_VERSION,
-          kind: 'IPPool',
-          metadata: { name: 'p' },
-          spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
-        },
-      ]);
-      await until('the pool in the cache', async () => (first.state.pools.has('p') ? true : undefined));
+      await applyPool(store, first);
       const a = ipOf(await first.add(req('a')));
       const b = ipOf(await first.add(req('b')));
       await first.stop();
@@ -125,26 +135,15 @@ describe('claims cache on etcd', () => {
     const logged: string[] = [];
     const log = { info: (_o: object, m?: string) => logged.push(m ?? ''), warn() {}, error() {} };
     const ipam = new Ipam({ store, node: 'n1', claimsCache: path, claimsCacheIntervalMs: 40, log });
-    const written = (): string | undefined =>
-      existsSync(path)
-        ? (JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).written as string)
-        : undefined;
+    const written = (): string | undefined => (existsSync(path) ? header(path).written : undefined);
     const fileIps = (): string[] => {
-      const r = readClaimsCache(path, JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).store);
+      const r = readClaimsCache(path, header(path).store);
       assert.ok(r.ok, !r.ok ? r.reason : '');
       return r.claims.map((c) => c.ip).sort();
     };
     try {
       await ipam.start();
-      await new ObjectService(store, ipam).apply([
-        {
-          apiVersion: API_VERSION,
-          kind: 'IPPool',
-          metadata: { name: 'p' },
-          spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
-        },
-      ]);
-      await until('the pool in the cache', async () => (ipam.state.pools.has('p') ? true : undefined));
+      await applyPool(store, ipam);
       const a = ipOf(await ipam.add(req('a')));
       await until('a checkpoint with a', async () =>
         written() && fileIps().join() === a ? true : undefined,
@@ -185,15 +184,7 @@ describe('claims cache on etcd', () => {
     try {
       const first = new Ipam({ store, node: 'n1', claimsCache: path, claimsCacheIntervalMs: 0 });
       await first.start();
-      await new ObjectService(store, first).apply([
-        {
-          apiVersion: API_VERSION,
-          kind: 'IPPool',
-          metadata: { name: 'p' },
-          spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.40'] },
-        },
-      ]);
-      await until('the pool in the cache', async () => (first.state.pools.has('p') ? true : undefined));
+      await applyPool(store, first);
       const a = ipOf(await first.add(req('a')));
       // Other keys move etcd's revision; the claims see nothing. Then etcd compacts up to it.
       for (let i = 0; i < 20; i++) await raw.put(`/unrelated-${process.pid}/k${i}`).value(String(i));
@@ -201,7 +192,7 @@ describe('claims cache on etcd', () => {
       await new Promise((r) => setTimeout(r, 800)); // a few progress notifications
       await raw.kv.compact({ revision: now, physical: true });
       await first.stop();
-      const head = JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!) as { revision: string };
+      const head = header(path);
       assert.ok(BigInt(head.revision) >= BigInt(now), `file revision ${head.revision}, compacted at ${now}`);
 
       // The restarted agent's own store, as a new process opens it.
