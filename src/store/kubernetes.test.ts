@@ -31,11 +31,15 @@ import { openStore } from './open.ts';
 import type { KubernetesStore } from './kubernetes.ts';
 import {
   KEY_KIND_LABEL,
+  SHARD_LABEL,
+  SHARDS,
   keyKindLabel,
   keyValueCrd,
   keyValueName,
   openKubernetesStore,
   parseKubernetesUrl,
+  shardOf,
+  shardSelectors,
   type KubernetesStoreOptions,
 } from './kubernetes.ts';
 import { StoreError, validateKey } from './store.ts';
@@ -641,8 +645,10 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
 
   it('reads from the watch cache, and falls back to the paged LIST when that read fails', async () => {
     const proxy = await startRecordingProxy(clusterOf());
+    // One LIST (the sharded read has its own test below), so the requests are easy to name.
     const store = (await openKubernetesStore(`kubernetes:${proxy.kubeconfigPath}`, {
       listPageSize: 2,
+      scanShards: 1,
     })) as KubernetesStore;
     try {
       for (let n = 1; n <= 5; n++)
@@ -678,7 +684,9 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
 
   it('a watch running through a scan is not sent back over what it delivered meanwhile', async () => {
     const proxy = await startRecordingProxy(clusterOf());
-    const store = (await openKubernetesStore(`kubernetes:${proxy.kubeconfigPath}`)) as KubernetesStore;
+    const store = (await openKubernetesStore(`kubernetes:${proxy.kubeconfigPath}`, {
+      scanShards: 1,
+    })) as KubernetesStore;
     const log = new Events();
     const w = store.watch('ipclaims/', log.onEvent, log.onReset);
     try {
@@ -772,6 +780,200 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
       w.close();
       await store.close();
     }
+  });
+});
+
+describe('kubernetes store: IPClaims in shards, read by several LISTs at once', () => {
+  beforeEach(wipe);
+
+  const claim = (n: number, labels?: Record<string, string>): Record<string, unknown> => ({
+    apiVersion: API_VERSION,
+    kind: 'IPClaim',
+    metadata: { name: `default.10.0.1.${n}`, ...(labels ? { labels } : {}) },
+    spec: {
+      network: 'default',
+      ip: `10.0.1.${n}`,
+      family: 4,
+      pool: 'p1',
+      owner: { kind: 'Pod', namespace: 'default', name: `p${n}`, uid: `u${n}` },
+      createdAt: '2026-01-01T00:00:00Z',
+    },
+  });
+
+  it('a claim is written with its shard label and read back as it was written', async () => {
+    const store = (await openKubernetesStore(url())) as KubernetesStore;
+    try {
+      const plain = claim(1);
+      const labelled = claim(2, { team: 'blue' });
+      assert.ok((await store.create('ipclaims/default.10.0.1.1', plain)).created);
+      assert.ok((await store.create('ipclaims/default.10.0.1.2', labelled)).created);
+      for (const [name, labels] of [
+        ['default.10.0.1.1', {}],
+        ['default.10.0.1.2', { team: 'blue' }],
+      ] as const) {
+        const raw = await kubeRequest(clusterOf(), 'GET', `${BASE}/ipclaims/${name}`);
+        assert.deepEqual(raw.body.metadata.labels, { ...labels, [SHARD_LABEL]: String(shardOf(name)) });
+      }
+      // Read back without it (the server adds uid and such to the metadata, as for any object).
+      type Read = { metadata: { labels?: Record<string, string> }; spec: unknown };
+      const a = await store.get<Read>('ipclaims/default.10.0.1.1');
+      const b = await store.get<Read>('ipclaims/default.10.0.1.2');
+      assert.ok(a && !('labels' in a.value.metadata), JSON.stringify(a?.value.metadata));
+      assert.deepEqual(b?.value.metadata.labels, { team: 'blue' });
+      assert.deepEqual([a.value.spec, b.value.spec], [plain.spec, labelled.spec]);
+      // An update keeps it; a value someone else put there is theirs, and reads back as it is.
+      assert.ok((await store.update('ipclaims/default.10.0.1.1', a!.value, a!.version)).ok);
+      const raw = await kubeRequest(clusterOf(), 'GET', `${BASE}/ipclaims/default.10.0.1.1`);
+      assert.equal(raw.body.metadata.labels[SHARD_LABEL], String(shardOf('default.10.0.1.1')));
+      const patched = await kubeRequest(clusterOf(), 'PATCH', `${BASE}/ipclaims/default.10.0.1.2`, {
+        metadata: { labels: { [SHARD_LABEL]: 'x' } },
+      });
+      assert.equal(patched.status, 200, JSON.stringify(patched.body));
+      const c = await store.get<Read>('ipclaims/default.10.0.1.2');
+      assert.deepEqual(c?.value.metadata.labels, { team: 'blue', [SHARD_LABEL]: 'x' });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a scan reads every claim once, with or without a label of ours, in one LIST per group of shards and one for the rest', async () => {
+    const proxy = await startRecordingProxy(clusterOf());
+    const store = (await openKubernetesStore(`kubernetes:${proxy.kubeconfigPath}`, {
+      scanShards: 3,
+      listPageSize: 4,
+    })) as KubernetesStore;
+    try {
+      for (let n = 1; n <= 20; n++)
+        assert.ok((await store.create(`ipclaims/default.10.0.1.${n}`, claim(n))).created);
+      // Written by another client: no label, and a value that is none of ours.
+      const bare = claim(21);
+      const foreign = claim(22, { [SHARD_LABEL]: 'x' });
+      for (const o of [bare, foreign]) {
+        const r = await kubeRequest(clusterOf(), 'POST', `${BASE}/ipclaims`, o);
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+      }
+      const want = (await store.list('ipclaims/')).map((e) => e.key);
+      assert.equal(want.length, 22);
+      // The 20 claims of ours fall into more than one shard (else this would test one LIST).
+      assert.ok(new Set(Array.from({ length: 20 }, (_, i) => shardOf(`default.10.0.1.${i + 1}`))).size > 3);
+      await until('22 claims in the watch cache', async () => {
+        let seen = 0;
+        await store.scan('ipclaims/', (p) => (seen += p.length));
+        return seen >= 22 ? true : undefined;
+      });
+      proxy.requests.length = 0;
+      const got: string[] = [];
+      await store.scan('ipclaims/', (p) => {
+        assert.ok(p.length <= 4, `a page of ${p.length}`);
+        got.push(...p.map((e) => e.key));
+      });
+      assert.deepEqual(got.sort(), want);
+      const lists = proxy.requests
+        .filter((r) => r.startsWith(`GET ${BASE}/ipclaims?resourceVersion=0&labelSelector=`))
+        .map((r) =>
+          decodeURIComponent(r.slice(r.indexOf('labelSelector=') + 'labelSelector='.length)).replace(
+            /\+/g,
+            ' ',
+          ),
+        )
+        .sort();
+      assert.deepEqual(lists, [...shardSelectors(3)].sort());
+      // One of them failing: the paged, consistent LIST reads them all instead.
+      proxy.fail = (r) => (r.includes('resourceVersion=0') && r.includes('notin') ? 500 : undefined);
+      const again: string[] = [];
+      await store.scan('ipclaims/', (p) => again.push(...p.map((e) => e.key)));
+      assert.deepEqual([...new Set(again)].sort(), want);
+    } finally {
+      await store.close();
+      await proxy.stop();
+    }
+  });
+
+  it('an exception from onPage in one of the LISTs ends the scan and comes out as it is', async () => {
+    const store = (await openKubernetesStore(url(), { scanShards: 4 })) as KubernetesStore;
+    try {
+      for (let n = 1; n <= 8; n++)
+        assert.ok((await store.create(`ipclaims/default.10.0.1.${n}`, claim(n))).created);
+      await until('8 claims in the watch cache', async () => {
+        let seen = 0;
+        await store.scan('ipclaims/', (p) => (seen += p.length));
+        return seen >= 8 ? true : undefined;
+      });
+      const mine = new Error('stop here');
+      await assert.rejects(
+        store.scan('ipclaims/', () => {
+          throw mine;
+        }),
+        (e) => e === mine,
+      );
+      // The store still works after it.
+      assert.equal((await store.list('ipclaims/')).length, 8);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('scanShards and IPKEEPER_KUBE_SCAN_SHARDS outside 1..16 are INVALID_CONFIG naming the field and the value', async () => {
+    for (const bad of [0, 17, 2.5, Number.NaN]) {
+      await assert.rejects(openKubernetesStore(url(), { scanShards: bad }), (e) => {
+        assert.ok(e instanceof IpamError && e.code === 'INVALID_CONFIG', String(e));
+        assert.equal(e.details.field, 'scanShards');
+        assert.match(e.message, /whole number from 1 to 16/);
+        return true;
+      });
+    }
+    const saved = process.env.IPKEEPER_KUBE_SCAN_SHARDS;
+    process.env.IPKEEPER_KUBE_SCAN_SHARDS = 'four';
+    try {
+      await assert.rejects(openKubernetesStore(url()), (e) => {
+        assert.ok(e instanceof IpamError && e.code === 'INVALID_CONFIG', String(e));
+        assert.equal(e.details.field, 'IPKEEPER_KUBE_SCAN_SHARDS');
+        assert.match(e.message, /"four"/);
+        return true;
+      });
+    } finally {
+      if (saved === undefined) delete process.env.IPKEEPER_KUBE_SCAN_SHARDS;
+      else process.env.IPKEEPER_KUBE_SCAN_SHARDS = saved;
+    }
+  });
+});
+
+describe('shardSelectors', () => {
+  /** Whether a `key in (...)` / `key notin (...)` selector matches an object with these labels. */
+  const matches = (selector: string, labels: Record<string, string>): boolean => {
+    if (selector === '') return true;
+    const m = /^(\S+) (in|notin) \(([^)]*)\)$/.exec(selector);
+    assert.ok(m, selector);
+    const has = m[1]! in labels && m[3]!.split(',').includes(labels[m[1]!]!);
+    return m[2] === 'in' ? has : !has;
+  };
+  const cases: Record<string, string>[] = [
+    {},
+    { other: '1' },
+    { [SHARD_LABEL]: 'x' },
+    { [SHARD_LABEL]: '' },
+    ...Array.from({ length: SHARDS }, (_, v) => ({ [SHARD_LABEL]: String(v) })),
+  ];
+
+  it('every object matches exactly one selector, for any number of LISTs', () => {
+    for (let n = 0; n <= SHARDS + 2; n++) {
+      const sels = shardSelectors(n);
+      assert.equal(sels.length, n <= 1 ? 1 : Math.min(n, SHARDS) + 1);
+      for (const labels of cases) {
+        const hits = sels.filter((s) => matches(s, labels));
+        assert.equal(hits.length, 1, `n=${n} ${JSON.stringify(labels)}: ${JSON.stringify(hits)}`);
+      }
+    }
+  });
+
+  it('shardOf is stable and spreads names over every shard', () => {
+    assert.equal(shardOf('default.10.0.0.1'), shardOf('default.10.0.0.1'));
+    const counts = new Array<number>(SHARDS).fill(0);
+    for (let i = 0; i < 4096; i++) counts[shardOf(`default.10.${i >> 8}.${i & 255}.1`)]!++;
+    assert.ok(
+      counts.every((c) => c > 4096 / SHARDS / 2),
+      JSON.stringify(counts),
+    );
   });
 });
 

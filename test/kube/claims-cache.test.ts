@@ -17,6 +17,7 @@ import { CLAIMS_CACHE_FORMAT, readClaimsCache, writeClaimsCache } from '../../sr
 import { LazyClaim, type HeldClaim } from '../../src/ipam/state.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
 import { installCrds, until } from './crds.ts';
+import { SCAN_SHARDS, shardSelectors } from '../../src/store/kubernetes.ts';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.ts';
 
 const NODE = 'ipk-cache-node';
@@ -307,7 +308,10 @@ describe('claims cache: an agent restarts from its file and the changes since', 
     const a = await start();
     assert.equal(a.ipam.ready, true);
     assert.equal(agentClaims(a).size, (await apiClaims()).size);
-    assert.equal(claimLists().length, 1, proxy.requests.join('\n'));
+    // Listed once: one LIST per group of shards (src/store/kubernetes.ts, `scan`), each different.
+    const lists = claimLists();
+    assert.equal(lists.length, shardSelectors(SCAN_SHARDS).length, proxy.requests.join('\n'));
+    assert.equal(new Set(lists).size, lists.length, lists.join('\n'));
     // And its clean stop writes a sound one again.
     await stop();
     assert.equal(header().count, (await apiClaims()).size);
