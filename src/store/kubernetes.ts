@@ -976,7 +976,7 @@ export class KubernetesStore implements Store {
       this.rewindWatches(src.res.plural, start);
       let revision: bigint;
       try {
-        revision = await this.scanShardsOf<T>(src, prefix, onPage);
+        revision = await this.scanSharded<T>(src, prefix, onPage);
       } catch (e) {
         if (e instanceof FromCaller) throw e.cause;
         if (this.isClosed || this.api.closed) throw e;
@@ -1002,7 +1002,7 @@ export class KubernetesStore implements Store {
    * of them missed is missed. A failed LIST stops the others.
    * @throws as `scanSource`.
    */
-  private async scanShardsOf<T>(
+  private async scanSharded<T>(
     src: Source,
     prefix: string,
     onPage: (entries: Versioned<T>[]) => void,
@@ -1059,7 +1059,7 @@ export class KubernetesStore implements Store {
     src: Source,
     prefix: string,
     onPage: (entries: Versioned<T>[]) => void,
-    /** Aborts the read (a sibling LIST of `scanShardsOf` failed). */
+    /** Aborts the read (a sibling LIST of `scanSharded` failed). */
     stop?: AbortSignal,
   ): Promise<bigint> {
     const path =
