@@ -831,6 +831,13 @@ describe('kubernetes store: IPClaims in shards, read by several LISTs at once', 
       assert.equal(patched.status, 200, JSON.stringify(patched.body));
       const c = await store.get<Read>('ipclaims/default.10.0.1.2');
       assert.deepEqual(c?.value.metadata.labels, { team: 'blue', [SHARD_LABEL]: 'x' });
+      // Labels that are no object are the API server's to refuse, with its message, not ours to drop.
+      const broken = { ...claim(3), metadata: { name: 'default.10.0.1.3', labels: 'team=blue' } };
+      await assert.rejects(store.create('ipclaims/default.10.0.1.3', broken), (e) => {
+        assert.ok(e instanceof StoreError && !e.retryable, String(e));
+        assert.match(e.message, /labels/);
+        return true;
+      });
     } finally {
       await store.close();
     }

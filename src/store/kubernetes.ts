@@ -1346,11 +1346,9 @@ export class KubernetesStore implements Store {
     for (const f of SERVER_OWNED) delete meta[f];
     meta.name = loc.name;
     if (loc.namespace !== undefined) meta.namespace = loc.namespace;
-    if (kind === CLAIM_KIND) {
-      meta.labels = {
-        ...(isPlainObject(meta.labels) ? meta.labels : {}),
-        [SHARD_LABEL]: String(shardOf(loc.name)),
-      };
+    // Labels that are not an object are left for the API server to refuse, naming them.
+    if (kind === CLAIM_KIND && (meta.labels === undefined || isPlainObject(meta.labels))) {
+      meta.labels = { ...meta.labels, [SHARD_LABEL]: String(shardOf(loc.name)) };
     }
     return { ...clean, apiVersion: API_VERSION, kind, metadata: meta };
   }
