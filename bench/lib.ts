@@ -211,6 +211,8 @@ export async function startAgent(opts: {
   socket: string;
   node: string;
   extra?: string[];
+  /** More environment variables for the agent. */
+  env?: NodeJS.ProcessEnv;
   pollMs?: number;
   timeoutMs?: number;
 }): Promise<AgentProc> {
@@ -234,7 +236,7 @@ export async function startAgent(opts: {
   ];
   args.push('--log-level', 'warn', ...(opts.extra ?? []));
   const t0 = nowMs();
-  const child = spawn(NODE, args, { stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv() });
+  const child = spawn(NODE, args, { stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv(opts.env) });
   agents.add(child);
   let log = '';
   child.stderr?.on('data', (d: Buffer) => {
