@@ -111,8 +111,8 @@
  * agent), so every claim is read exactly once. The watches go back to the oldest of the answers'
  * revisions. Measured on the test cluster (2 CPUs shared by client, API server and etcd): 50k
  * claims scanned in 3.6–4.5 s by one LIST, 1.9–3.3 s by four (4 runs each); an agent's start with
- * 100k claims at 0.90× one LIST's time instead of 1.10× (docs/BENCHMARKS.md, kube), the machine
- * then CPU-bound. An API server on cores of its own gains more.
+ * 100k claims in 0.83–0.90× the time of the same start with one LIST (docs/BENCHMARKS.md, kube),
+ * the machine then CPU-bound. An API server on cores of its own gains more.
  *
  * Failures. Every call has a deadline (`timeoutMs`, 10 s) and fails with a `StoreError`: retryable
  * for an unreachable server, 429, 5xx and timeouts; not retryable for 4xx answers (400, 401, 403,
