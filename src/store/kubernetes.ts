@@ -151,7 +151,7 @@ import { toJson } from './codec.ts';
 import { StoreError, resumeWatch, validateKey } from './store.ts';
 import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
-import { ListItems } from './list-items.ts';
+import { ListItems, withoutManagedFields } from './list-items.ts';
 import { TlsContexts } from './tls-context.ts';
 
 export const KEYVALUE_KIND = 'KeyValue';
@@ -1100,7 +1100,7 @@ export class KubernetesStore implements Store {
       for await (const chunk of res) {
         touch();
         items.push(chunk as Buffer, (text) => {
-          const e = this.decode<T>(src.res, JSON.parse(text) as KubeObject);
+          const e = this.decode<T>(src.res, JSON.parse(withoutManagedFields(text)) as KubeObject);
           if (e && e.key.startsWith(prefix)) page.push(e);
           if (page.length >= this.listPageSize) flush();
         });
@@ -1763,7 +1763,10 @@ class WatchStream {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         if (!line) continue;
-        const outcome = this.receive(JSON.parse(line) as { type?: string; object?: KubeObject });
+        // managedFields are dropped on read: cut before parsing (list-items.ts).
+        const outcome = this.receive(
+          JSON.parse(withoutManagedFields(line)) as { type?: string; object?: KubeObject },
+        );
         if (outcome) return outcome;
         if (stale()) return 'ended';
         delivered = true;

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ListItems } from './list-items.ts';
+import { ListItems, withoutManagedFields } from './list-items.ts';
 
 /** Feeds `text` in chunks cut at `cuts` (byte offsets); returns the items and the rest. */
 function read(text: string, cuts: number[] = []): { items: unknown[]; rest: unknown } {
@@ -95,5 +95,97 @@ describe('ListItems: a list answer read as it streams in', () => {
       const r = new ListItems();
       assert.throws(() => r.push(Buffer.from(bad), () => {}), /item \d+ is not an object/, bad);
     }
+  });
+});
+
+describe('withoutManagedFields', () => {
+  /** What the store keeps of an object: everything but metadata.managedFields. */
+  const kept = (o: Record<string, any>): unknown => {
+    const { managedFields: _m, ...metadata } = o.metadata ?? {};
+    return { ...o, metadata };
+  };
+  const claim = {
+    apiVersion: 'ipkeeper.io/v1alpha1',
+    kind: 'IPClaim',
+    metadata: {
+      creationTimestamp: '2026-12-06T12:56:54Z',
+      labels: { 'ipkeeper.io/shard': '7' },
+      managedFields: [
+        {
+          apiVersion: 'ipkeeper.io/v1alpha1',
+          fieldsType: 'FieldsV1',
+          fieldsV1: { 'f:spec': { '.': {}, 'f:ip': {}, 'f:owner': { 'f:name': {} } } },
+          manager: 'ipkeeper',
+          operation: 'Update',
+          time: '2026-12-06T12:56:54Z',
+        },
+      ],
+      name: 'default.10.64.0.3',
+      uid: 'c50b05c3',
+    },
+    spec: { ip: '10.64.0.3', owner: { kind: 'Pod', name: 'p' } },
+  };
+
+  it("cuts an API server object's managedFields, leaving the same object otherwise", () => {
+    const text = JSON.stringify(claim);
+    const cut = withoutManagedFields(text);
+    assert.ok(cut.length < text.length - 150, cut);
+    assert.deepEqual(JSON.parse(cut), kept(claim));
+    // The only key of metadata, the first, the last.
+    for (const metadata of [
+      { managedFields: [{ a: 1 }] },
+      { managedFields: [{ a: 1 }], name: 'x' },
+      { name: 'x', managedFields: [] },
+    ]) {
+      const o = { apiVersion: 'v1', metadata, spec: {} };
+      assert.deepEqual(JSON.parse(withoutManagedFields(JSON.stringify(o))), kept(o));
+    }
+    // A watch event: the object inside.
+    const ev = { type: 'ADDED', object: claim };
+    assert.deepEqual(JSON.parse(withoutManagedFields(JSON.stringify(ev))), {
+      type: 'ADDED',
+      object: kept(claim),
+    });
+  });
+
+  it('leaves text alone when the key is in a string, in spec, or the layout is not the API server’s', () => {
+    const cases: unknown[] = [
+      { metadata: { name: 'x', annotations: { a: '"managedFields":[1]' } }, spec: {} },
+      { metadata: { name: 'x' }, spec: { managedFields: [1, 2] } },
+      { spec: { managedFields: [1] }, metadata: { name: 'x', managedFields: [2] } },
+      { managedFields: [1], metadata: { name: 'x' } },
+      { metadata: { name: 'x' } },
+    ];
+    for (const o of cases) {
+      const text = JSON.stringify(o);
+      assert.equal(withoutManagedFields(text), text, text);
+    }
+    // Cut short (a damaged answer): left whole, for JSON.parse to refuse.
+    const short = JSON.stringify(claim).slice(0, 200);
+    assert.equal(withoutManagedFields(short), short);
+  });
+
+  it('for any object, parses to what the store keeps of it, or is the text itself', () => {
+    const json = fc.jsonValue({ maxDepth: 3 });
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }),
+        fc.option(fc.array(json, { maxLength: 3 }), { nil: undefined }),
+        json,
+        fc.string(),
+        (labels, managed, spec, name) => {
+          const metadata = {
+            labels,
+            ...(managed === undefined ? {} : { managedFields: managed }),
+            name,
+          };
+          const o = { apiVersion: 'ipkeeper.io/v1alpha1', kind: 'IPClaim', metadata, spec };
+          const text = JSON.stringify(o);
+          const cut = withoutManagedFields(text);
+          const whole = JSON.parse(text) as Record<string, any>;
+          assert.deepEqual(JSON.parse(cut), managed === undefined ? whole : kept(whole));
+        },
+      ),
+    );
   });
 });

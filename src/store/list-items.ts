@@ -112,3 +112,46 @@ export class ListItems {
     return -1;
   }
 }
+
+const MANAGED = '"managedFields":[';
+const METADATA = '"metadata":{';
+
+/**
+ * An object's JSON text without its `metadata.managedFields` (the API server's record of who set
+ * which field, ~40% of an IPClaim's text, which the store drops after parsing anyway): cut out of
+ * the text before JSON.parse, which then parses and collects that much less. The text itself when
+ * it has none, or when it is not laid out as the API server writes objects (`metadata` before
+ * `spec`, both at the top) — then nothing is cut, and the caller parses it whole as before.
+ *
+ * Only the first `"managedFields":[` after the first `"metadata":{` and before any `"spec":` is
+ * taken: such a sequence cannot be inside a string (its quotes would be escaped), and the API
+ * server writes an object's keys in order (apiVersion, kind, metadata, spec; in metadata,
+ * annotations, …, labels, managedFields, name), so it is the key of metadata itself. Its array is
+ * matched bracket by bracket, strings and escapes respected.
+ */
+export function withoutManagedFields(text: string): string {
+  const at = text.indexOf(MANAGED);
+  if (at < 0) return text;
+  const meta = text.indexOf(METADATA);
+  if (meta < 0 || meta > at) return text;
+  const spec = text.indexOf('"spec":');
+  if (spec >= 0 && spec < at) return text;
+  let depth = 1;
+  let i = at + MANAGED.length;
+  for (; i < text.length && depth > 0; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === BACKSLASH) i++;
+        else if (d === QUOTE) break;
+      }
+    } else if (c === OPEN_OBJ || c === OPEN_ARR) depth++;
+    else if (c === CLOSE_OBJ || c === CLOSE_ARR) depth--;
+  }
+  if (depth !== 0) return text;
+  // i is just past the array's `]`: take one comma with the key, before it or after it.
+  if (text.charCodeAt(at - 1) === 0x2c) return text.slice(0, at - 1) + text.slice(i);
+  if (text.charCodeAt(i) === 0x2c) return text.slice(0, at) + text.slice(i + 1);
+  return text.slice(0, at) + text.slice(i);
+}
