@@ -590,34 +590,37 @@ describe('kubernetes store: our kinds are their CRs', () => {
 
 // ---- the engine on this backend -----------------------------------------------------------------
 
+/** An IPClaim of network default for `${net}.${n}`, with these labels if any. */
+const ipClaim = (net: string, n: number, labels?: Record<string, string>): Record<string, unknown> => ({
+  apiVersion: API_VERSION,
+  kind: 'IPClaim',
+  metadata: { name: `default.${net}.${n}`, ...(labels ? { labels } : {}) },
+  spec: {
+    network: 'default',
+    ip: `${net}.${n}`,
+    family: 4,
+    pool: 'p1',
+    owner: { kind: 'Pod', namespace: 'default', name: `p${n}`, uid: `u${n}` },
+    createdAt: '2026-01-01T00:00:00Z',
+  },
+});
+
+/**
+ * Waits until a scan sees `n` claims: it reads the API server's watch cache, which can lag a
+ * write by a moment (the engine's watch covers that gap; a test reading right after its writes
+ * has to wait).
+ */
+const inCache = (store: KubernetesStore, n: number): Promise<true> =>
+  until(`${n} claims in the watch cache`, async () => {
+    let seen = 0;
+    await store.scan('ipclaims/', (p) => (seen += p.length));
+    return seen >= n ? true : undefined;
+  });
+
 describe("kubernetes store: scan, an agent's start, reads the watch cache", () => {
   beforeEach(wipe);
 
-  const claim = (n: number): Record<string, unknown> => ({
-    apiVersion: API_VERSION,
-    kind: 'IPClaim',
-    metadata: { name: `default.10.0.0.${n}` },
-    spec: {
-      network: 'default',
-      ip: `10.0.0.${n}`,
-      family: 4,
-      pool: 'p1',
-      owner: { kind: 'Pod', namespace: 'default', name: `p${n}`, uid: `u${n}` },
-      createdAt: '2026-01-01T00:00:00Z',
-    },
-  });
-
-  /**
-   * Waits until a scan sees `n` claims: it reads the API server's watch cache, which can lag a
-   * write by a moment (the engine's watch covers that gap; a test reading right after its writes
-   * has to wait).
-   */
-  const inCache = (store: KubernetesStore, n: number): Promise<true> =>
-    until(`${n} claims in the watch cache`, async () => {
-      let seen = 0;
-      await store.scan('ipclaims/', (p) => (seen += p.length));
-      return seen >= n ? true : undefined;
-    });
+  const claim = (n: number): Record<string, unknown> => ipClaim('10.0.0', n);
 
   it('hands over what list reads, in pages of listPageSize', async () => {
     const store = (await openKubernetesStore(url(), { listPageSize: 3 })) as KubernetesStore;
@@ -786,19 +789,8 @@ describe("kubernetes store: scan, an agent's start, reads the watch cache", () =
 describe('kubernetes store: IPClaims in shards, read by several LISTs at once', () => {
   beforeEach(wipe);
 
-  const claim = (n: number, labels?: Record<string, string>): Record<string, unknown> => ({
-    apiVersion: API_VERSION,
-    kind: 'IPClaim',
-    metadata: { name: `default.10.0.1.${n}`, ...(labels ? { labels } : {}) },
-    spec: {
-      network: 'default',
-      ip: `10.0.1.${n}`,
-      family: 4,
-      pool: 'p1',
-      owner: { kind: 'Pod', namespace: 'default', name: `p${n}`, uid: `u${n}` },
-      createdAt: '2026-01-01T00:00:00Z',
-    },
-  });
+  const claim = (n: number, labels?: Record<string, string>): Record<string, unknown> =>
+    ipClaim('10.0.1', n, labels);
 
   it('a claim is written with its shard label and read back as it was written', async () => {
     const store = (await openKubernetesStore(url())) as KubernetesStore;
@@ -863,11 +855,7 @@ describe('kubernetes store: IPClaims in shards, read by several LISTs at once', 
       assert.equal(want.length, 22);
       // The 20 claims of ours fall into more than one shard (else this would test one LIST).
       assert.ok(new Set(Array.from({ length: 20 }, (_, i) => shardOf(`default.10.0.1.${i + 1}`))).size > 3);
-      await until('22 claims in the watch cache', async () => {
-        let seen = 0;
-        await store.scan('ipclaims/', (p) => (seen += p.length));
-        return seen >= 22 ? true : undefined;
-      });
+      await inCache(store, 22);
       proxy.requests.length = 0;
       const got: string[] = [];
       await store.scan('ipclaims/', (p) => {
@@ -901,11 +889,7 @@ describe('kubernetes store: IPClaims in shards, read by several LISTs at once', 
     try {
       for (let n = 1; n <= 8; n++)
         assert.ok((await store.create(`ipclaims/default.10.0.1.${n}`, claim(n))).created);
-      await until('8 claims in the watch cache', async () => {
-        let seen = 0;
-        await store.scan('ipclaims/', (p) => (seen += p.length));
-        return seen >= 8 ? true : undefined;
-      });
+      await inCache(store, 8);
       const mine = new Error('stop here');
       await assert.rejects(
         store.scan('ipclaims/', () => {
