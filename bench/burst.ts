@@ -48,6 +48,8 @@ const GOAL_S = 5;
 
 interface BurstRound {
   seconds: number;
+  /** Kubernetes mode: the API server's requests during the burst, by `VERB resource[/sub] code`. */
+  requests?: Map<string, number>;
   /** CPU ms used during the burst by the agents and by the store's processes (etcd members). */
   cpu?: { agents: number; store: number };
   podMs: number[];
@@ -112,6 +114,50 @@ async function burst(
     }),
   );
   return { seconds: (nowMs() - t0) / 1000, podMs, retries, ...(firstError ? { firstError } : {}) };
+}
+
+/**
+ * The kube-apiserver's request counters (`apiserver_request_total` on /metrics), summed by
+ * `VERB resource[/subresource] code` — what a burst asks of the control plane, per kind of request.
+ */
+async function apiRequests(kube: TestCluster): Promise<Map<string, number>> {
+  const r = await kubeRequest(kube, 'GET', '/metrics');
+  if (r.status !== 200) throw new Error(`GET /metrics: HTTP ${r.status}`);
+  const out = new Map<string, number>();
+  for (const line of String(r.body).split('\n')) {
+    // The values of these labels never hold a quote.
+    const label = (name: string): string => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1] ?? '';
+    let key: string;
+    if (line.startsWith('apiserver_request_total{')) {
+      const resource = label('resource');
+      if (!resource) continue; // /readyz, /metrics and other non-resource paths
+      const sub = label('subresource');
+      key = `${label('verb')} ${resource}${sub ? `/${sub}` : ''} ${label('code')}`;
+    } else if (line.startsWith('apiserver_terminated_watchers_total{')) {
+      // Watches the API server closed because their client did not keep up with the events.
+      key = `WATCH ${label('resource')} closed as too slow`;
+    } else continue;
+    out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return out;
+}
+
+/** `after - before`, the entries that grew, as "n VERB resource code" sorted by n (largest first). */
+function requestsText(perBurst: Map<string, number>[], pods: number): string {
+  const sum = new Map<string, number>();
+  for (const m of perBurst) for (const [k, n] of m) sum.set(k, (sum.get(k) ?? 0) + n);
+  return [...sum]
+    .map(([k, n]) => [k, n / perBurst.length / pods] as const)
+    .filter(([, n]) => n >= 0.005)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${n.toFixed(2)} ${k}`)
+    .join(', ');
+}
+
+function diff(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, n] of after) if (n > (before.get(k) ?? 0)) out.set(k, n - (before.get(k) ?? 0));
+  return out;
 }
 
 /** etcd anchor: 2000 create transactions from 10 clients, all in flight at once. */
@@ -235,6 +281,8 @@ async function onStore(
   opts: SectionOptions,
   /** Runs before each burst, untimed; returns each pod's uid (Kubernetes mode: the pods' objects). */
   prepare?: (round: number) => Promise<(pod: number) => string>,
+  /** Kubernetes mode: the API server's request counters, read before and after each burst. */
+  counters?: () => Promise<Map<string, number>>,
 ): Promise<Row[]> {
   opts.log(`${label}: starting ${AGENTS} agents`);
   const start = (i: number): Promise<AgentProc> =>
@@ -274,9 +322,11 @@ async function onStore(
           opts.log(`${label}: ${r < 0 ? 'warm-up' : `round ${r + 1}/${rounds}`}: ${PODS} pods`);
           const uidOf = prepare ? await prepare(r + 1) : undefined;
           const pids = agents.map((a) => a.pid);
+          const n0 = await counters?.();
           const c0 = { agents: cpuOf(pids), store: cpuOf(storePids()) };
           const b = await burst(agents, r + 1, v4, v6, uidOf);
           b.cpu = { agents: cpuOf(pids) - c0.agents, store: cpuOf(storePids()) - c0.store };
+          if (counters && n0) b.requests = diff(await counters(), n0);
           if (r >= 0) bursts.push(b);
         }
       }
@@ -298,6 +348,9 @@ async function onStore(
         ? `, etcd + API server ${cpuStore.toFixed(1)} s`
         : '';
   const cpuText = `CPU per burst: agents ${cpuAgents.toFixed(1)} s${storeCpu} (${availableParallelism()} CPUs)`;
+  const perBurst = bursts.flatMap((b) => (b.requests ? [b.requests] : []));
+  // Counted after the last pod holds its addresses, so it includes requests still in flight then.
+  const requests = perBurst.length ? `; API requests per pod: ${requestsText(perBurst, PODS)}` : '';
   return [
     {
       figure: `store alone: ${2 * PODS} claim creates from ${AGENTS} writers (${label})`,
@@ -317,7 +370,7 @@ async function onStore(
           samples: bursts.length,
           anchor: `store alone (${label})`,
           goal: `≤ ${GOAL_S} s`,
-          detail: `rounds ${bursts.map((b) => b.seconds.toFixed(2)).join(', ')} s; per pod p50 ${(median(podMs) / 1000).toFixed(2)} s, p99 ${(p99(podMs) / 1000).toFixed(2)} s; ${retries} ADDs retried${firstError ? ` (first: ${firstError.slice(0, 120)})` : ''}; ${cpuText}`,
+          detail: `rounds ${bursts.map((b) => b.seconds.toFixed(2)).join(', ')} s; per pod p50 ${(median(podMs) / 1000).toFixed(2)} s, p99 ${(p99(podMs) / 1000).toFixed(2)} s; ${retries} ADDs retried${firstError ? ` (first: ${firstError.slice(0, 120)})` : ''}; ${cpuText}${requests}`,
         },
         anchorS,
       ),
@@ -424,6 +477,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
             () => [...plane.pids],
             opts,
             (r) => createPods(plane, r),
+            () => apiRequests(plane),
           )),
         );
       } catch (e) {
@@ -439,7 +493,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const notes = [
     `${PODS} pods, pod i sending its ADD to agent i mod ${AGENTS} (${PODS / AGENTS} per agent), all at once, each asking for one IPv4 (a /16 pool) and one IPv6 (a /64 pool) address; the time runs from the first ADD until the last pod holds both. Requests go over the agents' unix sockets with the plugin's JSON — no plugin processes (their start cost is in the plugin section). A failed ADD is sent again after 20 ms and counted as retried.`,
     `Each round uses fresh pools; ${rounds} round(s) per store after a warm-up round, burst and anchor alternating. The figure is the median round.`,
-    'kubernetes: the agents run `--store kubernetes:KUBECONFIG` against one kube-apiserver v1.20.2 with its own etcd member (test/kube/cluster.ts), the CRDs installed; each claim is an IPClaim object, created with the API server’s own name check as the compare-and-swap. Before each burst (untimed) the round’s 1000 Pod objects are created, bound to their agents’ nodes, so the agents’ pod informers hold them, as in a cluster where the kubelet starts a pod the scheduler bound. The control plane shares the 2 CPUs with the 10 agents.',
+    'kubernetes: the agents run `--store kubernetes:KUBECONFIG` against one kube-apiserver v1.20.2 with its own etcd member (test/kube/cluster.ts), the CRDs installed; each claim is an IPClaim object, created with the API server’s own name check as the compare-and-swap. Before each burst (untimed) the round’s 1000 Pod objects are created, bound to their agents’ nodes, so the agents’ pod informers hold them, as in a cluster where the kubelet starts a pod the scheduler bound. The control plane shares the 2 CPUs with the 10 agents. The API requests per pod are the API server’s own counters (`apiserver_request_total`) read before and after each burst: `WATCH ipclaims 0` counts agents’ IPClaim watches that ended during the burst — the v1.20 API server closes a custom resource’s watcher whose buffer of 10 events stays full (“Forcing watcher close due to unresponsiveness” in its log at --v=1), which happens to every watcher when the 2 CPUs are saturated, and the agent resumes from the last revision it saw.',
     'sqlite: one database file shared by all 10 agents (WAL, synchronous=FULL); an agent sees the others’ claims by polling the change log (every 200 ms), so agents may propose addresses already taken and retry. The sqlite agents are started one after another: started all at once on a loaded machine, one of them waited past the busy timeout for its first write (its node lease) and exited.',
   ];
   return { rows, notes };
