@@ -45,6 +45,7 @@ const FLIPPED = {
     cniBinDir: '/usr/libexec/cni',
     socketDir: '/var/run/ipk',
     nodePool: { enabled: true, healthCheck: true },
+    kubeScanShards: 8,
     priorityClassName: '',
     resources: { requests: { cpu: '10m', memory: '64Mi' } },
     nodeSelector: {},
@@ -345,6 +346,11 @@ describe('pods: requests, probes on the health ports, the plugin install, the CL
       assert.deepEqual(agent?.env.find((e: Obj) => e.name === 'NODE_NAME').valueFrom, {
         fieldRef: { fieldPath: 'spec.nodeName' },
       });
+      // A first start's IPClaims in this many LISTs (the store reads the variable; a string, as env wants).
+      assert.deepEqual(
+        agent?.env.find((e: Obj) => e.name === 'IPKEEPER_KUBE_SCAN_SHARDS'),
+        { name: 'IPKEEPER_KUBE_SCAN_SHARDS', value: values === FLIPPED ? '8' : '4' },
+      );
       // The plugin's default socket, inside the host directory the plugin on the host sees.
       assert.equal(arg(agent?.args, '--socket'), DEFAULT_SOCKET);
       assert.deepEqual(agent?.volumeMounts, [
