@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Ipam } from '../ipam/engine.ts';
+import type { Store } from '../store/store.ts';
 
 export interface AgentMetrics {
   registry: Registry;
@@ -14,7 +15,10 @@ export interface AgentMetrics {
   reclaimed: Counter<'source'>;
 }
 
-export function createMetrics(ipam: Ipam, opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
+export function createMetrics(
+  ipam: Ipam,
+  opts: { defaultMetrics?: boolean; store?: Store } = {},
+): AgentMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ipkeeper_' });
   const requests = new Counter({
@@ -96,6 +100,33 @@ export function createMetrics(ipam: Ipam, opts: { defaultMetrics?: boolean } = {
       collect() {
         this.reset();
         this.inc(ipam.stats[field]);
+      },
+    });
+  }
+  // The store's watches starting over (kubernetes, etcd): a steady rise of `closed` under load is
+  // the API server dropping watchers it cannot feed; `resync` is a full read of the store.
+  const store = opts.store;
+  if (store?.watchStats) {
+    const stats = store.watchStats.bind(store);
+    new Counter({
+      name: 'ipkeeper_store_watch_restarts_total',
+      help: 'Store watch streams opened again, by reason: closed (the server ended a working stream: its timeout, or it dropped a watcher that fell behind), broken (the stream failed or could not be opened; retried after a backoff)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const s = stats();
+        this.inc({ reason: 'closed' }, s.closed);
+        this.inc({ reason: 'broken' }, s.broken);
+      },
+    });
+    new Counter({
+      name: 'ipkeeper_store_watch_resyncs_total',
+      help: 'Times a store watch found the history it needed gone (compacted, or no longer in the API server watch cache), so the agent read everything again',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(stats().resync);
       },
     });
   }

@@ -257,7 +257,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       }
     });
   }
-  const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics });
+  const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics, store });
   const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   let inFlight = 0;
   const maxRate = opts.maxRate ?? DEFAULT_MAX_RATE;

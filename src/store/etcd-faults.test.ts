@@ -380,6 +380,10 @@ describe('etcd store under member failures (3 members)', () => {
           await events.until(() => events.hasVersion(versions.at(-1)!));
 
           assert.equal(events.resets, 0, 'the stream resumed where it broke: nothing to re-list');
+          // What the agent's metrics report: the stream started over, and never had to re-list.
+          const stats = watching.watchStats!();
+          assert.equal(stats.resync, 0);
+          if (where === 'only the leader') assert.ok(stats.broken + stats.closed >= 1, JSON.stringify(stats));
           assert.deepEqual(
             events.list,
             versions.map((version, i) => ({ type: 'put', key: `claims/k${i}`, value: { i }, version })),

@@ -532,6 +532,7 @@ describe('EtcdStore on one member', () => {
           }),
         );
         assert.equal(resets, 1);
+        assert.equal(s.watchStats!().resync, 1, 'counted for the metrics');
         assert.deepEqual(events, [
           { type: 'put', key: 'claims/after-compaction', value: { n: 1 }, version: c.version },
         ]);
@@ -648,6 +649,7 @@ describe('EtcdStore on one member', () => {
         assert.ok(c.created);
         await r.until('claims/new');
         assert.equal(resets, 1);
+        assert.deepEqual(s.watchStats!(), { closed: 0, broken: 0, resync: 1 });
       } finally {
         w.close();
       }

@@ -55,7 +55,7 @@ import type {
 } from 'etcd3';
 import { IpamError } from '../errors.ts';
 import { decodeValue, encodeValue } from './codec.ts';
-import { StoreError, distinctKeys, resumeWatch, validateKey } from './store.ts';
+import { StoreError, distinctKeys, newWatchStats, resumeWatch, validateKey } from './store.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -64,6 +64,7 @@ import type {
   Version,
   Versioned,
   WatchEvent,
+  WatchStats,
   Watcher,
 } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
@@ -283,6 +284,8 @@ export class EtcdStore implements Store {
   private readonly scanSliceKeys: number;
   private readonly client: Etcd3;
   private readonly watchers = new Set<EtcdWatcher>();
+  /** How often the watch streams started over (`watchStats`). */
+  private readonly restarts = newWatchStats();
   /** Newest etcd revision seen in any response: where a new watch starts (after it). */
   private revision = 0n;
   /** Recent lists (newest last): a watch of a prefix they cover starts after their revision. */
@@ -666,6 +669,10 @@ export class EtcdStore implements Store {
     }
   }
 
+  watchStats(): WatchStats {
+    return { ...this.restarts };
+  }
+
   private startWatch<T>(
     prefix: string,
     from: bigint,
@@ -679,6 +686,7 @@ export class EtcdStore implements Store {
       from,
       onEvent: onEvent as (ev: WatchEvent) => void,
       onReset,
+      restarts: this.restarts,
       onClose: (self) => this.watchers.delete(self),
     });
     this.watchers.add(w);
@@ -896,6 +904,8 @@ interface WatchSpec {
   from: bigint;
   onEvent: (ev: WatchEvent) => void;
   onReset: (() => void) | undefined;
+  /** The store's counters of streams starting over. */
+  restarts: WatchStats;
   onClose: (w: EtcdWatcher) => void;
 }
 
@@ -944,8 +954,8 @@ class EtcdWatcher implements Watcher {
     if (this.closed) return;
     this.spec.client.watchClient.watch().then(
       (stream) => {
-        stream.on('error', (e) => this.broken(stream, e));
-        stream.on('end', () => this.broken(stream, new Error('etcd ended the watch stream')));
+        stream.on('error', (e) => this.broken(stream, e, 'broken'));
+        stream.on('end', () => this.broken(stream, new Error('etcd ended the watch stream'), 'closed'));
         if (this.closed) {
           stream.cancel();
           return;
@@ -961,7 +971,11 @@ class EtcdWatcher implements Watcher {
           },
         });
       },
-      (e: unknown) => this.retryLater(e),
+      (e: unknown) => {
+        if (this.closed) return;
+        this.spec.restarts.broken++;
+        this.retryLater(e);
+      },
     );
   }
 
@@ -977,6 +991,7 @@ class EtcdWatcher implements Watcher {
         this.connect();
       } else {
         this.reset();
+        this.spec.restarts.broken++;
         this.retryLater(new Error(`etcd cancelled the watch: ${res.cancel_reason || 'no reason given'}`));
       }
       return;
@@ -1034,7 +1049,9 @@ class EtcdWatcher implements Watcher {
   }
 
   private reset(): void {
-    if (this.closed || !this.spec.onReset) return;
+    if (this.closed) return;
+    this.spec.restarts.resync++;
+    if (!this.spec.onReset) return;
     try {
       this.spec.onReset();
     } catch (e) {
@@ -1044,9 +1061,14 @@ class EtcdWatcher implements Watcher {
     }
   }
 
-  private broken(stream: IDuplexStream<IWatchRequest, IWatchResponse>, e: unknown): void {
+  private broken(
+    stream: IDuplexStream<IWatchRequest, IWatchResponse>,
+    e: unknown,
+    why: 'closed' | 'broken',
+  ): void {
     if (stream !== this.stream) return; // an old stream we dropped on purpose
     this.drop();
+    this.spec.restarts[why]++;
     this.retryLater(e);
   }
 

@@ -526,6 +526,7 @@ describe('kubernetes store: our kinds are their CRs', () => {
   });
 
   t('watchFrom a version the server no longer has calls onReset, then carries on', async () => {
+    const before = store.watchStats!().resync;
     const log = new Events();
     const w = store.watchFrom('ippools/', '1', log.onEvent, log.onReset);
     try {
@@ -534,6 +535,8 @@ describe('kubernetes store: our kinds are their CRs', () => {
       assert.ok(c.created);
       await log.wait('put', 'ippools/after-reset', c.version);
       assert.equal(log.resets, 1);
+      // The 410 is counted for the agent's metrics (ipkeeper_store_watch_resyncs_total).
+      assert.equal(store.watchStats!().resync - before, 1);
     } finally {
       w.close();
     }
@@ -1151,6 +1154,10 @@ describe('kubernetes store: connections (HTTP/2, cut, silent, rotated)', () => {
         Array.from({ length: 36 }, (_, i) => i),
       );
       assert.equal(log.resets, 0);
+      // Every cut and the time the proxy was gone are streams started over, none a re-list.
+      const stats = watcher.watchStats!();
+      assert.ok(stats.broken >= 3, JSON.stringify(stats));
+      assert.equal(stats.resync, 0);
       assert.deepEqual(await watcher.get('counters/c'), { key: 'counters/c', value: { n: 35 }, version });
       // One HTTP/2 connection at a time, made anew after each cut.
       assert.equal((watcher as KubernetesStore).transport.http2, true);

@@ -148,8 +148,17 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, GROUP, KINDS, VERSION, type KindInfo } from '../api/kinds.ts';
 import { toJson } from './codec.ts';
-import { StoreError, resumeWatch, validateKey } from './store.ts';
-import type { CasResult, CreateResult, Store, Version, Versioned, WatchEvent, Watcher } from './store.ts';
+import { StoreError, newWatchStats, resumeWatch, validateKey } from './store.ts';
+import type {
+  CasResult,
+  CreateResult,
+  Store,
+  Version,
+  Versioned,
+  WatchEvent,
+  WatchStats,
+  Watcher,
+} from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
 import { ListItems, withoutManagedFields } from './list-items.ts';
 import { TlsContexts } from './tls-context.ts';
@@ -880,6 +889,8 @@ export class KubernetesStore implements Store {
   private readonly watchers = new Set<Watcher>();
   /** Every open watch stream, by the resource it watches (for `scan` to move them back). */
   private readonly streams = new Set<WatchStream>();
+  /** How often the watch streams started over (`watchStats`). */
+  private readonly restarts = newWatchStats();
   /** Newest resourceVersion seen in any answer: where a new watch starts (after it). */
   private revision = 0n;
   /** Recent lists (newest last): a watch of a prefix they cover starts after their revision. */
@@ -1225,6 +1236,10 @@ export class KubernetesStore implements Store {
    * it lives as long as the cluster), with `/keyvalue` in KeyValue mode.
    * @throws StoreError when it cannot be read (e.g. no access to namespaces).
    */
+  watchStats(): WatchStats {
+    return { ...this.restarts };
+  }
+
   async identity(): Promise<string> {
     const path = '/api/v1/namespaces/kube-system';
     const r = await this.api.call('get', 'namespaces/kube-system', false, { method: 'GET', path });
@@ -1597,6 +1612,7 @@ export class KubernetesStore implements Store {
           current: () => this.currentRevision(src.res),
           onEvent: onEvent as (ev: WatchEvent) => void,
           onReset,
+          restarts: this.restarts,
         }),
       );
     }
@@ -1639,6 +1655,8 @@ interface WatchSpec {
   current: () => Promise<bigint>;
   onEvent: (ev: WatchEvent) => void;
   onReset: (() => void) | undefined;
+  /** The store's counters of streams starting over. */
+  restarts: WatchStats;
 }
 
 /**
@@ -1720,13 +1738,23 @@ class WatchStream {
         clearTimeout(this.idle);
         ac.abort(); // the stream is done with either way: free its socket
         if (this.closed || ac !== this.abort) return;
-        if (outcome === 'expired') void this.expired();
-        else if (outcome === 'ended') this.connect();
-        else this.retryLater();
+        const counts = this.spec.restarts;
+        if (outcome === 'expired') {
+          counts.resync++;
+          void this.expired();
+        } else if (outcome === 'ended') {
+          counts.closed++;
+          this.connect();
+        } else {
+          counts.broken++;
+          this.retryLater();
+        }
       },
       () => {
         clearTimeout(this.idle);
-        if (!this.closed && ac === this.abort) this.retryLater();
+        if (this.closed || ac !== this.abort) return;
+        this.spec.restarts.broken++;
+        this.retryLater();
       },
     );
   }

@@ -128,7 +128,30 @@ export interface Store {
    * a claims cache written for one identity is never read for another. With `watchFrom`.
    */
   identity?(): Promise<string>;
+  /**
+   * How often this store's watches had to start over, since it opened (the agent's metrics).
+   * Optional: the kubernetes and etcd backends, whose watches are streams that can end.
+   */
+  watchStats?(): WatchStats;
   close(): Promise<void>;
+}
+
+/**
+ * Counts of a store's watch streams starting over. `closed`: the server ended a stream that was
+ * working (Kubernetes: its timeout, or a watcher it dropped as too slow under load); `broken`: a
+ * stream failed or could not be opened, and is retried after a backoff; `resync`: the history a
+ * watch needed was gone (compacted, or past the API server's watch cache), so its caller was told
+ * to read everything again (`onReset`).
+ */
+export interface WatchStats {
+  closed: number;
+  broken: number;
+  resync: number;
+}
+
+/** A fresh set of counters. */
+export function newWatchStats(): WatchStats {
+  return { closed: 0, broken: 0, resync: 0 };
 }
 
 /**

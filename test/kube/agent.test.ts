@@ -7,6 +7,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent, type Agent } from '../../src/agent/server.ts';
@@ -160,6 +161,29 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
     assert.match(e.message, /pool "web-only" spec\.podAffinity does not match the pod's labels/);
     const w = await add('web-0', 'k-web');
     assert.equal(w.ips[0]?.address, '10.8.0.10/24');
+  });
+
+  it("serves the store's watch restarts and resyncs in its metrics", async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = request({ socketPath: socket, path: '/metrics' }, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => (b += d.toString()));
+        res.on('end', () => resolve(b));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // Read from the store's own counters: none of this agent's watches had to start over here.
+    const s = agent.store.watchStats!();
+    assert.match(
+      text,
+      new RegExp(`^ipkeeper_store_watch_restarts_total\\{reason="closed"\\} ${s.closed}$`, 'm'),
+    );
+    assert.match(
+      text,
+      new RegExp(`^ipkeeper_store_watch_restarts_total\\{reason="broken"\\} ${s.broken}$`, 'm'),
+    );
+    assert.match(text, /^ipkeeper_store_watch_resyncs_total 0$/m);
   });
 
   it('DEL deletes the IPClaim object', async () => {
