@@ -103,33 +103,7 @@ export function createMetrics(
       },
     });
   }
-  // The store's watches starting over (kubernetes, etcd): a steady rise of `closed` under load is
-  // the API server dropping watchers it cannot feed; `resync` is a full read of the store.
-  const store = opts.store;
-  if (store?.watchStats) {
-    const stats = store.watchStats.bind(store);
-    new Counter({
-      name: 'ipkeeper_store_watch_restarts_total',
-      help: 'Store watch streams opened again, by reason: closed (the server ended a working stream: its timeout, or it dropped a watcher that fell behind), broken (the stream failed or could not be opened; retried after a backoff)',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const s = stats();
-        this.inc({ reason: 'closed' }, s.closed);
-        this.inc({ reason: 'broken' }, s.broken);
-      },
-    });
-    new Counter({
-      name: 'ipkeeper_store_watch_resyncs_total',
-      help: 'Times a store watch found the history it needed gone (compacted, or no longer in the API server watch cache), so the agent read everything again',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(stats().resync);
-      },
-    });
-  }
+  storeWatchMetrics(registry, opts.store);
   const reclaimed = new Counter({
     name: 'ipkeeper_reclaimed_total',
     help: 'Leaked claims released by the reclaimer after their grace period, by leak source',
@@ -137,4 +111,35 @@ export function createMetrics(
     registers: [registry],
   });
   return { registry, requests, duration, errors, reclaimed };
+}
+
+/**
+ * The store's watches starting over (kubernetes, etcd), on `registry`; nothing for a store without
+ * `watchStats`. A steady rise of `closed` under load is the API server dropping watchers it cannot
+ * feed; a resync is a full read of the store. Shared by the agent and the controller.
+ */
+export function storeWatchMetrics(registry: Registry, store: Store | undefined): void {
+  if (!store?.watchStats) return;
+  const stats = store.watchStats.bind(store);
+  new Counter({
+    name: 'ipkeeper_store_watch_restarts_total',
+    help: 'Store watch streams opened again, by reason: closed (the server ended a working stream: its timeout, or it dropped a watcher that fell behind), broken (the stream failed or could not be opened; retried after a backoff)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = stats();
+      this.inc({ reason: 'closed' }, s.closed);
+      this.inc({ reason: 'broken' }, s.broken);
+    },
+  });
+  new Counter({
+    name: 'ipkeeper_store_watch_resyncs_total',
+    help: 'Times a store watch found the history it needed gone (compacted, or no longer in the API server watch cache), so everything was read again',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats().resync);
+    },
+  });
 }

@@ -38,6 +38,7 @@ import { readTlsDir, selfSignedTls, serviceNames, type TlsMaterial } from './cer
 import { DEFAULT_WEBHOOK_LISTEN, parseListen, startWebhook, type WebhookServer } from './webhook.ts';
 import { DEFAULT_WEBHOOK_CONFIG, ensureWebhookCa, type WebhookTarget } from './webhook-config.ts';
 import { attachMetrics, createControllerMetrics, type ControllerMetrics } from './metrics.ts';
+import { storeWatchMetrics } from '../agent/metrics.ts';
 import {
   acquireCache,
   attachEvents,
@@ -359,6 +360,7 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
   });
   attachEvents(ctx, events);
   const metrics = createControllerMetrics({ defaultMetrics: o.defaultMetrics ?? true });
+  storeWatchMetrics(metrics.registry, store);
   attachMetrics(ctx, metrics);
 
   const log = logger;

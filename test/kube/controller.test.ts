@@ -192,6 +192,9 @@ describe('controller against a real API server: leader election, pool status, fi
       assert.equal(JSON.parse(r.text).leader, c === leader);
       const m = await get(`http://${c.httpAddress}/metrics`);
       assert.match(m.text, new RegExp(`^ipkeeper_controller_leader ${c === leader ? 1 : 0}$`, 'm'));
+      // Its store's watches, as the agent's: served from the start, none re-listed here.
+      assert.match(m.text, /^ipkeeper_store_watch_restarts_total\{reason="broken"\} \d+$/m);
+      assert.match(m.text, /^ipkeeper_store_watch_resyncs_total 0$/m);
     }
   });
 
