@@ -28,6 +28,7 @@ import { claimObject, poolObject } from './fixtures.ts';
 import {
   NODE,
   ROOT,
+  agentMetrics,
   cleanEnv,
   compared,
   cpuOf,
@@ -50,6 +51,8 @@ interface BurstRound {
   seconds: number;
   /** Kubernetes mode: the API server's requests during the burst, by `VERB resource[/sub] code`. */
   requests?: Map<string, number>;
+  /** The agents' store watches opened again during the burst (their metrics), by reason. */
+  watchRestarts?: { closed: number; broken: number };
   /** CPU ms used during the burst by the agents and by the store's processes (etcd members). */
   cpu?: { agents: number; store: number };
   podMs: number[];
@@ -152,6 +155,18 @@ function requestsText(perBurst: Map<string, number>[], pods: number): string {
     .sort((a, b) => b[1] - a[1])
     .map(([k, n]) => `${n.toFixed(2)} ${k}`)
     .join(', ');
+}
+
+/** `reason` -> the agents' `ipkeeper_store_watch_restarts_total`, summed; undefined for a store without it. */
+async function watchRestarts(agents: AgentProc[]): Promise<{ closed: number; broken: number } | undefined> {
+  const all = await Promise.all(agents.map((a) => agentMetrics(a.socket)));
+  const sum = (reason: string): number | undefined => {
+    const series = `ipkeeper_store_watch_restarts_total{reason="${reason}"}`;
+    return all.every((m) => m.has(series)) ? all.reduce((n, m) => n + m.get(series)!, 0) : undefined;
+  };
+  const closed = sum('closed');
+  const broken = sum('broken');
+  return closed === undefined || broken === undefined ? undefined : { closed, broken };
 }
 
 function diff(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
@@ -323,10 +338,13 @@ async function onStore(
           const uidOf = prepare ? await prepare(r + 1) : undefined;
           const pids = agents.map((a) => a.pid);
           const n0 = await counters?.();
+          const w0 = await watchRestarts(agents);
           const c0 = { agents: cpuOf(pids), store: cpuOf(storePids()) };
           const b = await burst(agents, r + 1, v4, v6, uidOf);
           b.cpu = { agents: cpuOf(pids) - c0.agents, store: cpuOf(storePids()) - c0.store };
           if (counters && n0) b.requests = diff(await counters(), n0);
+          const w1 = await watchRestarts(agents);
+          if (w0 && w1) b.watchRestarts = { closed: w1.closed - w0.closed, broken: w1.broken - w0.broken };
           if (r >= 0) bursts.push(b);
         }
       }
@@ -351,6 +369,10 @@ async function onStore(
   const perBurst = bursts.flatMap((b) => (b.requests ? [b.requests] : []));
   // Counted after the last pod holds its addresses, so it includes requests still in flight then.
   const requests = perBurst.length ? `; API requests per pod: ${requestsText(perBurst, PODS)}` : '';
+  const restarts = bursts.flatMap((b) => (b.watchRestarts ? [b.watchRestarts] : []));
+  const restartsText = restarts.length
+    ? `; the agents' store watches opened again per burst (their ipkeeper_store_watch_restarts_total): ${restarts.map((w) => `${w.closed} closed + ${w.broken} broken`).join(', ')}`
+    : '';
   return [
     {
       figure: `store alone: ${2 * PODS} claim creates from ${AGENTS} writers (${label})`,
@@ -370,7 +392,7 @@ async function onStore(
           samples: bursts.length,
           anchor: `store alone (${label})`,
           goal: `≤ ${GOAL_S} s`,
-          detail: `rounds ${bursts.map((b) => b.seconds.toFixed(2)).join(', ')} s; per pod p50 ${(median(podMs) / 1000).toFixed(2)} s, p99 ${(p99(podMs) / 1000).toFixed(2)} s; ${retries} ADDs retried${firstError ? ` (first: ${firstError.slice(0, 120)})` : ''}; ${cpuText}${requests}`,
+          detail: `rounds ${bursts.map((b) => b.seconds.toFixed(2)).join(', ')} s; per pod p50 ${(median(podMs) / 1000).toFixed(2)} s, p99 ${(p99(podMs) / 1000).toFixed(2)} s; ${retries} ADDs retried${firstError ? ` (first: ${firstError.slice(0, 120)})` : ''}; ${cpuText}${requests}${restartsText}`,
         },
         anchorS,
       ),
@@ -493,7 +515,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   const notes = [
     `${PODS} pods, pod i sending its ADD to agent i mod ${AGENTS} (${PODS / AGENTS} per agent), all at once, each asking for one IPv4 (a /16 pool) and one IPv6 (a /64 pool) address; the time runs from the first ADD until the last pod holds both. Requests go over the agents' unix sockets with the plugin's JSON — no plugin processes (their start cost is in the plugin section). A failed ADD is sent again after 20 ms and counted as retried.`,
     `Each round uses fresh pools; ${rounds} round(s) per store after a warm-up round, burst and anchor alternating. The figure is the median round.`,
-    'kubernetes: the agents run `--store kubernetes:KUBECONFIG` against one kube-apiserver v1.20.2 with its own etcd member (test/kube/cluster.ts), the CRDs installed; each claim is an IPClaim object, created with the API server’s own name check as the compare-and-swap. Before each burst (untimed) the round’s 1000 Pod objects are created, bound to their agents’ nodes, so the agents’ pod informers hold them, as in a cluster where the kubelet starts a pod the scheduler bound. The control plane shares the 2 CPUs with the 10 agents. The API requests per pod are the API server’s own counters (`apiserver_request_total`) read before and after each burst: `WATCH ipclaims 0` counts agents’ IPClaim watches that ended during the burst — the v1.20 API server closes a custom resource’s watcher whose buffer of 10 events stays full (“Forcing watcher close due to unresponsiveness” in its log at --v=1), which happens to every watcher when the 2 CPUs are saturated, and the agent resumes from the last revision it saw.',
+    'kubernetes: the agents run `--store kubernetes:KUBECONFIG` against one kube-apiserver v1.20.2 with its own etcd member (test/kube/cluster.ts), the CRDs installed; each claim is an IPClaim object, created with the API server’s own name check as the compare-and-swap. Before each burst (untimed) the round’s 1000 Pod objects are created, bound to their agents’ nodes, so the agents’ pod informers hold them, as in a cluster where the kubelet starts a pod the scheduler bound. The control plane shares the 2 CPUs with the 10 agents. The API requests per pod are the API server’s own counters (`apiserver_request_total`) read before and after each burst: `WATCH ipclaims 0` counts agents’ IPClaim watches that ended during the burst — the v1.20 API server closes a custom resource’s watcher whose buffer of 10 events stays full (“Forcing watcher close due to unresponsiveness” in its log at --v=1), which happens to every watcher when the 2 CPUs are saturated, and the agent resumes from the last revision it saw. The agents count these themselves (`ipkeeper_store_watch_restarts_total` on their /metrics, read before and after each burst, etcd too): `closed` when the server ended a working stream, `broken` when one ended with nothing delivered or failed.',
     'sqlite: one database file shared by all 10 agents (WAL, synchronous=FULL); an agent sees the others’ claims by polling the change log (every 200 ms), so agents may propose addresses already taken and retry. The sqlite agents are started one after another: started all at once on a loaded machine, one of them waited past the busy timeout for its first write (its node lease) and exited.',
   ];
   return { rows, notes };

@@ -8,6 +8,7 @@
  * turned into an exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +140,34 @@ export function compared(
       ? row.median / anchorMedian
       : undefined;
   return { ...row, ...(ratio !== undefined ? { ratio } : {}) };
+}
+
+/**
+ * The agent's Prometheus samples on its socket's /metrics, by series (`name{labels}` as printed):
+ * e.g. `ipkeeper_store_watch_restarts_total{reason="closed"}` -> 3.
+ * @throws Error on a connection failure or a status other than 200.
+ */
+export function agentMetrics(socket: string): Promise<Map<string, number>> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path: '/metrics' }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        if (res.statusCode !== 200)
+          return reject(new Error(`GET /metrics on ${socket}: HTTP ${res.statusCode}`));
+        const out = new Map<string, number>();
+        for (const line of text.split('\n')) {
+          if (line === '' || line.startsWith('#')) continue;
+          const sp = line.lastIndexOf(' ');
+          out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+        }
+        resolve(out);
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export function sleep(ms: number): Promise<void> {
