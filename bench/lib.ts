@@ -8,13 +8,13 @@
  * turned into an exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call } from '../src/cli/client.ts';
 import { AGENT_BUNDLE, AGENT_NODE_FLAGS } from '../scripts/build.ts';
+import { socketGet } from '../test/lib/socket-get.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const NODE = process.execPath;
@@ -147,27 +147,16 @@ export function compared(
  * e.g. `ipkeeper_store_watch_restarts_total{reason="closed"}` -> 3.
  * @throws Error on a connection failure or a status other than 200.
  */
-export function agentMetrics(socket: string): Promise<Map<string, number>> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path: '/metrics' }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => {
-        if (res.statusCode !== 200)
-          return reject(new Error(`GET /metrics on ${socket}: HTTP ${res.statusCode}`));
-        const out = new Map<string, number>();
-        for (const line of text.split('\n')) {
-          if (line === '' || line.startsWith('#')) continue;
-          const sp = line.lastIndexOf(' ');
-          out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-        }
-        resolve(out);
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
+export async function agentMetrics(socket: string): Promise<Map<string, number>> {
+  const r = await socketGet(socket, '/metrics');
+  if (r.status !== 200) throw new Error(`GET /metrics on ${socket}: HTTP ${r.status}`);
+  const out = new Map<string, number>();
+  for (const line of r.text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+  }
+  return out;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -9,6 +9,7 @@ import { IpamError } from '../errors.ts';
 import { call } from '../cli/client.ts';
 import type { CniRequest, IpamResult } from '../cni/protocol.ts';
 import { startAgent, type Agent } from './server.ts';
+import { socketGet } from '../../test/lib/socket-get.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ipk-agent-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -160,15 +161,8 @@ describe('agent over its unix socket', () => {
   });
 
   it('serves metrics in Prometheus text with pool figures', async () => {
-    const text = await new Promise<string>((resolve, reject) => {
-      const req = request({ socketPath: socket, path: '/metrics' }, (res) => {
-        let b = '';
-        res.on('data', (d: Buffer) => (b += d.toString()));
-        res.on('end', () => resolve(b));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    const { status, text } = await socketGet(socket, '/metrics');
+    assert.equal(status, 200);
     assert.match(text, /ipkeeper_pool_addresses\{pool="p",state="total"\} 6/);
     assert.match(text, /ipkeeper_cni_requests_total\{command="ADD",result="ok"\} \d+/);
     for (const name of [

@@ -7,7 +7,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent, type Agent } from '../../src/agent/server.ts';
@@ -16,6 +15,7 @@ import { IpamError } from '../../src/errors.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
 import { installCrds, until } from './crds.ts';
+import { socketGet } from '../lib/socket-get.ts';
 
 const NODE = 'ipk-node-a';
 const NS = 'ipk-seed';
@@ -164,15 +164,8 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
   });
 
   it("serves the store's watch restarts and resyncs in its metrics", async () => {
-    const text = await new Promise<string>((resolve, reject) => {
-      const req = request({ socketPath: socket, path: '/metrics' }, (res) => {
-        let b = '';
-        res.on('data', (d: Buffer) => (b += d.toString()));
-        res.on('end', () => resolve(b));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    const { status, text } = await socketGet(socket, '/metrics');
+    assert.equal(status, 200);
     // Read from the store's own counters: none of this agent's watches had to start over here.
     const s = agent.store.watchStats!();
     assert.match(
