@@ -130,22 +130,17 @@ async function apiRequests(kube: TestCluster): Promise<Map<string, number>> {
   for (const line of String(r.body).split('\n')) {
     // The values of these labels never hold a quote.
     const label = (name: string): string => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1] ?? '';
-    let key: string;
-    if (line.startsWith('apiserver_request_total{')) {
-      const resource = label('resource');
-      if (!resource) continue; // /readyz, /metrics and other non-resource paths
-      const sub = label('subresource');
-      key = `${label('verb')} ${resource}${sub ? `/${sub}` : ''} ${label('code')}`;
-    } else if (line.startsWith('apiserver_terminated_watchers_total{')) {
-      // Watches the API server closed because their client did not keep up with the events.
-      key = `WATCH ${label('resource')} closed as too slow`;
-    } else continue;
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const resource = label('resource');
+    if (!resource) continue; // /readyz, /metrics and other non-resource paths
+    const sub = label('subresource');
+    const key = `${label('verb')} ${resource}${sub ? `/${sub}` : ''} ${label('code')}`;
     out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
   }
   return out;
 }
 
-/** `after - before`, the entries that grew, as "n VERB resource code" sorted by n (largest first). */
+/** Requests per pod, averaged over the bursts, as "n VERB resource code" (largest first; < 0.005 left out). */
 function requestsText(perBurst: Map<string, number>[], pods: number): string {
   const sum = new Map<string, number>();
   for (const m of perBurst) for (const [k, n] of m) sum.set(k, (sum.get(k) ?? 0) + n);
@@ -169,6 +164,7 @@ async function watchRestarts(agents: AgentProc[]): Promise<{ closed: number; bro
   return closed === undefined || broken === undefined ? undefined : { closed, broken };
 }
 
+/** `after - before`: the counters that grew, by how much. */
 function diff(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
   const out = new Map<string, number>();
   for (const [k, n] of after) if (n > (before.get(k) ?? 0)) out.set(k, n - (before.get(k) ?? 0));

@@ -1231,15 +1231,15 @@ export class KubernetesStore implements Store {
     );
   }
 
+  watchStats(): WatchStats {
+    return { ...this.restarts };
+  }
+
   /**
    * `kubernetes:<uid of the kube-system namespace>` (the cluster's identity by common practice:
    * it lives as long as the cluster), with `/keyvalue` in KeyValue mode.
    * @throws StoreError when it cannot be read (e.g. no access to namespaces).
    */
-  watchStats(): WatchStats {
-    return { ...this.restarts };
-  }
-
   async identity(): Promise<string> {
     const path = '/api/v1/namespaces/kube-system';
     const r = await this.api.call('get', 'namespaces/kube-system', false, { method: 'GET', path });

@@ -139,9 +139,9 @@ export interface Store {
 /**
  * Counts of a store's watch streams starting over. `closed`: the server ended a stream that was
  * working (Kubernetes: its timeout, or a watcher it dropped as too slow under load); `broken`: a
- * stream failed or could not be opened, and is retried after a backoff; `resync`: the history a
- * watch needed was gone (compacted, or past the API server's watch cache), so its caller was told
- * to read everything again (`onReset`).
+ * stream failed or could not be opened, and is retried after a backoff; `resync`: a watch told its
+ * caller to read everything again (`onReset`) — the history it needed was gone (compacted, or past
+ * the API server's watch cache), or etcd cancelled it or sent a value that is not ours.
  */
 export interface WatchStats {
   closed: number;
