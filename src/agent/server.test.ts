@@ -10,6 +10,7 @@ import { call } from '../cli/client.ts';
 import type { CniRequest, IpamResult } from '../cni/protocol.ts';
 import { startAgent, type Agent } from './server.ts';
 import { socketGet } from '../../test/lib/socket-get.ts';
+import { assertMetricsDocumented } from '../../test/lib/metrics-doc.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ipk-agent-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -164,6 +165,7 @@ describe('agent over its unix socket', () => {
     const { status, text } = await socketGet(socket, '/metrics');
     assert.equal(status, 200);
     assert.match(text, /ipkeeper_pool_addresses\{pool="p",state="total"\} 6/);
+    assert.ok(assertMetricsDocumented(text).includes('ipkeeper_reclaimed_total'));
     assert.match(text, /ipkeeper_cni_requests_total\{command="ADD",result="ok"\} \d+/);
     for (const name of [
       'ipkeeper_claim_races_lost_total',

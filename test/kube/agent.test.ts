@@ -16,6 +16,7 @@ import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
 import { installCrds, until } from './crds.ts';
 import { socketGet } from '../lib/socket-get.ts';
+import { assertMetricsDocumented } from '../lib/metrics-doc.ts';
 
 const NODE = 'ipk-node-a';
 const NS = 'ipk-seed';
@@ -177,6 +178,7 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
       new RegExp(`^ipkeeper_store_watch_restarts_total\\{reason="broken"\\} ${s.broken}$`, 'm'),
     );
     assert.match(text, /^ipkeeper_store_watch_resyncs_total 0$/m);
+    assert.ok(assertMetricsDocumented(text).includes('ipkeeper_store_watch_restarts_total'));
   });
 
   it('DEL deletes the IPClaim object', async () => {

@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { runController, type Controller } from '../../src/controller/main.ts';
+import { assertMetricsDocumented } from '../lib/metrics-doc.ts';
 import { POOL_FINALIZER, PoolFinalizerReconciler } from '../../src/controller/finalizer.ts';
 import { PoolStatusReconciler } from '../../src/controller/pool-status.ts';
 import { pemBlocks, webhookConfigObject } from '../../src/controller/webhook-config.ts';
@@ -195,6 +196,7 @@ describe('controller against a real API server: leader election, pool status, fi
       // Its store's watches, as the agent's: served from the start, none re-listed here.
       assert.match(m.text, /^ipkeeper_store_watch_restarts_total\{reason="broken"\} \d+$/m);
       assert.match(m.text, /^ipkeeper_store_watch_resyncs_total 0$/m);
+      assert.ok(assertMetricsDocumented(m.text).includes('ipkeeper_controller_leader'));
     }
   });
 
