@@ -166,14 +166,50 @@ function requireRequest(body: unknown): CniRequest {
   return { ...r, args: r.args ?? {}, ipam: r.ipam ?? { type: 'ipkeeper' } };
 }
 
+/** What a start has opened so far: what a failed start closes again. */
+interface Started {
+  store?: Store;
+  kube?: KubeView;
+  nodePool?: NodePoolAgent;
+  ipam?: Ipam;
+  timers: NodeJS.Timeout[];
+  servers: FastifyInstance[];
+}
+
 /**
  * Opens the store, loads the engine, and serves. Resolves when the socket is listening and the
- * engine is ready.
+ * engine is ready. A start that fails closes what it had opened (its servers, timers, watches, and
+ * the store when it opened it) before it throws, so that nothing keeps a failed agent's process
+ * alive.
  * @throws IpamError INVALID_CONFIG (bad store URL, socket in use), StoreError (store unreachable).
  */
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
+  const started: Started = { timers: [], servers: [] };
+  try {
+    return await assemble(opts, started);
+  } catch (e) {
+    for (const t of started.timers) clearInterval(t);
+    const quietly = (p: Promise<unknown> | undefined): Promise<unknown> | undefined =>
+      p?.catch(() => undefined);
+    for (const s of started.servers) await quietly(s.close());
+    // Closes the engine's watches; it writes no claims cache while its claims are still loading.
+    await quietly(started.ipam?.stop());
+    await quietly(started.nodePool?.close());
+    await quietly(started.kube?.stop());
+    await quietly(started.store?.close());
+    throw e;
+  }
+}
+
+async function assemble(opts: AgentOptions, started: Started): Promise<Agent> {
+  // Flags are checked before anything is opened or read.
+  const listenAt = opts.listen === undefined ? undefined : /^(.+):(\d+)$/.exec(opts.listen);
+  if (listenAt === null) {
+    throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
+  }
   const logger = pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
   const store = typeof opts.store === 'string' ? await openStore(opts.store) : opts.store;
+  if (typeof opts.store === 'string') started.store = store;
   const node = opts.node ?? hostname().toLowerCase();
   if (!new RegExp(LABEL_PATTERN).test(node) || node.length > 63) {
     throw new IpamError(
@@ -190,6 +226,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   if (kubeconfig !== undefined) {
     const { startKubeView } = await import('./kube-view.ts');
     kube = await startKubeView(kubeconfig === true ? undefined : kubeconfig, node, { log: logger });
+    started.kube = kube;
   }
   const nodePool = opts.nodePool
     ? new NodePoolAgent({
@@ -202,6 +239,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         healthCheck: opts.nodePoolHealthCheck === true,
       })
     : undefined;
+  started.nodePool = nodePool;
   const ipam = new Ipam({
     // Node-pool mode: the engine sees this node's NodePool as its only pools.
     store: nodePool?.store ?? store,
@@ -214,12 +252,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       ? { claimsCacheIntervalMs: opts.claimsCacheIntervalMs }
       : {}),
   });
-  await ipam.start();
-  nodePool?.start(ipam.state);
+  started.ipam = ipam;
+  // The store is read while the rest is set up: the HTTP server is built and compiled during the
+  // store's first answers (below, before `await loaded`), not after the last one.
+  const loaded = ipam.start();
+  loaded.catch(() => undefined); // awaited below, after the server is built
   const objects = new ObjectService(store, ipam);
   // The pool map page, `check`, `describe` and operator release (src/agent/ui/).
   const hub = new UiHub({ ipam, store, node, nodeDeadMs: opts.nodeDeadMs ?? NODE_DEAD_MS });
-  const timers: NodeJS.Timeout[] = [];
+  const timers = started.timers;
   const every = (ms: number, what: string, fn: () => Promise<unknown>): void => {
     const t = setInterval(() => {
       fn().catch((e: unknown) =>
@@ -249,14 +290,6 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     graceMs: opts.reclaimGraceMs ?? RECLAIM_GRACE_MS,
     log: hub.events.tee(logger as unknown as Logger, ['reclaim']),
   });
-  const reclaimEvery = opts.reclaimIntervalMs ?? RECLAIM_INTERVAL_MS;
-  if (reclaimEvery > 0) {
-    every(reclaimEvery, 'reclaim', async () => {
-      for (const r of (await reclaimer.scan()).released) {
-        metrics.reclaimed.inc({ source: r.reason.split(':')[0] ?? 'unknown' });
-      }
-    });
-  }
   const metrics = createMetrics(ipam, { defaultMetrics: opts.defaultMetrics, store });
   const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   let inFlight = 0;
@@ -490,18 +523,32 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return app;
   };
 
+  // Built and compiled (fastify's `ready`: routes, schemas) while the engine reads the store, so
+  // that a start with many claims does not add it after the last page: ~25 ms of an etcd agent's
+  // start on 100k claims (its first page takes etcd longer than this to send).
   await prepareSocket(opts.socket);
   const app = build(true);
+  started.servers.push(app);
+  await app.ready();
+  await loaded;
+  nodePool?.start(ipam.state);
+  // The reclaimer reads the engine's claims: it runs only once they are all loaded.
+  const reclaimEvery = opts.reclaimIntervalMs ?? RECLAIM_INTERVAL_MS;
+  if (reclaimEvery > 0) {
+    every(reclaimEvery, 'reclaim', async () => {
+      for (const r of (await reclaimer.scan()).released) {
+        metrics.reclaimed.inc({ source: r.reason.split(':')[0] ?? 'unknown' });
+      }
+    });
+  }
   await app.listen({ path: opts.socket });
   chmodSync(opts.socket, 0o600);
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
-  if (opts.listen) {
-    const m = /^(.+):(\d+)$/.exec(opts.listen);
-    if (!m)
-      throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
+  if (listenAt) {
     http = build(false);
-    httpAddress = await http.listen({ host: m[1] as string, port: Number(m[2]) });
+    started.servers.push(http);
+    httpAddress = await http.listen({ host: listenAt[1] as string, port: Number(listenAt[2]) });
   }
   logger.info({ socket: opts.socket, store: store.backend, node, http: httpAddress }, 'agent ready');
 
