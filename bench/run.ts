@@ -8,6 +8,7 @@
  *   npm run bench                                   every section, full counts -> docs/BENCHMARKS.md
  *   npm run bench -- --only engine,plugin --quick   a subset, smaller counts -> a file in the temp dir
  *   npm run bench -- --out /tmp/b.md                write somewhere else
+ *   npm run bench -- --repeat 3                     the whole suite 3 times: every goal's figure per pass
  *
  * Only a full run (every section, full counts) writes docs/BENCHMARKS.md unless `--out` says
  * otherwise, so iterating on one section never replaces the committed figures with partial ones.
@@ -164,12 +165,42 @@ function keptAnalysis(path: string): string | undefined {
   return a >= 0 && b > a ? text.slice(a, b + ANALYSIS_END.length) : undefined;
 }
 
+/** A goal's figure in one pass: "27,419 cycles/CPU-s (0.91×) met". */
+function passCell(r: Row | undefined): string {
+  if (!r) return '—';
+  const value = r.median === undefined ? '—' : `${fmt(r.median)} ${r.unit}`;
+  return `${value}${r.ratio !== undefined ? ` (${fmtRatio(r.ratio)})` : ''} ${resultText(r)}`.trim();
+}
+
+/**
+ * The goals across passes (`--repeat`): per goal, its figure and result in every pass and in how
+ * many passes it was met, keyed by section and figure (a figure's name is the same in every pass).
+ */
+function repeatedSummary(passes: SectionResult[][]): { head: string[]; rows: string[][]; met: number[] } {
+  const rows: string[][] = [];
+  const met: number[] = [];
+  const last = passes[passes.length - 1] ?? [];
+  for (const s of last) {
+    for (const r of s.rows) {
+      if (r.goal === undefined || r.goal === '—' || (r.met === undefined && !r.skipped)) continue;
+      const per = passes.map((p) =>
+        p.find((x) => x.name === s.name)?.rows.find((x) => x.figure === r.figure),
+      );
+      const k = per.filter((x) => x?.met === true).length;
+      met.push(k);
+      rows.push([s.name, r.goal, r.figure, ...per.map(passCell), `${k} of ${passes.length}`]);
+    }
+  }
+  return { head: ['section', 'goal', 'figure', ...passes.map((_, i) => `pass ${i + 1}`), 'met'], rows, met };
+}
+
 function markdown(
   m: Machine,
-  sections: SectionResult[],
+  passes: SectionResult[][],
   analysis: string | undefined,
   settled: Map<string, { waitedMs: number; busy: number }>,
 ): string {
+  const sections = passes[passes.length - 1] ?? [];
   const out: string[] = [];
   out.push(
     '# Benchmarks',
@@ -192,7 +223,25 @@ function markdown(
   const missed = sections.flatMap((s) =>
     s.rows.filter((r) => r.met === false).map((r) => `${s.name}: ${r.figure}`),
   );
-  out.push('## Summary', '');
+  if (passes.length > 1) {
+    // --repeat: every goal in every pass, then the last pass's tables.
+    const rep = repeatedSummary(passes);
+    const every = rep.met.filter((k) => k === passes.length).length;
+    const none = rep.met.filter((k) => k === 0).length;
+    out.push(
+      `## Summary of ${passes.length} passes`,
+      '',
+      `The whole suite ran ${passes.length} times, one pass after another; each cell is that pass's figure (ratio) and result. The section tables further down are the last pass's.`,
+      '',
+      `| ${rep.head.join(' | ')} |`,
+      `|${rep.head.map(() => '---').join('|')}|`,
+      ...rep.rows.map((r) => `| ${r.map(md).join(' | ')} |`),
+      '',
+      `Of ${rep.met.length} goals: ${every} met in every pass, ${rep.met.length - every - none} in some, ${none} in none.`,
+      '',
+    );
+  }
+  out.push(passes.length > 1 ? `## Summary (pass ${passes.length})` : '## Summary', '');
   out.push(`| section | goal | figure | result |`, `|---|---|---|---|`);
   for (const s of sections) {
     for (const r of s.rows) {
@@ -241,13 +290,21 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       quick: { type: 'boolean', default: false },
       out: { type: 'string' },
+      repeat: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   const all = Object.keys(SECTIONS);
   if (values.help) {
-    console.log(`usage: npm run bench -- [--only ${all.join(',')}] [--quick] [--out FILE]`);
+    console.log(`usage: npm run bench -- [--only ${all.join(',')}] [--quick] [--out FILE] [--repeat N]`);
     return;
+  }
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) {
+    console.error(
+      `--repeat ${values.repeat}: give how many times to run the suite, a whole number from 1 to 20`,
+    );
+    process.exit(2);
   }
   const only = values.only
     ? values.only
@@ -282,26 +339,34 @@ async function main(): Promise<void> {
   console.log(
     `ipkeeper benchmarks — ${machine.date}\n${machine.cpus}, ${machine.memory}, Linux ${machine.kernel}, Node ${machine.node}\nuptime: ${machine.uptimeStart}`,
   );
-  const results: SectionResult[] = [];
+  const passes: SectionResult[][] = [];
   const settled = new Map<string, { waitedMs: number; busy: number }>();
-  for (const name of only) {
-    const quiet = await settle();
-    settled.set(name, quiet);
-    console.log(
-      `\n-- ${name}${values.quick ? ' (quick)' : ''} ... (CPUs ${(quiet.busy * 100).toFixed(0)}% busy after ${(quiet.waitedMs / 1000).toFixed(1)} s of waiting for quiet)`,
-    );
-    const r = await runSection(name, values.quick);
-    results.push(r);
-    console.log(consoleSection(r));
+  for (let pass = 1; pass <= repeat; pass++) {
+    const results: SectionResult[] = [];
+    passes.push(results);
+    for (const name of only) {
+      const quiet = await settle();
+      settled.set(name, quiet);
+      console.log(
+        `\n-- ${name}${values.quick ? ' (quick)' : ''}${repeat > 1 ? `, pass ${pass} of ${repeat}` : ''} ... (CPUs ${(quiet.busy * 100).toFixed(0)}% busy after ${(quiet.waitedMs / 1000).toFixed(1)} s of waiting for quiet)`,
+      );
+      const r = await runSection(name, values.quick);
+      results.push(r);
+      console.log(consoleSection(r));
+    }
   }
   machine.uptimeEnd = uptime();
   machine.loadEnd = loadNow();
   console.log(`\nuptime at end: ${machine.uptimeEnd}`);
-  writeFileSync(out, markdown(machine, results, keptAnalysis(out), settled));
+  if (repeat > 1) {
+    const rep = repeatedSummary(passes);
+    console.log(`\n== every goal in each of ${repeat} passes\n${renderTable(rep.head, rep.rows)}`);
+  }
+  writeFileSync(out, markdown(machine, passes, keptAnalysis(out), settled));
   console.log(
     `written to ${out}${partial && !values.out ? ' (a partial run: docs/BENCHMARKS.md is left as it was)' : ''}`,
   );
-  if (results.some((r) => r.error && r.rows.length === 0)) process.exitCode = 1;
+  if (passes.flat().some((r) => r.error && r.rows.length === 0)) process.exitCode = 1;
 }
 
 await main();

@@ -1,6 +1,6 @@
 /**
  * @module scripts/build
- * `npm run build`: the CNI plugin, in two self-contained forms.
+ * `npm run build`: the CNI plugin, in two self-contained forms, and the agent's bundle.
  *
  *   dist/ipkeeper-cni        the native forwarder (native/ipkeeper-cni.c, `cc -O2 -static`): what
  *                            `ipkeeper install-cni` installs. It starts in ~1 ms and hands the CNI
@@ -15,14 +15,13 @@
  * line of ours, 4-5x Go's host-local; no bundle, code cache or snapshot changes that, so the
  * executable the runtime starts for every pod is C, and the logic stays in TypeScript in the agent.
  *
- * Real nodes have no Node.js, and the runtime starts the plugin for every pod network change, so the
- * plugin ships as a Node single executable application (SEA): a copy of this Node 24 binary with the
- * bundled plugin injected as a resource.
+ * Real nodes have no Node.js, so the plugin's Node form is a Node single executable application
+ * (SEA): a copy of this Node 24 binary with the bundled plugin injected as a resource.
  *
  *   src/cni/main.ts --esbuild--> dist/ipkeeper-cni.cjs        (one minified CommonJS file: a Node 24
  *                                                               SEA's main script must be CommonJS)
  *   sea-config.json --node --experimental-sea-config--> blob
- *   copy of process.execPath --strip--> --postject NODE_SEA_BLOB--> dist/ipkeeper-cni
+ *   copy of process.execPath --strip--> --postject NODE_SEA_BLOB--> dist/ipkeeper-cni-node
  *
  * Node 24.11 has no `--build-sea` (that came later), so the blob is injected with `postject`, which must
  * be installed (`npm install --save-dev postject@1.0.0-alpha.6`). `strip` (binutils) is used when present: it
