@@ -203,7 +203,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
 async function assemble(opts: AgentOptions, started: Started): Promise<Agent> {
   // Flags are checked before anything is opened or read.
-  const listenAt = opts.listen === undefined ? undefined : /^(.+):(\d+)$/.exec(opts.listen);
+  const listenAt = opts.listen ? /^(.+):(\d+)$/.exec(opts.listen) : undefined;
   if (listenAt === null) {
     throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
   }
