@@ -165,6 +165,11 @@ function keptAnalysis(path: string): string | undefined {
   return a >= 0 && b > a ? text.slice(a, b + ANALYSIS_END.length) : undefined;
 }
 
+/** Whether a row carries one of the issue's goals (what the summaries list). */
+function hasGoal(r: Row): r is Row & { goal: string } {
+  return r.goal !== undefined && r.goal !== '—' && (r.met !== undefined || !!r.skipped);
+}
+
 /** A goal's figure in one pass: "27,419 cycles/CPU-s (0.91×) met". */
 function passCell(r: Row | undefined): string {
   if (!r) return '—';
@@ -182,7 +187,7 @@ function repeatedSummary(passes: SectionResult[][]): { head: string[]; rows: str
   const last = passes[passes.length - 1] ?? [];
   for (const s of last) {
     for (const r of s.rows) {
-      if (r.goal === undefined || r.goal === '—' || (r.met === undefined && !r.skipped)) continue;
+      if (!hasGoal(r)) continue;
       const per = passes.map((p) =>
         p.find((x) => x.name === s.name)?.rows.find((x) => x.figure === r.figure),
       );
@@ -245,8 +250,7 @@ function markdown(
   out.push(`| section | goal | figure | result |`, `|---|---|---|---|`);
   for (const s of sections) {
     for (const r of s.rows) {
-      if (r.met === undefined && !r.skipped) continue;
-      if (r.goal === undefined || r.goal === '—') continue;
+      if (!hasGoal(r)) continue;
       out.push(
         `| ${s.name} | ${md(r.goal)} | ${md(r.figure)}: ${r.median === undefined ? '—' : `${fmt(r.median)} ${r.unit}`}${r.ratio !== undefined ? ` (${fmtRatio(r.ratio)})` : ''} | ${resultText(r)} |`,
       );
