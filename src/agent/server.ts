@@ -172,6 +172,8 @@ interface Started {
   kube?: KubeView;
   nodePool?: NodePoolAgent;
   ipam?: Ipam;
+  /** The engine's start (its read of the store), once begun. */
+  load?: Promise<void>;
   timers: NodeJS.Timeout[];
   servers: FastifyInstance[];
 }
@@ -192,7 +194,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     const quietly = (p: Promise<unknown> | undefined): Promise<unknown> | undefined =>
       p?.catch(() => undefined);
     for (const s of started.servers) await quietly(s.close());
-    // Closes the engine's watches; it writes no claims cache while its claims are still loading.
+    // The engine's read ends first (else it would start its checkpoints after the stop); then
+    // its watches close, and it writes no claims cache unless its claims were all loaded.
+    await quietly(started.load);
     await quietly(started.ipam?.stop());
     await quietly(started.nodePool?.close());
     await quietly(started.kube?.stop());
@@ -257,6 +261,7 @@ async function assemble(opts: AgentOptions, started: Started): Promise<Agent> {
   // store's first answers (below, before `await loaded`), not after the last one.
   const loaded = ipam.start();
   loaded.catch(() => undefined); // awaited below, after the server is built
+  started.load = loaded;
   const objects = new ObjectService(store, ipam);
   // The pool map page, `check`, `describe` and operator release (src/agent/ui/).
   const hub = new UiHub({ ipam, store, node, nodeDeadMs: opts.nodeDeadMs ?? NODE_DEAD_MS });
