@@ -57,6 +57,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build, type Plugin } from 'esbuild';
+import { protoJson, type ProtobufParser } from '../src/store/etcd-services.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DIST = join(ROOT, 'dist');
@@ -356,15 +357,11 @@ function etcdProtoPrebuilt(): Plugin {
         const options = m[1] as string;
         if (!/keepCase: true/.test(options))
           throw new Error(`${args.path}: rpc.proto options changed: ${options}`);
-        // Parsed as proto-loader does (loadProtosWithOptionsSync): one root, keepCase at parse time.
-        const req = createRequire(args.path);
-        const protobuf = req('protobufjs') as {
-          Root: new () => { loadSync(f: string, o: object): { resolveAll(): { toJSON(): unknown } } };
-        };
-        const json = new protobuf.Root()
-          .loadSync(join(dirname(args.path), '../proto/rpc.proto'), { keepCase: true })
-          .resolveAll()
-          .toJSON();
+        // Parsed with etcd3's own protobufjs, as proto-loader does.
+        const json = protoJson(
+          createRequire(args.path)('protobufjs') as ProtobufParser,
+          join(dirname(args.path), '../proto/rpc.proto'),
+        );
         // etcd3's own protobufjs (from its directory), our definitions (src/store/etcd-services.ts).
         const lean =
           `const packageDefinition = require(${JSON.stringify(ETCD_SERVICES)}).etcdServiceDefinitions(` +

@@ -8,7 +8,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { camelCase, etcdServiceDefinitions, type MethodDefinition, type Protobuf } from './etcd-services.ts';
+import {
+  camelCase,
+  etcdServiceDefinitions,
+  protoJson,
+  type MethodDefinition,
+  type Protobuf,
+  type ProtobufParser,
+} from './etcd-services.ts';
 
 // etcd3's own dependencies, as its module loads them.
 const etcd3 = createRequire(import.meta.url).resolve('etcd3');
@@ -18,12 +25,11 @@ const OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, 
 
 type Loaded = Record<string, Record<string, MethodDefinition> | { format: string }>;
 const protoLoader = fromEtcd3('@grpc/proto-loader') as { loadSync(f: string, o: object): Loaded };
-const protobuf = fromEtcd3('protobufjs') as Protobuf & {
-  Root: new () => { loadSync(f: string, o: object): { resolveAll(): { toJSON(): unknown } } };
-};
+const protobuf = fromEtcd3('protobufjs') as Protobuf & ProtobufParser;
 
 function ours(): Record<string, Record<string, MethodDefinition>> {
-  const json = new protobuf.Root().loadSync(RPC_PROTO, { keepCase: true }).resolveAll().toJSON();
+  // The JSON as the build makes it (scripts/build.ts etcdProtoPrebuilt).
+  const json = protoJson(protobuf, RPC_PROTO);
   // Through JSON text, as the bundle carries it.
   return etcdServiceDefinitions(protobuf, JSON.parse(JSON.stringify(json)), OPTIONS);
 }

@@ -52,6 +52,19 @@ export interface MethodDefinition {
   options: Record<string, never>;
 }
 
+/** The part of protobufjs that parses .proto text (the build's). */
+export interface ProtobufParser {
+  Root: new () => { loadSync(file: string, o: object): { resolveAll(): { toJSON(): unknown } } };
+}
+
+/**
+ * protobufjs JSON of `file` and the files it imports, parsed as proto-loader parses them for etcd3
+ * (one root, field names kept as written): what the bundle carries in place of the .proto text.
+ */
+export function protoJson(protobuf: ProtobufParser, file: string): unknown {
+  return new protobuf.Root().loadSync(file, { keepCase: true }).resolveAll().toJSON();
+}
+
 /**
  * A gRPC method name as proto-loader's `originalName` spells it (lodash's camelCase): words split
  * at a lower-to-upper change and before the last capital of a run of capitals followed by a lower
