@@ -18,6 +18,7 @@
  */
 import { API_VERSION } from '../api/kinds.ts';
 import { StoreError } from './store.ts';
+import type { Version, WatchEvent } from './store.ts';
 
 /** The claims' key prefix (`CLAIM_PREFIX` in ipam/state.ts, which the store does not import). */
 const CLAIMS = 'ipclaims/';
@@ -49,6 +50,26 @@ export function decodeValue(key: string, text: string): unknown {
   const v = JSON.parse(text) as unknown;
   if (!key.startsWith(CLAIMS) || !isObject(v) || 'apiVersion' in v || 'spec' in v) return v;
   return { apiVersion: API_VERSION, kind: 'IPClaim', metadata: { name: key.slice(CLAIMS.length) }, spec: v };
+}
+
+/**
+ * A put event whose `value` is decoded from `json` when first read, then kept. A listener that drops
+ * the event by its version (its own write coming back) never pays the parse. Only for text this
+ * process encoded (a corrupt value would throw in the listener's hands). The memory store shares one
+ * such event among the listeners of a write (none of ours mutates a value); the sqlite store gives
+ * each watcher its own.
+ */
+export function lazyPut(key: string, json: string, version: Version): WatchEvent<unknown> {
+  let parsed: { value: unknown } | undefined;
+  return {
+    type: 'put',
+    key,
+    version,
+    get value(): unknown {
+      parsed ??= { value: decodeValue(key, json) };
+      return parsed.value;
+    },
+  };
 }
 
 /**

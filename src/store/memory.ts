@@ -12,7 +12,7 @@
  * backends, and mutating it cannot change the store.
  */
 import { StoreError, distinctKeys, validateKey } from './store.ts';
-import { decodeValue, encodeValue } from './codec.ts';
+import { decodeValue, encodeValue, lazyPut } from './codec.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -33,23 +33,6 @@ interface Listener {
   prefix: string;
   onEvent: (ev: WatchEvent<unknown>) => void;
   closed: boolean;
-}
-
-/**
- * A put event whose `value` is parsed from `json` when first read, then kept. Listeners of one write
- * share it: they read it, none of ours mutates it (the engine's cache keeps it as it is).
- */
-export function lazyPut(key: string, json: string, version: Version): WatchEvent<unknown> {
-  let parsed: { value: unknown } | undefined;
-  return {
-    type: 'put',
-    key,
-    version,
-    get value(): unknown {
-      parsed ??= { value: decodeValue(key, json) };
-      return parsed.value;
-    },
-  };
 }
 
 /**

@@ -276,6 +276,90 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('a write that fails after logging part of itself hands none of it to the watchers', async () => {
+    const path = freshPath();
+    const s = new SqliteStore(path, { pollIntervalMs: 1_000_000 });
+    // The second insert of a createMany fails (as on a full disk) after the first was logged: the
+    // savepoint undoes both, and the next write takes the first one's revision.
+    const stmts = (s as unknown as { w: { insert: { run(...a: unknown[]): unknown } } }).w;
+    const insert = stmts.insert;
+    stmts.insert = {
+      run: (...a: unknown[]) => {
+        if (a[0] === 'claims/b') throw new Error('database or disk is full');
+        return insert.run(...a);
+      },
+    };
+    try {
+      const events: WatchEvent[] = [];
+      const w = s.watch('claims/', (ev) => events.push({ ...ev }));
+      const [many, c] = await Promise.allSettled([
+        s.createMany([
+          { key: 'claims/a', value: { a: 1 } },
+          { key: 'claims/b', value: { b: 1 } },
+        ]),
+        s.create('claims/c', { c: 1 }),
+      ]);
+      assert.equal(many.status, 'rejected');
+      assert.ok(c.status === 'fulfilled' && c.value.created);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(events, [{ type: 'put', key: 'claims/c', value: { c: 1 }, version: c.value.version }]);
+      // Alone in its batch, the failed write leaves nothing to hand over either.
+      await s
+        .createMany([
+          { key: 'claims/d', value: { d: 1 } },
+          { key: 'claims/b', value: { b: 1 } },
+        ])
+        .catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+      s.pollNow();
+      assert.equal(events.length, 1, JSON.stringify(events));
+      assert.equal(await s.get('claims/d'), undefined);
+      // Another instance's write takes the revision the failed one had: its own key and value.
+      const other = new SqliteStore(path);
+      const e = await other.create('claims/e', { e: 1 });
+      await other.close();
+      assert.ok(e.created);
+      s.pollNow();
+      assert.deepEqual(events.slice(1), [
+        { type: 'put', key: 'claims/e', value: { e: 1 }, version: e.version },
+      ]);
+      w.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('each watcher gets its own copy of this instance’s writes, in commit order', async () => {
+    const s = new SqliteStore(freshPath(), { pollIntervalMs: 1_000_000 });
+    try {
+      const one: WatchEvent[] = [];
+      const two: WatchEvent[] = [];
+      const w1 = s.watch('claims/', (ev) => {
+        one.push(ev);
+        // A watcher that changes what it got changes nobody else's.
+        if (ev.type === 'put') (ev.value as { n: number }).n = -1;
+      });
+      const w2 = s.watch('claims/', (ev) => two.push({ ...ev }));
+      const x = await s.create('claims/x', { n: 1 });
+      const y = await s.create('claims/y', { n: 2 });
+      assert.ok(x.created && y.created);
+      const d = await s.delete('claims/x', x.version);
+      assert.ok(d.ok);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(two, [
+        { type: 'put', key: 'claims/x', value: { n: 1 }, version: x.version },
+        { type: 'put', key: 'claims/y', value: { n: 2 }, version: y.version },
+        { type: 'delete', key: 'claims/x', version: d.version },
+      ]);
+      assert.equal(one.length, 3);
+      assert.deepEqual((await s.get('claims/y'))?.value, { n: 2 });
+      w1.close();
+      w2.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('pollNow sees another instance’s write without waiting for the timer', async () => {
     const path = freshPath();
     const a = new SqliteStore(path);

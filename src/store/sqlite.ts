@@ -58,7 +58,7 @@ import type {
   WatchEvent,
   Watcher,
 } from './store.ts';
-import { decodeValue, encodeValue } from './codec.ts';
+import { decodeValue, encodeValue, lazyPut } from './codec.ts';
 
 export interface SqliteStoreOptions {
   /** `FULL` (default) fsyncs every commit; `NORMAL` only at checkpoints (a power cut may lose the last writes). */
@@ -451,6 +451,7 @@ export class SqliteStore implements Store {
    */
   private async write<R>(op: string, key: string, fn: (next: () => number) => R): Promise<R> {
     const batch = this.run(op, key, () => this.joinBatch());
+    const logged = batch.writes.length;
     let result: R;
     try {
       this.w.savepoint.run();
@@ -465,6 +466,9 @@ export class SqliteStore implements Store {
       } catch {
         // No savepoint left to roll back to: handled just below.
       }
+      // What the write logged before it failed is undone with it: its revisions are taken again by
+      // the next writes of the batch, which the watchers must get, not these.
+      batch.writes.length = logged;
       if (!this.db.isTransaction) this.abortBatch(e);
       throw this.storeError(op, key, e);
     } finally {
@@ -520,9 +524,41 @@ export class SqliteStore implements Store {
     }
     this.commits++;
     b.resolve();
-    if (this.watchers.size > 0 && b.writes.length > 0) {
-      for (const ow of b.writes) this.ownWrites.set(ow.rev, ow);
-      this.queuePoll();
+    if (this.watchers.size > 0 && b.writes.length > 0) this.handOver(b.writes);
+  }
+
+  /**
+   * A committed batch's writes, to the watchers. When the batch follows the last change handed over
+   * (no other process wrote in between: under BEGIN IMMEDIATE a batch's revisions follow one
+   * another), they go straight from memory on a microtask, in the order a poll would give them;
+   * otherwise through the change log, after the others' changes. Either way the watchers get this
+   * process's writes without a read of the value.
+   */
+  private handOver(writes: OwnWrite[]): void {
+    const first = (writes[0] as OwnWrite).rev;
+    const last = (writes[writes.length - 1] as OwnWrite).rev;
+    if (this.cursor === first - 1 && last - first === writes.length - 1) {
+      this.cursor = last;
+      queueMicrotask(() => {
+        for (const ow of writes) this.handOwn(ow);
+      });
+      return;
+    }
+    for (const ow of writes) this.ownWrites.set(ow.rev, ow);
+    this.queuePoll();
+  }
+
+  /** One write of this process, to each watcher of its key: a value of its own, parsed if read. */
+  private handOwn(ow: OwnWrite): void {
+    if (this.closed) return;
+    const version = String(ow.rev);
+    for (const w of this.watchers) {
+      if (w.closed || ow.rev <= w.after || !ow.key.startsWith(w.prefix)) continue;
+      const ev: WatchEvent<unknown> =
+        ow.json === undefined ? { type: 'delete', key: ow.key, version } : lazyPut(ow.key, ow.json, version);
+      this.deliver(() => {
+        if (!w.closed) w.onEvent(ev);
+      });
     }
   }
 
@@ -639,9 +675,13 @@ export class SqliteStore implements Store {
       this.cursor = row.revision;
       const own = this.ownWrites.get(row.revision);
       this.ownWrites.delete(row.revision);
+      if (own !== undefined && own.key === row.key) {
+        this.handOwn(own);
+        continue;
+      }
       let ev: WatchEvent<unknown> | undefined;
       try {
-        ev = this.eventFor(row, own);
+        ev = this.eventFor(row);
       } catch {
         // A corrupt value written by another process: skip the event rather than stall every
         // watcher; get/list report the corruption to whoever reads the key.
@@ -660,12 +700,10 @@ export class SqliteStore implements Store {
     if (rows.length === POLL_BATCH) this.queuePoll();
   }
 
-  private eventFor(row: ChangeRow, own: OwnWrite | undefined): WatchEvent<unknown> | undefined {
+  /** The event of another process's change, its value read now (a corrupt one is skipped by the caller). */
+  private eventFor(row: ChangeRow): WatchEvent<unknown> | undefined {
     const version = String(row.revision);
     if (row.type === 'delete') return { type: 'delete', key: row.key, version };
-    if (own?.json !== undefined) {
-      return { type: 'put', key: row.key, value: decodeValue(row.key, own.json), version };
-    }
     // Another process wrote it: the value is in kv unless a later write replaced it.
     const now = this.r.get.get(row.key) as Row | undefined;
     if (now === undefined || now.version !== row.revision) return undefined;
