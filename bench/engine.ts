@@ -254,6 +254,56 @@ export async function engineBench(c: SizeCase, kind: 'memory' | 'noop', rand: ()
  * engine's private steps (`claimFree`, `newClaim`, `tryClaim`, `deleteClaim`) on the public
  * `IpamState` — the engine has no hook to run them without a store.
  */
+/**
+ * The memory store alone doing what one engine cycle makes it do, with the objects the engine writes:
+ * `createMany` of a claim and its pod's Endpoint (ADD), then delete of the claim and a read and
+ * delete of the Endpoint (DEL), with a watcher on the claims that reads only each event's version,
+ * as the engine does for its own writes. No engine, no object built: a ceiling for any engine on
+ * this store.
+ */
+export async function storeFloorBench(): Promise<Bench> {
+  const c = CASES[0]!;
+  // The claim and Endpoint as the engine writes them: one real ADD on a store of its own.
+  const probe = new MemoryStore();
+  await probe.create(poolKey(poolName(c)), poolObject(poolName(c), c.subnet));
+  const ipam = new Ipam({ store: probe, node: 'bench' });
+  await ipam.start();
+  await ipam.add({
+    cniNetwork: CNI_NETWORK,
+    containerId: cid(c.label, 0),
+    ifName: 'eth0',
+    owner: { kind: 'Pod', namespace: 'bench', name: 'pod-0', uid: 'uid-0' },
+    configPools: configPools(c),
+  });
+  await ipam.stop();
+  const [claim] = await probe.list(CLAIM_PREFIX);
+  const [endpoint] = await probe.list('endpoints/');
+  if (!claim || !endpoint) throw new Error('the probe ADD wrote no claim or no Endpoint');
+  const store = new MemoryStore();
+  let seen = '';
+  store.watch(CLAIM_PREFIX, (ev) => {
+    seen = ev.version;
+  });
+  const writes = [
+    { key: claim.key, value: claim.value },
+    { key: endpoint.key, value: endpoint.value },
+  ];
+  const cycle = async (): Promise<void> => {
+    const made = await store.createMany(writes);
+    if (!made.created) throw new Error('store floor: the keys exist');
+    const gone = await store.delete(claim.key, made.versions[0]!);
+    const ep = await store.get(endpoint.key);
+    if (!gone.ok || !ep || !(await store.delete(endpoint.key, ep.version)).ok)
+      throw new Error(`store floor: a delete failed (last event ${seen})`);
+  };
+  return {
+    label: 'floor',
+    async run(n) {
+      for (let i = 0; i < n; i++) await cycle();
+    },
+  };
+}
+
 export function decisionBench(c: SizeCase, rand: () => number): Bench {
   const state = new IpamState();
   const name = poolName(c);
@@ -503,11 +553,13 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
 
   opts.log('engine: filling stores');
   const rand = prng(42);
-  const engines = await Promise.all(CASES.map((c) => engineBench(c, 'memory', rand)));
+  const engines: Bench[] = await Promise.all(CASES.map((c) => engineBench(c, 'memory', rand)));
+  engines.push(await storeFloorBench());
   const lat = new Map<string, number[]>(CASES.map((c) => [c.label, []]));
-  opts.log(`engine: ${rounds} rounds x ${roundCpuMs} ms CPU per size, memory store`);
+  opts.log(`engine: ${rounds} rounds x ${roundCpuMs} ms CPU per size, memory store, and the store alone`);
   const eng = await interleaved(engines, rounds, roundCpuMs, lat);
   engines.length = 0;
+  const floor = eng.get('floor')!;
 
   const noops = await Promise.all(CASES.map((c) => engineBench(c, 'noop', rand)));
   opts.log('engine: no-op store');
@@ -561,6 +613,16 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     }
   };
   addRows('engine ADD+DEL, memory store', eng, true, true);
+  const engine28 = rows[rows.length - CASES.length]!;
+  rows.push({
+    figure: 'memory store alone: one cycle’s writes, no engine (a ceiling for the rows above)',
+    unit: 'cycles/CPU-s',
+    better: 'higher',
+    median: median(floor),
+    samples: floor.length,
+    goal: '—',
+    detail: `the engine's /28 runs at ${((engine28.median ?? 0) / median(floor)).toFixed(2)}× this; its claim and Endpoint as the engine writes them: createMany, delete, get, delete`,
+  });
   addRows('engine ADD+DEL, no-op store', noop, false, false);
   addRows('decision alone (no store)', dec, false, false);
 
@@ -615,6 +677,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     `Fill: the /28 holds 13 of its 14 addresses and the /16 holds ${FILL_16.toLocaleString('en-US')} claims (90% of 65,534), placed at random. A 90% full /8 (15 million claims) or /64 (1.7e19) cannot be held, so the /8 and /64 hold the same ${FILL_16.toLocaleString('en-US')} real claims, scattered at random over their first 65,536 addresses; the UsedSet+nextFree rows show the true 90% case for every size. The “/28 + ${FILL_16.toLocaleString('en-US')} in another pool” row is the /28 with as many claims in the engine's cache as the /16 (another pool in the same network, never touched by the cycles): comparing the larger pools with it separates the pool size from the number of claims held, which the “× the /28 with as many claims” detail does.`,
     `Throughput is per CPU-second of the benchmark process (GC threads included), median of ${rounds} interleaved rounds of ~${roundCpuMs} ms CPU each; cycle latencies are wall-clock and include preemption by other processes.`,
     `Goals: the issue's 500,000 cycles/s, and “the same speed for all sizes”, read here as at least ${SAME_SPEED}× the /28's figure (for the engine rows and the true-90% UsedSet rows). The no-op store and decision rows carry no goal: they split the engine's cost.`,
+    'The “memory store alone” row runs, interleaved with the engine rows, only the store calls one cycle makes — `createMany` of the claim and the pod’s Endpoint the engine wrote in a probe ADD, then `delete` of the claim, `get` and `delete` of the Endpoint — with a watcher on the claims that reads only versions: what the memory store’s JSON copies cost with no engine at all, so no engine on this store can run faster.',
     'The no-op store keeps values by reference and sends no watch events: the engine rows on it are the engine without the memory store’s JSON copies. The decision rows are a copy of the engine’s private allocation steps on `IpamState` (no store, no lock, no promises), since the engine has no hook to run them alone.',
     `Memory: heapUsed after two forced GCs, before and after \`Ipam.start()\` loads ${memN.toLocaleString('en-US')} claims from a memory store (so it counts the parsed claim objects the cache keeps, its indexes and the used set).`,
   );
