@@ -31,6 +31,7 @@ import {
   type Row,
   type SectionOptions,
 } from './lib.ts';
+import { ensurePackages } from '../scripts/lib/system.ts';
 
 const SYSTEM_CNI = '/usr/lib/cni';
 const HOST_LOCAL = join(SYSTEM_CNI, 'host-local');
@@ -104,6 +105,8 @@ function latencyRow(
 export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: string[] }> {
   const rows: Row[] = [];
   const notes: string[] = [];
+  // The anchors are Debian's plugins: installed here on a machine that has not run the tests yet.
+  ensurePackages(['containernetworking-plugins', 'iproute2']);
   const tmp = tempDir('plugin');
   const binDir = join(tmp.path, 'bin');
   opts.log('installing the plugin executable');
