@@ -613,7 +613,6 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     }
   };
   addRows('engine ADD+DEL, memory store', eng, true, true);
-  const engine28 = rows[rows.length - CASES.length]!;
   rows.push({
     figure: 'memory store alone: one cycle’s writes, no engine (a ceiling for the rows above)',
     unit: 'cycles/CPU-s',
@@ -621,7 +620,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     median: median(floor),
     samples: floor.length,
     goal: '—',
-    detail: `the engine's /28 runs at ${((engine28.median ?? 0) / median(floor)).toFixed(2)}× this; its claim and Endpoint as the engine writes them: createMany, delete, get, delete`,
+    detail: `the engine's /28 runs at ${(median(eng.get('/28')!) / median(floor)).toFixed(2)}× this; its claim and Endpoint as the engine writes them: createMany, delete, get, delete`,
   });
   addRows('engine ADD+DEL, no-op store', noop, false, false);
   addRows('decision alone (no store)', dec, false, false);
