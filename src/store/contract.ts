@@ -336,6 +336,116 @@ export function storeContract(
         });
       });
 
+    if (opts.createMany === false) {
+      it('offers no deleteMany: it cannot write several keys as one', async () => {
+        await withStore(open, async (s) => {
+          assert.equal(s.deleteMany, undefined);
+        });
+      });
+    } else
+      describe('deleteMany (all or none)', () => {
+        const many = (s: Store) => {
+          assert.ok(s.deleteMany, `${s.backend} implements deleteMany`);
+          return s.deleteMany.bind(s);
+        };
+
+        it('deletes every key at its version; a key made again is newer than its delete', async () => {
+          await withStore(open, async (s) => {
+            const a = await mustCreate(s, 'claims/default.10.0.6.1', { i: 1 });
+            const b = await mustCreate(s, 'endpoints/ns/pod', { pod: true });
+            const keep = await mustCreate(s, 'claims/default.10.0.6.2', { i: 2 });
+            const r = await many(s)([
+              { key: 'claims/default.10.0.6.1', version: a },
+              { key: 'endpoints/ns/pod', version: b },
+            ]);
+            assert.ok(r.ok);
+            assert.equal(r.versions.length, 2);
+            for (const v of r.versions) assert.ok(versionNewer(v, b), `${v} after the last create ${b}`);
+            assert.equal(await s.get('claims/default.10.0.6.1'), undefined);
+            assert.equal(await s.get('endpoints/ns/pod'), undefined);
+            assert.equal((await s.get('claims/default.10.0.6.2'))?.version, keep);
+            const again = await mustCreate(s, 'claims/default.10.0.6.1', { i: 3 });
+            assert.ok(versionNewer(again, r.versions[0]!));
+          });
+        });
+
+        it('deletes none when a key holds another version or is missing', async () => {
+          await withStore(open, async (s) => {
+            const a = await mustCreate(s, 'claims/default.10.0.7.1', { i: 1 });
+            const b = await mustCreate(s, 'claims/default.10.0.7.2', { i: 2 });
+            const u = await s.update('claims/default.10.0.7.2', { i: 3 }, b);
+            assert.ok(u.ok);
+            assert.deepEqual(
+              await many(s)([
+                { key: 'claims/default.10.0.7.1', version: a },
+                { key: 'claims/default.10.0.7.2', version: b },
+              ]),
+              { ok: false },
+            );
+            assert.deepEqual(
+              await many(s)([
+                { key: 'claims/default.10.0.7.1', version: a },
+                { key: 'claims/default.10.0.7.9', version: a },
+              ]),
+              { ok: false },
+            );
+            assert.deepEqual(await many(s)([{ key: 'claims/default.10.0.7.1', version: 'x' }]), {
+              ok: false,
+            });
+            assert.equal((await s.get('claims/default.10.0.7.1'))?.version, a);
+            assert.deepEqual((await s.get('claims/default.10.0.7.2'))?.value, { i: 3 });
+          });
+        });
+
+        it('rejects a key given twice, and an invalid key, with a StoreError and deletes nothing', async () => {
+          await withStore(open, async (s) => {
+            const a = await mustCreate(s, 'claims/default.10.0.8.1', { i: 1 });
+            await assert.rejects(
+              many(s)([
+                { key: 'claims/default.10.0.8.1', version: a },
+                { key: 'claims/default.10.0.8.1', version: a },
+              ]),
+              (e: unknown) =>
+                e instanceof StoreError && !e.retryable && /deleteMany.*given twice/.test(e.message),
+            );
+            await assert.rejects(
+              many(s)([
+                { key: 'claims/default.10.0.8.1', version: a },
+                { key: 'claims/../x', version: a },
+              ]),
+              (e: unknown) => e instanceof StoreError && !e.retryable,
+            );
+            assert.equal((await s.get('claims/default.10.0.8.1'))?.version, a);
+          });
+        });
+
+        it('is seen by a watcher as ordinary deletes at the versions it returned', async () => {
+          await withStore(open, async (s) => {
+            const a = await mustCreate(s, 'claims/default.10.0.9.1', { i: 1 });
+            const b = await mustCreate(s, 'claims/default.10.0.9.2', { i: 2 });
+            const log = new EventLog(deadlineMs);
+            const w = s.watch('claims/', log.onEvent);
+            try {
+              const r = await many(s)([
+                { key: 'claims/default.10.0.9.1', version: a },
+                { key: 'claims/default.10.0.9.2', version: b },
+              ]);
+              assert.ok(r.ok);
+              await log.until('2 deletes', () => log.events.length >= 2);
+              assert.deepEqual(
+                log.events.map((e) => [e.type, e.key, e.version]).sort(),
+                [
+                  ['delete', 'claims/default.10.0.9.1', r.versions[0]],
+                  ['delete', 'claims/default.10.0.9.2', r.versions[1]],
+                ].sort(),
+              );
+            } finally {
+              w.close();
+            }
+          });
+        });
+      });
+
     describe('update', () => {
       it('with the current version succeeds and changes the version', async () => {
         await withStore(open, async (s) => {

@@ -60,6 +60,7 @@ import type {
   CasResult,
   CreateManyResult,
   CreateResult,
+  DeleteManyResult,
   Store,
   Version,
   Versioned,
@@ -621,6 +622,33 @@ export class EtcdStore implements Store {
   async delete(key: string, version: Version): Promise<CasResult> {
     this.check(key);
     return this.compareAndWrite('delete', key, version, { request_delete_range: { key: this.etcdKey(key) } });
+  }
+
+  /** One transaction: every key's mod_revision compared, all deleted if each matches. */
+  async deleteMany(entries: { key: string; version: Version }[]): Promise<DeleteManyResult> {
+    this.check();
+    for (const e of entries) validateKey(e.key);
+    distinctKeys(entries, 'deleteMany');
+    // A version this backend never hands out (and "0" would match a missing key) cannot match.
+    if (!entries.every((e) => isRevision(e.version))) return { ok: false };
+    const res = await this.call('deleteMany', entries[0]?.key ?? '(none)', true, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: entries.map((e) => ({
+            key: this.etcdKey(e.key),
+            target: 'Mod' as const,
+            result: 'Equal' as const,
+            mod_revision: e.version,
+          })),
+          success: entries.map((e) => ({ request_delete_range: { key: this.etcdKey(e.key) } })),
+          failure: [],
+        },
+        { deadline },
+      ),
+    );
+    this.saw(res.header);
+    if (!res.succeeded) return { ok: false };
+    return { ok: true, versions: entries.map(() => res.header.revision) };
   }
 
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher {

@@ -17,6 +17,7 @@ import type {
   CasResult,
   CreateManyResult,
   CreateResult,
+  DeleteManyResult,
   Store,
   Version,
   Versioned,
@@ -115,6 +116,26 @@ export class MemoryStore implements Store {
     const v = String(++this.state.revision);
     this.emit(key, v);
     return { ok: true, version: v };
+  }
+
+  /** Checked and done in one synchronous turn, like `delete`: nothing can come between. */
+  async deleteMany(entries: { key: string; version: Version }[]): Promise<DeleteManyResult> {
+    this.check();
+    for (const e of entries) validateKey(e.key);
+    distinctKeys(entries, 'deleteMany');
+    for (const e of entries) {
+      const held = this.entries.get(e.key);
+      if (!held || String(held.revision) !== e.version) return { ok: false };
+    }
+    return {
+      ok: true,
+      versions: entries.map((e) => {
+        this.entries.delete(e.key);
+        const v = String(++this.state.revision);
+        this.emit(e.key, v);
+        return v;
+      }),
+    };
   }
 
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, _onReset?: () => void): Watcher {

@@ -52,6 +52,7 @@ import type {
   CasResult,
   CreateManyResult,
   CreateResult,
+  DeleteManyResult,
   Store,
   Version,
   Versioned,
@@ -369,6 +370,31 @@ export class SqliteStore implements Store {
       }
       this.logged(rev, key, undefined);
       return { ok: true, version: String(rev) };
+    });
+  }
+
+  /** In one savepoint of the batch: every key's version is checked first, under the write lock, then each is deleted. */
+  async deleteMany(entries: { key: string; version: Version }[]): Promise<DeleteManyResult> {
+    this.check();
+    for (const e of entries) validateKey(e.key);
+    distinctKeys(entries, 'deleteMany');
+    const wants = entries.map((e) => parseVersion(e.version));
+    return this.write('deleteMany', entries[0]?.key ?? '(none)', (next): DeleteManyResult => {
+      for (const [i, e] of entries.entries()) {
+        const row = this.w.get.get(e.key) as Row | undefined;
+        if (row === undefined || wants[i] === undefined || row.version !== wants[i]) return { ok: false };
+      }
+      const versions: Version[] = [];
+      for (const [i, e] of entries.entries()) {
+        const rev = next();
+        if (Number(this.w.delete.run(e.key, wants[i] as number).changes) === 0) {
+          // Cannot happen: the versions were checked under this same write lock. Throwing rolls the savepoint back.
+          throw new Error(`key ${e.key} changed inside the transaction`);
+        }
+        this.logged(rev, e.key, undefined);
+        versions.push(String(rev));
+      }
+      return { ok: true, versions };
     });
   }
 

@@ -49,6 +49,12 @@ export type CreateResult<T = unknown> =
 export type CreateManyResult =
   { created: true; versions: Version[] } | { created: false; existing: Versioned[] };
 
+/**
+ * Outcome of `deleteMany`: every key was deleted at its version (`versions[i]` is the revision of
+ * entry i's delete), or none was (a key was missing or held another version).
+ */
+export type DeleteManyResult = { ok: true; versions: Version[] } | { ok: false };
+
 /** Outcome of `update`/`delete` with a version precondition. */
 export type CasResult<T = unknown> =
   | { ok: true; version: Version }
@@ -106,6 +112,14 @@ export interface Store {
   update<T>(key: string, value: T, version: Version): Promise<CasResult<T>>;
   /** Delete if the stored version equals `version`. A missing key is `{ ok: false, current: undefined }`. */
   delete(key: string, version: Version): Promise<CasResult>;
+  /**
+   * Compare-and-delete of several distinct keys as one write: each is deleted if it holds its
+   * `version`, all or none (a DEL's claims and its pod's Endpoint). etcd does it in one
+   * transaction, sqlite in one savepoint, memory in one turn. Optional, as `createMany`: callers
+   * without it delete key by key.
+   * @throws StoreError (not retryable) for duplicate or invalid keys.
+   */
+  deleteMany?(entries: { key: string; version: Version }[]): Promise<DeleteManyResult>;
   /**
    * Events for keys under `prefix`, after the call returns, in commit order per key. A watcher
    * that falls behind or loses its backend calls `onReset` (if given); the caller then re-lists.
@@ -173,12 +187,16 @@ export function resumeWatch(
   return w;
 }
 
-/** @throws StoreError (not retryable) naming a key given twice to `createMany`. */
-export function distinctKeys(entries: { key: string }[]): void {
+/** @throws StoreError (not retryable) naming a key given twice to `createMany` or `deleteMany`. */
+export function distinctKeys(
+  entries: { key: string }[],
+  op: 'createMany' | 'deleteMany' = 'createMany',
+): void {
   const seen = new Set<string>();
   for (const e of entries) {
     if (seen.has(e.key)) {
-      throw new StoreError(`createMany: key "${e.key}" is given twice; each key may be created once`, {
+      const once = op === 'createMany' ? 'created' : 'deleted';
+      throw new StoreError(`${op}: key "${e.key}" is given twice; each key may be ${once} once`, {
         retryable: false,
       });
     }
