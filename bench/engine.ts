@@ -256,8 +256,8 @@ export async function engineBench(c: SizeCase, kind: 'memory' | 'noop', rand: ()
  */
 /**
  * The memory store alone doing what one engine cycle makes it do, with the objects the engine writes:
- * `createMany` of a claim and its pod's Endpoint (ADD), then delete of the claim and a read and
- * delete of the Endpoint (DEL), with a watcher on the claims that reads only each event's version,
+ * `createMany` of a claim and its pod's Endpoint (ADD), then a read of the Endpoint and `deleteMany`
+ * of both (DEL), with a watcher on the claims that reads only each event's version,
  * as the engine does for its own writes. No engine, no object built: a ceiling for any engine on
  * this store.
  */
@@ -291,10 +291,14 @@ export async function storeFloorBench(): Promise<Bench> {
   const cycle = async (): Promise<void> => {
     const made = await store.createMany(writes);
     if (!made.created) throw new Error('store floor: the keys exist');
-    const gone = await store.delete(claim.key, made.versions[0]!);
     const ep = await store.get(endpoint.key);
-    if (!gone.ok || !ep || !(await store.delete(endpoint.key, ep.version)).ok)
-      throw new Error(`store floor: a delete failed (last event ${seen})`);
+    const gone =
+      ep &&
+      (await store.deleteMany([
+        { key: claim.key, version: made.versions[0]! },
+        { key: endpoint.key, version: ep.version },
+      ]));
+    if (!gone || !gone.ok) throw new Error(`store floor: the delete failed (last event ${seen})`);
   };
   return {
     label: 'floor',
@@ -620,7 +624,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     median: median(floor),
     samples: floor.length,
     goal: '—',
-    detail: `the engine's /28 runs at ${(median(eng.get('/28')!) / median(floor)).toFixed(2)}× this; its claim and Endpoint as the engine writes them: createMany, delete, get, delete`,
+    detail: `the engine's /28 runs at ${(median(eng.get('/28')!) / median(floor)).toFixed(2)}× this; its claim and Endpoint as the engine writes them: createMany, get, deleteMany`,
   });
   addRows('engine ADD+DEL, no-op store', noop, false, false);
   addRows('decision alone (no store)', dec, false, false);
@@ -676,7 +680,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     `Fill: the /28 holds 13 of its 14 addresses and the /16 holds ${FILL_16.toLocaleString('en-US')} claims (90% of 65,534), placed at random. A 90% full /8 (15 million claims) or /64 (1.7e19) cannot be held, so the /8 and /64 hold the same ${FILL_16.toLocaleString('en-US')} real claims, scattered at random over their first 65,536 addresses; the UsedSet+nextFree rows show the true 90% case for every size. The “/28 + ${FILL_16.toLocaleString('en-US')} in another pool” row is the /28 with as many claims in the engine's cache as the /16 (another pool in the same network, never touched by the cycles): comparing the larger pools with it separates the pool size from the number of claims held, which the “× the /28 with as many claims” detail does.`,
     `Throughput is per CPU-second of the benchmark process (GC threads included), median of ${rounds} interleaved rounds of ~${roundCpuMs} ms CPU each; cycle latencies are wall-clock and include preemption by other processes.`,
     `Goals: the issue's 500,000 cycles/s, and “the same speed for all sizes”, read here as at least ${SAME_SPEED}× the /28's figure (for the engine rows and the true-90% UsedSet rows). The no-op store and decision rows carry no goal: they split the engine's cost.`,
-    'The “memory store alone” row runs, interleaved with the engine rows, only the store calls one cycle makes — `createMany` of the claim and the pod’s Endpoint the engine wrote in a probe ADD, then `delete` of the claim, `get` and `delete` of the Endpoint — with a watcher on the claims that reads only versions: what the memory store’s JSON copies cost with no engine at all, so no engine on this store can run faster.',
+    'The “memory store alone” row runs, interleaved with the engine rows, only the store calls one cycle makes — `createMany` of the claim and the pod’s Endpoint the engine wrote in a probe ADD, then `get` of the Endpoint and `deleteMany` of both — with a watcher on the claims that reads only versions: what the memory store’s JSON copies cost with no engine at all, so no engine on this store can run faster.',
     'The no-op store keeps values by reference and sends no watch events: the engine rows on it are the engine without the memory store’s JSON copies. The decision rows are a copy of the engine’s private allocation steps on `IpamState` (no store, no lock, no promises), since the engine has no hook to run them alone.',
     `Memory: heapUsed after two forced GCs, before and after \`Ipam.start()\` loads ${memN.toLocaleString('en-US')} claims from a memory store (so it counts the parsed claim objects the cache keeps, its indexes and the used set).`,
   );

@@ -615,12 +615,7 @@ export class Endpoints {
    * @throws StoreError; IpamError CONFLICT.
    */
   async released(req: { containerId: string; ifName: string }, held: HeldClaim[]): Promise<void> {
-    const refs = new Set<string>();
-    for (const h of held) {
-      // A hand-edited claim must not make DEL fail on a key the store refuses.
-      const ref = h.claim.spec.endpoint;
-      if (ref && /^[a-z0-9][-a-z0-9]*\/[a-z0-9][-a-z0-9.]*$/.test(ref)) refs.add(ref);
-    }
+    const refs = endpointRefs(held);
     const kept = held.some((h) => h.claim.spec.fixed === true);
     const now = new Date(this.d.now()).toISOString();
     for (const ref of refs) {
@@ -635,6 +630,27 @@ export class Endpoints {
         return { ...cur, spec: { ...cur.spec, interfaces, updatedAt: now } };
       });
     }
+  }
+
+  /**
+   * The endpoint this DEL takes away whole, as stored now: the one endpoint `held` names, not
+   * fixed, of this container, with no interface left once this one goes — what `released` would
+   * delete. Undefined in every other case (and for a fixed claim among `held`): `released` then
+   * does what it must. The engine deletes it with the claims in one write (`Store.deleteMany`).
+   * @throws StoreError
+   */
+  async emptiedBy(
+    req: { containerId: string; ifName: string },
+    held: HeldClaim[],
+  ): Promise<{ key: string; version: Version } | undefined> {
+    if (held.some((h) => h.claim.spec.fixed === true)) return undefined;
+    const refs = endpointRefs(held);
+    if (refs.size !== 1) return undefined;
+    const key = ENDPOINT_PREFIX + [...refs][0];
+    const cur = await this.d.store.get<Endpoint>(key);
+    if (!cur || cur.value.spec.containerId !== req.containerId || cur.value.spec.fixed) return undefined;
+    if ((cur.value.spec.interfaces ?? []).some((i) => i.ifName !== req.ifName)) return undefined;
+    return { key, version: cur.version };
   }
 
   // ---- manual reclaim ------------------------------------------------------------------------
@@ -965,4 +981,14 @@ function ownerText(o: OwnerRef | undefined): string {
 function ownerOf(c: IPClaim): string {
   const o = c.spec.owner;
   return `${o.kind} ${o.namespace ? `${o.namespace}/` : ''}${o.name}`;
+}
+
+/** The endpoints `held` names; a hand-edited claim's malformed name is left out (DEL must not fail on a key the store refuses). */
+function endpointRefs(held: HeldClaim[]): Set<string> {
+  const refs = new Set<string>();
+  for (const h of held) {
+    const ref = h.claim.spec.endpoint;
+    if (ref && /^[a-z0-9][-a-z0-9]*\/[a-z0-9][-a-z0-9.]*$/.test(ref)) refs.add(ref);
+  }
+  return refs;
 }

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MemoryStore } from '../store/memory.ts';
-import type { Store } from '../store/store.ts';
+import type { Store, Versioned } from '../store/store.ts';
 import type { IpamError } from '../errors.ts';
 import { API_VERSION, type IPClaim } from '../api/kinds.ts';
 import { Ipam, type AllocateRequest } from './engine.ts';
@@ -218,6 +218,109 @@ describe('engine: idempotence and release', () => {
     await ipam.check(r);
     await ipam.release(r);
     await rejects(ipam.check(r), 'NOT_FOUND', new RegExp(r.containerId));
+  });
+});
+
+/** `store` with its deletes and reads logged ("get KEY", "delete KEY", "deleteMany KEY,KEY"). */
+function logged(store: MemoryStore, before?: { deleteMany?: () => Promise<void> }) {
+  const calls: string[] = [];
+  const s = Object.create(store) as MemoryStore;
+  s.get = <T>(key: string) => {
+    calls.push(`get ${key}`);
+    return store.get.call<MemoryStore, [string], Promise<Versioned<T> | undefined>>(s, key);
+  };
+  s.delete = (key, version) => {
+    calls.push(`delete ${key}`);
+    return store.delete.call(s, key, version);
+  };
+  s.deleteMany = async (entries) => {
+    calls.push(`deleteMany ${entries.map((e) => e.key).join(',')}`);
+    await before?.deleteMany?.();
+    return store.deleteMany.call(s, entries);
+  };
+  return { store: s, calls };
+}
+
+describe('engine: DEL in one write', () => {
+  const pools = [pool('p4', { subnet: '10.0.0.0/24' }), pool('p6', { subnet: 'fd00::/120' })];
+  const dual = { configPools: { ipv4: ['p4'], ipv6: ['p6'] } };
+
+  it('a pod that is not fixed loses its claims and its endpoint in one deleteMany', async () => {
+    const { store, calls } = logged(new MemoryStore());
+    const { ipam } = await setup(pools, { store });
+    const r = req(dual);
+    await ipam.add(r);
+    const [endpoint] = await store.list('endpoints/');
+    assert.ok(endpoint);
+    calls.length = 0;
+    assert.equal(await ipam.release(r), 2);
+    const claimKeys = calls.filter((c) => c.startsWith('deleteMany'));
+    assert.equal(claimKeys.length, 1, calls.join('; '));
+    assert.match(claimKeys[0]!, new RegExp(`${CLAIM_PREFIX}.*,${CLAIM_PREFIX}.*,${endpoint.key}$`));
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('delete ')),
+      [],
+    );
+    assert.deepEqual(await store.list(CLAIM_PREFIX), []);
+    assert.deepEqual(await store.list('endpoints/'), []);
+    assert.equal(ipam.state.claimsOf(r.cniNetwork, r.containerId, r.ifName).length, 0);
+    // The addresses are free again for the next pods.
+    assert.equal((await ipam.add(req(dual))).ips.length, 2);
+  });
+
+  it('a DEL that leaves another interface of the pod goes key by key and keeps the endpoint', async () => {
+    const { store, calls } = logged(new MemoryStore());
+    const { ipam } = await setup(pools, { store });
+    const r = req({ configPools: { ipv4: ['p4'] } });
+    await ipam.add(r);
+    await ipam.add({ ...r, ifName: 'net1' });
+    calls.length = 0;
+    assert.equal(await ipam.release(r), 1);
+    assert.ok(!calls.some((c) => c.startsWith('deleteMany')), calls.join('; '));
+    const [endpoint] = await store.list<{ spec: { interfaces: { ifName: string }[] } }>('endpoints/');
+    assert.deepEqual(
+      endpoint?.value.spec.interfaces.map((i) => i.ifName),
+      ['net1'],
+    );
+    calls.length = 0;
+    assert.equal(await ipam.release({ ...r, ifName: 'net1' }), 1);
+    assert.ok(
+      calls.some((c) => c.startsWith('deleteMany')),
+      calls.join('; '),
+    );
+    assert.deepEqual(await store.list('endpoints/'), []);
+    assert.deepEqual(await store.list(CLAIM_PREFIX), []);
+  });
+
+  it('a claim rewritten just before the write: nothing is deleted by it, and the key-by-key path releases', async () => {
+    const base = new MemoryStore();
+    let claimKey = '';
+    const { store, calls } = logged(base, {
+      // Another writer changes the claim between the cache's read and the write (same owner).
+      deleteMany: async () => {
+        const cur = await base.get<IPClaim>(claimKey);
+        assert.ok(cur);
+        const u = await base.update(
+          claimKey,
+          { ...cur.value, metadata: { ...cur.value.metadata, labels: { a: 'b' } } },
+          cur.version,
+        );
+        assert.ok(u.ok);
+      },
+    });
+    const { ipam } = await setup(pools, { store });
+    const r = req({ configPools: { ipv4: ['p4'] } });
+    await ipam.add(r);
+    claimKey = (await base.list(CLAIM_PREFIX))[0]!.key;
+    calls.length = 0;
+    assert.equal(await ipam.release(r), 1);
+    assert.ok(
+      calls.some((c) => c.startsWith('deleteMany')),
+      calls.join('; '),
+    );
+    assert.ok(calls.includes(`delete ${claimKey}`), calls.join('; '));
+    assert.deepEqual(await base.list(CLAIM_PREFIX), []);
+    assert.deepEqual(await base.list('endpoints/'), []);
   });
 });
 

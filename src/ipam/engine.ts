@@ -1178,11 +1178,14 @@ export class Ipam {
     return this.serial(ak, async () => {
       await this.ensureReady();
       return this.wrapStore(async () => {
-        let n = 0;
         const held = await this.heldBy(req, ak);
-        // A fixed pod's claims outlive its container: its next pod gets them back (endpoint.ts).
-        for (const h of held) if (h.claim.spec.fixed !== true && (await this.deleteClaim(h, req))) n++;
-        await this.endpoints.released(req, held);
+        let n = await this.releaseTogether(req, held);
+        if (n === undefined) {
+          n = 0;
+          // A fixed pod's claims outlive its container: its next pod gets them back (endpoint.ts).
+          for (const h of held) if (h.claim.spec.fixed !== true && (await this.deleteClaim(h, req))) n++;
+          await this.endpoints.released(req, held);
+        }
         n += await unbindVip(this.vipDeps(), req);
         if (n > 0) {
           this.log.info(
@@ -1199,6 +1202,25 @@ export class Ipam {
         return n;
       });
     });
+  }
+
+  /**
+   * The usual DEL — a pod that is not fixed, its last interface going — as one store write: its
+   * claims at the versions the cache holds and its endpoint at the version just read, all or none
+   * (`deleteMany`: one etcd transaction instead of one per key). Returns how many claims went, or
+   * undefined having deleted nothing (no `deleteMany`, another case, or a version moved on): the
+   * key-by-key path then runs, reading what it must.
+   * @throws StoreError when the outcome is unknown (the key-by-key path on the runtime's retry finds it).
+   */
+  private async releaseTogether(req: ReleaseRequest, held: HeldClaim[]): Promise<number | undefined> {
+    const deleteMany = this.store.deleteMany?.bind(this.store);
+    if (!deleteMany || held.length === 0) return undefined;
+    const endpoint = await this.endpoints.emptiedBy(req, held);
+    if (!endpoint) return undefined;
+    const res = await deleteMany([...held.map((h) => ({ key: h.key, version: h.version })), endpoint]);
+    if (!res.ok) return undefined;
+    held.forEach((h, i) => this.state.remove(h.key, res.versions[i] as string));
+    return held.length;
   }
 
   /** Deletes a claim at its version; re-reads once if the cache was behind. */
