@@ -27,10 +27,10 @@ export interface StoreContractOptions {
   /** Hang guard for waiting on watch events, in ms (default 10 000). */
   watchDeadlineMs?: number;
   /**
-   * Whether the backend writes several keys as one (`createMany`; default true). A backend that
-   * cannot is held to not offering it.
+   * Whether the backend writes several keys as one (`createMany`, `deleteMany`; default true). A
+   * backend that cannot is held to not offering them.
    */
-  createMany?: boolean;
+  manyKeys?: boolean;
 }
 
 /** Runs `fn` with a freshly opened store and always closes it. */
@@ -211,13 +211,14 @@ export function storeContract(
       });
     });
 
-    if (opts.createMany === false) {
-      it('offers no createMany: it cannot write several keys as one', async () => {
+    if (opts.manyKeys === false) {
+      it('offers no createMany and no deleteMany: it cannot write several keys as one', async () => {
         await withStore(open, async (s) => {
           assert.equal(s.createMany, undefined);
+          assert.equal(s.deleteMany, undefined);
         });
       });
-    } else
+    } else {
       describe('createMany (all or none)', () => {
         const many = (s: Store) => {
           assert.ok(s.createMany, `${s.backend} implements createMany`);
@@ -336,13 +337,6 @@ export function storeContract(
         });
       });
 
-    if (opts.createMany === false) {
-      it('offers no deleteMany: it cannot write several keys as one', async () => {
-        await withStore(open, async (s) => {
-          assert.equal(s.deleteMany, undefined);
-        });
-      });
-    } else
       describe('deleteMany (all or none)', () => {
         const many = (s: Store) => {
           assert.ok(s.deleteMany, `${s.backend} implements deleteMany`);
@@ -445,6 +439,7 @@ export function storeContract(
           });
         });
       });
+    }
 
     describe('update', () => {
       it('with the current version succeeds and changes the version', async () => {

@@ -151,7 +151,7 @@ storeContract(
     },
     watchDeadlineMs: DEADLINE_MS,
     // The API server has no multi-object write.
-    createMany: false,
+    manyKeys: false,
   },
 );
 
