@@ -55,7 +55,7 @@ import type {
 } from 'etcd3';
 import { IpamError } from '../errors.ts';
 import { decodeValue, encodeValue } from './codec.ts';
-import { StoreError, distinctKeys, newWatchStats, resumeWatch, validateKey } from './store.ts';
+import { StoreError, validateKeys, newWatchStats, resumeWatch, validateKey } from './store.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -500,8 +500,7 @@ export class EtcdStore implements Store {
    */
   async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
     this.check();
-    for (const e of entries) validateKey(e.key);
-    distinctKeys(entries);
+    validateKeys(entries, 'createMany');
     this.groupStats.calls++;
     if (!this.groupCommit) return this.createTxn(entries);
     return new Promise<CreateManyResult>((resolve, reject) => {
@@ -627,8 +626,7 @@ export class EtcdStore implements Store {
   /** One transaction: every key's mod_revision compared, all deleted if each matches. */
   async deleteMany(entries: { key: string; version: Version }[]): Promise<DeleteManyResult> {
     this.check();
-    for (const e of entries) validateKey(e.key);
-    distinctKeys(entries, 'deleteMany');
+    validateKeys(entries, 'deleteMany');
     // A version this backend never hands out (and "0" would match a missing key) cannot match.
     if (!entries.every((e) => isRevision(e.version))) return { ok: false };
     const res = await this.call('deleteMany', entries[0]?.key ?? '(none)', true, (deadline) =>

@@ -11,7 +11,7 @@
  * reads back is a fresh copy holding exactly what JSON carries, the same as with the durable
  * backends, and mutating it cannot change the store.
  */
-import { StoreError, distinctKeys, validateKey } from './store.ts';
+import { StoreError, validateKeys, validateKey } from './store.ts';
 import { decodeValue, encodeValue, lazyPut } from './codec.ts';
 import type {
   CasResult,
@@ -80,8 +80,7 @@ export class MemoryStore implements Store {
    */
   async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
     this.check();
-    for (const e of entries) validateKey(e.key);
-    distinctKeys(entries);
+    validateKeys(entries, 'createMany');
     const existing = entries.flatMap((e) => this.read(e.key) ?? []);
     if (existing.length > 0) return { created: false, existing };
     const settled = await Promise.allSettled(entries.map((e) => this.create(e.key, e.value)));
@@ -121,8 +120,7 @@ export class MemoryStore implements Store {
   /** Checked and done in one synchronous turn, like `delete`: nothing can come between. */
   async deleteMany(entries: { key: string; version: Version }[]): Promise<DeleteManyResult> {
     this.check();
-    for (const e of entries) validateKey(e.key);
-    distinctKeys(entries, 'deleteMany');
+    validateKeys(entries, 'deleteMany');
     for (const e of entries) {
       const held = this.entries.get(e.key);
       if (!held || String(held.revision) !== e.version) return { ok: false };

@@ -47,7 +47,7 @@ import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { StoreError, distinctKeys, validateKey } from './store.ts';
+import { StoreError, validateKeys, validateKey } from './store.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -326,8 +326,7 @@ export class SqliteStore implements Store {
   /** All in one savepoint of the batch: the keys are checked first, under the write lock, then written. */
   async createMany(entries: { key: string; value: unknown }[]): Promise<CreateManyResult> {
     this.check();
-    for (const e of entries) validateKey(e.key);
-    distinctKeys(entries);
+    validateKeys(entries, 'createMany');
     const jsons = entries.map((e) => encodeValue(e.key, e.value));
     return this.write('createMany', entries[0]?.key ?? '(none)', (next): CreateManyResult => {
       const existing = entries.flatMap((e) => this.read(this.w.get, e.key) ?? []);
@@ -376,8 +375,7 @@ export class SqliteStore implements Store {
   /** In one savepoint of the batch: every key's version is checked first, under the write lock, then each is deleted. */
   async deleteMany(entries: { key: string; version: Version }[]): Promise<DeleteManyResult> {
     this.check();
-    for (const e of entries) validateKey(e.key);
-    distinctKeys(entries, 'deleteMany');
+    validateKeys(entries, 'deleteMany');
     const wants = entries.map((e) => parseVersion(e.version));
     return this.write('deleteMany', entries[0]?.key ?? '(none)', (next): DeleteManyResult => {
       for (const [i, e] of entries.entries()) {

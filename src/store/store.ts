@@ -187,11 +187,12 @@ export function resumeWatch(
   return w;
 }
 
-/** @throws StoreError (not retryable) naming a key given twice to `createMany` or `deleteMany`. */
-export function distinctKeys(
-  entries: { key: string }[],
-  op: 'createMany' | 'deleteMany' = 'createMany',
-): void {
+/**
+ * The keys of one `createMany` or `deleteMany`: each valid (`validateKey`), none given twice.
+ * @throws StoreError (not retryable) naming an invalid key, or a key given twice.
+ */
+export function validateKeys(entries: { key: string }[], op: 'createMany' | 'deleteMany'): void {
+  for (const e of entries) validateKey(e.key);
   const seen = new Set<string>();
   for (const e of entries) {
     if (seen.has(e.key)) {
