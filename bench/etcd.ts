@@ -47,6 +47,14 @@ interface Round {
   errors: number;
   /** CPU ms used during the round by the etcd members, the agents, and this process. */
   cpu: { etcd: number; agents: number; bench: number };
+  /** etcd transactions committed during the round (its revision moved by one per write). */
+  transactions?: number;
+}
+
+/** The cluster's current revision. */
+async function revision(client: Etcd3): Promise<bigint> {
+  const res = await client.kv.range({ key: Buffer.from('\0'), count_only: true });
+  return BigInt(res.header.revision);
 }
 
 /** Runs `workers` loops of `op` for `seconds`; counts completed ops and their latencies. */
@@ -178,7 +186,12 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       const order = r % 2 === 0 ? ['raw', 'agents'] : ['agents', 'raw'];
       for (const which of order) {
         if (which === 'raw') raw.push(await timed(REQUESTERS, seconds, rawOp(r), pids));
-        else viaAgents.push(await timed(REQUESTERS, seconds, agentOp(r), pids));
+        else {
+          const rev0 = await revision(clients[0]!);
+          const round = await timed(REQUESTERS, seconds, agentOp(r), pids);
+          round.transactions = Number((await revision(clients[0]!)) - rev0);
+          viaAgents.push(round);
+        }
       }
     }
     const usage = await call<PoolUsage[]>(agents[0]!.socket, 'GET', '/v1/usage');
@@ -201,6 +214,12 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
     const total = sum('etcd') + sum('agents') + sum('bench');
     const per = (k: 'etcd' | 'agents' | 'bench'): string => (sum(k) / ops).toFixed(2);
     return `CPU per op: etcd ${per('etcd')} ms, agents ${per('agents')} ms, bench ${per('bench')} ms; busy ${(total / 1000 / secs).toFixed(2)} of ${availableParallelism()} CPUs`;
+  };
+  /** How many allocations one etcd transaction carried (group commit; each ADD also writes its Endpoint). */
+  const perTxn = (rs: Round[]): string => {
+    const ops = rs.reduce((a, r) => a + r.ops, 0);
+    const txns = rs.reduce((a, r) => a + (r.transactions ?? 0), 0);
+    return `${(ops / txns).toFixed(1)} allocations per etcd transaction`;
   };
   const rawRate = median(rate(raw));
   const agentRate = median(rate(viaAgents));
@@ -234,7 +253,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
             .map((x) => x.toFixed(0))
             .join(
               ', ',
-            )}/s; errors ${errs(viaAgents)}; ${cpuText(viaAgents)}; the one pool held ${poolHeld?.toLocaleString('en-US') ?? '?'} claims after the last round (claims are objects of their own: the pool object is never rewritten, where Spiderpool caps a pool at 5,000)`,
+            )}/s; errors ${errs(viaAgents)}; ${cpuText(viaAgents)}; ${perTxn(viaAgents)}; the one pool held ${poolHeld?.toLocaleString('en-US') ?? '?'} claims after the last round (claims are objects of their own: the pool object is never rewritten, where Spiderpool caps a pool at 5,000)`,
         },
         rawRate,
       ),

@@ -75,7 +75,8 @@ const summary = readFileSync(tap, 'utf8');
 const count = (k: string): number => Number(new RegExp(`^# ${k} (\\d+)$`, 'm').exec(summary)?.[1] ?? 0);
 const tests = count('tests');
 const pass = count('pass');
-const fail = count('fail');
+// A test cancelled (its suite's timeout ran out, or the file ended with it still running) failed.
+const fail = count('fail') + count('cancelled');
 const skipped = count('skipped') + count('todo');
 const secs = Math.round((Date.now() - started) / 1000);
 console.log(`\n[test] ${files.length} files, ${tests} tests in ${secs}s`);

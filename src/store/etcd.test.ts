@@ -463,6 +463,90 @@ describe('EtcdStore on one member', () => {
     }
   });
 
+  // A linger of 20 s where a test must not wait for it: with the timeout, a call held by
+  // mistake fails the test instead of hanging the run.
+  describe('group commit linger', { timeout: 10_000 }, () => {
+    const LONG_LINGER = 20_000;
+    /** Three calls at once: the first goes alone, the other two share the second transaction. */
+    const twoShared = async (s: EtcdStore, tag: string): Promise<void> => {
+      const rs = await Promise.all(
+        [0, 1, 2].map((i) => s.createMany!([{ key: `claims/${tag}${i}`, value: { i } }])),
+      );
+      assert.ok(rs.every((r) => r.created));
+      const v = rs.map((r) => (r.created ? r.versions[0] : undefined));
+      assert.equal(v[1], v[2], 'the second and third call shared a transaction');
+    };
+
+    it('after a shared transaction, calls arriving within the linger go in one transaction', async () => {
+      // A long linger, so the test does not depend on how fast this machine is.
+      const s = (await openEtcdStore(cluster.url, {
+        prefix: freshPrefix(),
+        groupLingerMs: 300,
+      })) as EtcdStore;
+      try {
+        await twoShared(s, 'warm');
+        const before = s.groupStats.transactions;
+        const first = s.createMany!([{ key: 'claims/late1', value: 1 }]);
+        await new Promise((r) => setTimeout(r, 20));
+        const second = s.createMany!([{ key: 'claims/late2', value: 2 }]);
+        const [a, b] = await Promise.all([first, second]);
+        assert.ok(a.created && b.created);
+        assert.equal(a.versions[0], b.versions[0], 'one transaction: one revision');
+        assert.equal(s.groupStats.transactions - before, 1);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('a full group does not wait out the linger', async () => {
+      const s = (await openEtcdStore(cluster.url, {
+        prefix: freshPrefix(),
+        groupLingerMs: LONG_LINGER,
+      })) as EtcdStore;
+      try {
+        await twoShared(s, 'warm');
+        // 96 calls of 2 keys: the 32nd fills a group while the linger holds; 64 then queue behind
+        // it, a full group already waiting when each transaction settles.
+        const calls = Array.from({ length: 96 }, (_, i) => [
+          { key: `claims/f${i}`, value: { i } },
+          { key: `endpoints/ns/f${i}`, value: { i } },
+        ]);
+        const before = s.groupStats.transactions;
+        const rs = await Promise.all(calls.map((c) => s.createMany!(c)));
+        assert.ok(rs.every((r) => r.created));
+        assert.equal(s.groupStats.transactions - before, 3, 'three full groups');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('a call after a transaction of one call, or on an idle store, is sent at once', async () => {
+      const s = (await openEtcdStore(cluster.url, {
+        prefix: freshPrefix(),
+        groupLingerMs: LONG_LINGER,
+      })) as EtcdStore;
+      try {
+        for (let i = 0; i < 3; i++) {
+          const r = await s.createMany!([{ key: `claims/alone${i}`, value: { i } }]);
+          assert.ok(r.created);
+        }
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('close() refuses the calls the linger holds instead of leaving them waiting', async () => {
+      const s = (await openEtcdStore(cluster.url, {
+        prefix: freshPrefix(),
+        groupLingerMs: LONG_LINGER,
+      })) as EtcdStore;
+      await twoShared(s, 'warm');
+      const held = s.createMany!([{ key: 'claims/held', value: 1 }]);
+      await s.close();
+      await assert.rejects(held, (e: unknown) => e instanceof StoreError && !e.retryable);
+    });
+  });
+
   it('rejects every call after close() with a StoreError that is not retryable', async () => {
     const s = await openEtcdStore(cluster.url, { prefix: freshPrefix() });
     await s.close();

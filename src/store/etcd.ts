@@ -121,6 +121,19 @@ const BACKSTOP_GRACE_MS = 250;
  */
 export const GROUP_IN_FLIGHT = 1;
 export const GROUP_MAX_KEYS = 64;
+/**
+ * Group commit's linger (`groupLingerMs`): after a transaction that carried two or more calls — the
+ * store is under concurrent load — the next group is held up to this long for more calls, and goes
+ * at once when it is full. Without it, closed-loop callers settle into two cohorts that alternate
+ * (one in flight while the other queues), so a group carries about half of them. Measured (npm run
+ * bench -- --only etcd, 4 agents × 8 requesters, 2 CPUs shared with a 3-member etcd): 0 ms → 3.8
+ * allocations per transaction, 0.59–0.65× raw CAS; 2 ms → 5.8, 0.70×; 4 ms → 7.4–7.5, 0.82–0.91×;
+ * 6 ms → 7.7, 0.77×; with the median ADD latency lower at 4 than at 0 (8.6–9.8 against 12.9–13.4
+ * ms: less queueing). The 1000-pod burst on etcd: 0.73–0.83 s at 4 against 0.84–0.90 s at 0.
+ * A call that finds the store idle, or follows a transaction of one call, is sent at once; so is a
+ * group that is full.
+ */
+export const GROUP_LINGER_MS = 4;
 
 const URL_FORM = 'etcd://host:port[,host:port...][/prefix]';
 
@@ -135,6 +148,8 @@ export interface EtcdStoreOptions {
   scanSliceKeys?: number;
   /** Concurrent `createMany` calls share transactions (default true; false: one each). */
   groupCommit?: boolean;
+  /** Group commit's linger in ms (default `GROUP_LINGER_MS`; 0: none). */
+  groupLingerMs?: number;
   /**
    * Largest message the client accepts, in bytes (default 64 MiB); a list page larger than that
    * is asked for again with half the keys. Small values let tests cross that path.
@@ -295,6 +310,11 @@ export class EtcdStore implements Store {
   private readonly groupCommit: boolean;
   private readonly groupQueue: PendingCreate[] = [];
   private groupsInFlight = 0;
+  private readonly groupLingerMs: number;
+  /** Keys of the calls in `groupQueue`. */
+  private queuedKeys = 0;
+  /** Set while the next group lingers (see `GROUP_LINGER_MS`). */
+  private linger: NodeJS.Timeout | undefined;
   /** `createMany` calls, the transactions sent for them, and groups split by an existing key. */
   readonly groupStats = { transactions: 0, calls: 0, split: 0 };
 
@@ -326,6 +346,7 @@ export class EtcdStore implements Store {
     this.listPageKeys = Math.max(1, Math.floor(opts.listPageKeys ?? LIST_PAGE_KEYS));
     this.scanSliceKeys = Math.max(1, Math.floor(opts.scanSliceKeys ?? SCAN_SLICE_KEYS));
     this.groupCommit = opts.groupCommit ?? true;
+    this.groupLingerMs = Math.max(0, opts.groupLingerMs ?? GROUP_LINGER_MS);
     this.client = new Etcd3({
       hosts: this.hosts.map((h) => `http://${h}`),
       faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
@@ -505,12 +526,20 @@ export class EtcdStore implements Store {
     if (!this.groupCommit) return this.createTxn(entries);
     return new Promise<CreateManyResult>((resolve, reject) => {
       this.groupQueue.push({ entries, resolve, reject });
+      this.queuedKeys += entries.length;
+      // A full group does not wait out the linger.
+      if (this.linger && this.queuedKeys >= GROUP_MAX_KEYS) this.endLinger();
       this.sendGroups();
     });
   }
 
+  private endLinger(): void {
+    clearTimeout(this.linger);
+    this.linger = undefined;
+  }
+
   private sendGroups(): void {
-    while (this.groupsInFlight < GROUP_IN_FLIGHT && this.groupQueue.length > 0) {
+    while (this.groupsInFlight < GROUP_IN_FLIGHT && !this.linger && this.groupQueue.length > 0) {
       const group: PendingCreate[] = [];
       const keys = new Set<string>();
       for (let i = 0; i < this.groupQueue.length;) {
@@ -523,12 +552,25 @@ export class EtcdStore implements Store {
           continue;
         }
         this.groupQueue.splice(i, 1);
+        this.queuedKeys -= p.entries.length;
         group.push(p);
         for (const e of p.entries) keys.add(e.key);
       }
       this.groupsInFlight++;
       void this.sendGroup(group).finally(() => {
         this.groupsInFlight--;
+        const lingers =
+          group.length > 1 &&
+          this.groupLingerMs > 0 &&
+          !this.closed &&
+          !this.linger &&
+          this.queuedKeys < GROUP_MAX_KEYS;
+        if (lingers) {
+          this.linger = setTimeout(() => {
+            this.linger = undefined;
+            this.sendGroups();
+          }, this.groupLingerMs);
+        }
         this.sendGroups();
       });
     }
@@ -723,6 +765,11 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Calls held by the linger are sent now, to be refused as closed rather than left waiting.
+    if (this.linger) {
+      this.endLinger();
+      this.sendGroups();
+    }
     for (const w of [...this.watchers]) w.close();
     this.client.close();
   }
