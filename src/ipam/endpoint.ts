@@ -147,6 +147,8 @@ export interface EndpointDeps {
 }
 
 const VM_KINDS = new Set(['VirtualMachine', 'VirtualMachineInstance']);
+/** How many endpoints `Endpoints.remember` keeps (the oldest go first): ~100 bytes each. */
+const WRITTEN_MAX = 10_000;
 const LABEL_RE = new RegExp(LABEL_PATTERN);
 const NAME_RE = new RegExp(NAME_PATTERN);
 
@@ -238,8 +240,28 @@ function longest(a: string | undefined, b: string): string {
 
 export class Endpoints {
   private readonly d: EndpointDeps;
+  /**
+   * Endpoints this engine created together with their claims (`remember`), at the version written:
+   * the DEL that empties one deletes it at that version without reading it first. The delete
+   * checks the version, so an endpoint changed since (another interface, another writer) fails it
+   * and the DEL goes the ordinary way, which reads.
+   */
+  private readonly written = new Map<string, { version: Version; containerId: string; ifName: string }>();
   constructor(deps: EndpointDeps) {
     this.d = deps;
+  }
+
+  /** Keeps the version of an endpoint just created with one interface (see `written`). */
+  remember(key: string, endpoint: Endpoint, version: Version): void {
+    const ifaces = endpoint.spec.interfaces ?? [];
+    const only = ifaces[0];
+    if (endpoint.spec.fixed || ifaces.length !== 1 || !only) return;
+    this.written.delete(key);
+    this.written.set(key, { version, containerId: endpoint.spec.containerId ?? '', ifName: only.ifName });
+    if (this.written.size > WRITTEN_MAX) {
+      const oldest = this.written.keys().next();
+      if (!oldest.done) this.written.delete(oldest.value);
+    }
   }
 
   // ---- ADD -------------------------------------------------------------------------------------
@@ -509,6 +531,8 @@ export class Endpoints {
   ): Promise<void> {
     const id = plan.identity;
     if (!id) return;
+    // About to be rewritten: a version kept for it would only fail the DEL's one write.
+    this.written.delete(id.key);
     if (plan.pending) await plan.pending;
     const next = (cur: Endpoint | undefined): Endpoint => this.build(plan, req, held, routing, cur);
     if (plan.createFirst) {
@@ -647,6 +671,13 @@ export class Endpoints {
     const refs = endpointRefs(held);
     if (refs.size !== 1) return undefined;
     const key = ENDPOINT_PREFIX + [...refs][0];
+    const known = this.written.get(key);
+    if (known) {
+      this.written.delete(key);
+      if (known.containerId === req.containerId && known.ifName === req.ifName) {
+        return { key, version: known.version };
+      }
+    }
     const cur = await this.d.store.get<Endpoint>(key);
     if (!cur || cur.value.spec.containerId !== req.containerId || cur.value.spec.fixed) return undefined;
     if ((cur.value.spec.interfaces ?? []).some((i) => i.ifName !== req.ifName)) return undefined;

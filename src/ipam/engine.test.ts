@@ -261,6 +261,8 @@ describe('engine: DEL in one write', () => {
       calls.filter((c) => c.startsWith('delete ')),
       [],
     );
+    // The endpoint this engine created is deleted at the version it wrote, without a read first.
+    assert.ok(!calls.includes(`get ${endpoint.key}`), calls.join('; '));
     assert.deepEqual(await store.list(CLAIM_PREFIX), []);
     assert.deepEqual(await store.list('endpoints/'), []);
     assert.equal(ipam.state.claimsOf(r.cniNetwork, r.containerId, r.ifName).length, 0);
@@ -290,6 +292,28 @@ describe('engine: DEL in one write', () => {
     );
     assert.deepEqual(await store.list('endpoints/'), []);
     assert.deepEqual(await store.list(CLAIM_PREFIX), []);
+  });
+
+  it('an endpoint changed since the ADD wrote it: the one write is refused, and the DEL reads and releases', async () => {
+    const base = new MemoryStore();
+    const { store, calls } = logged(base);
+    const { ipam } = await setup(pools, { store });
+    const r = req(dual);
+    await ipam.add(r);
+    const [endpoint] = await base.list<Record<string, unknown>>('endpoints/');
+    assert.ok(endpoint);
+    // Another writer (a controller, a person) rewrites it: the version the engine kept is stale.
+    const u = await base.update(endpoint.key, { ...endpoint.value, note: 'touched' }, endpoint.version);
+    assert.ok(u.ok);
+    calls.length = 0;
+    assert.equal(await ipam.release(r), 2);
+    assert.ok(
+      calls.some((c) => c.startsWith('deleteMany')),
+      calls.join('; '),
+    );
+    assert.ok(calls.includes(`get ${endpoint.key}`), calls.join('; '));
+    assert.deepEqual(await base.list(CLAIM_PREFIX), []);
+    assert.deepEqual(await base.list('endpoints/'), []);
   });
 
   it('a claim rewritten just before the write: nothing is deleted by it, and the key-by-key path releases', async () => {

@@ -706,6 +706,7 @@ export class Ipam {
       if (res.created) {
         const versions = res.versions;
         held.forEach((h, i) => this.state.put(h.key, h.claim, versions[i] as string));
+        this.endpoints.remember(id.key, endpoint, versions[held.length] as string);
         // As in claimFree: next time start after this one.
         for (const p of picks) this.cursors.set(p.pool.name, p.value + 1n);
         this.logAllocated(req, held);
