@@ -144,11 +144,16 @@ export interface EndpointDeps {
   now: () => number;
   node: string;
   log: Logger;
+  /** How many endpoints `remember` keeps; 0: none. */
+  memory: number;
 }
 
 const VM_KINDS = new Set(['VirtualMachine', 'VirtualMachineInstance']);
-/** How many endpoints `Endpoints.remember` keeps (the oldest go first): ~100 bytes each. */
-const WRITTEN_MAX = 10_000;
+/**
+ * How many endpoints `Endpoints.remember` keeps by default (~100 bytes each): far more pods than a
+ * node runs, so the cap only bounds what pods whose DEL went elsewhere leave behind.
+ */
+export const ENDPOINT_MEMORY = 10_000;
 const LABEL_RE = new RegExp(LABEL_PATTERN);
 const NAME_RE = new RegExp(NAME_PATTERN);
 
@@ -255,13 +260,11 @@ export class Endpoints {
   remember(key: string, endpoint: Endpoint, version: Version): void {
     const ifaces = endpoint.spec.interfaces ?? [];
     const only = ifaces[0];
-    if (endpoint.spec.fixed || ifaces.length !== 1 || !only) return;
-    this.written.delete(key);
+    if (endpoint.spec.fixed || ifaces.length !== 1 || !only || this.d.memory <= 0) return;
+    // Full (pods whose DEL went elsewhere): start again. Dropping the oldest one at a time costs a
+    // walk over the holes deletes leave at the front of a Map, measured at ~5 µs per ADD when full.
+    if (this.written.size >= this.d.memory) this.written.clear();
     this.written.set(key, { version, containerId: endpoint.spec.containerId ?? '', ifName: only.ifName });
-    if (this.written.size > WRITTEN_MAX) {
-      const oldest = this.written.keys().next();
-      if (!oldest.done) this.written.delete(oldest.value);
-    }
   }
 
   // ---- ADD -------------------------------------------------------------------------------------

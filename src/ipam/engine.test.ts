@@ -19,11 +19,17 @@ function reserved(name: string, ips: string[]) {
 
 async function setup(
   objects: unknown[] = [],
-  opts: { store?: Store; node?: string; now?: () => number } = {},
+  opts: { store?: Store; node?: string; now?: () => number; endpointMemory?: number } = {},
 ) {
   const store = opts.store ?? new MemoryStore();
   const clock = { now: opts.now ?? (() => Date.parse('2026-01-01T00:00:00Z')) };
-  const ipam = new Ipam({ store, node: opts.node ?? 'node1', clock, random: () => 0.5 });
+  const ipam = new Ipam({
+    store,
+    node: opts.node ?? 'node1',
+    clock,
+    random: () => 0.5,
+    ...(opts.endpointMemory !== undefined ? { endpointMemory: opts.endpointMemory } : {}),
+  });
   await ipam.start();
   const objs = new ObjectService(store, ipam, clock.now);
   if (objects.length > 0) await objs.apply(objects);
@@ -292,6 +298,23 @@ describe('engine: DEL in one write', () => {
     );
     assert.deepEqual(await store.list('endpoints/'), []);
     assert.deepEqual(await store.list(CLAIM_PREFIX), []);
+  });
+
+  it('with endpointMemory 0 the DEL reads the endpoint, then deletes it with the claims in one write', async () => {
+    const { store, calls } = logged(new MemoryStore());
+    const { ipam } = await setup(pools, { store, endpointMemory: 0 });
+    const r = req(dual);
+    await ipam.add(r);
+    const [endpoint] = await store.list('endpoints/');
+    assert.ok(endpoint);
+    calls.length = 0;
+    assert.equal(await ipam.release(r), 2);
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('get ') || c.startsWith('deleteMany')).map((c) => c.split(' ')[0]),
+      ['get', 'deleteMany'],
+    );
+    assert.ok(calls.includes(`get ${endpoint.key}`), calls.join('; '));
+    assert.deepEqual(await store.list('endpoints/'), []);
   });
 
   it('an endpoint changed since the ADD wrote it: the one write is refused, and the DEL reads and releases', async () => {

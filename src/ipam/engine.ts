@@ -35,7 +35,7 @@ import {
 import type { IpamResult, ResultIp } from '../cni/protocol.ts';
 import { choosePools, excludedBecause, type FilterContext, type PoolChoice } from './choose.ts';
 import { EMPTY_VIEW, type ClusterView } from './cluster-view.ts';
-import { Endpoints, type EndpointPlan } from './endpoint.ts';
+import { ENDPOINT_MEMORY, Endpoints, type EndpointPlan } from './endpoint.ts';
 import {
   bindVip,
   claimSubnet,
@@ -128,6 +128,12 @@ export interface EngineOptions {
    * what a restart after a crash reads); 0: only at `stop`. Default `CLAIMS_CACHE_INTERVAL_MS`.
    */
   claimsCacheIntervalMs?: number;
+  /**
+   * How many endpoints the engine keeps the version of, having created them with their claims, so
+   * the DEL that empties one writes without reading it first (`Endpoints.remember`); 0: none, every
+   * such DEL reads. Default `ENDPOINT_MEMORY`.
+   */
+  endpointMemory?: number;
 }
 
 /**
@@ -229,6 +235,7 @@ export class Ipam {
       now: () => this.clock.now(),
       node: this.node,
       log: this.log,
+      memory: opts.endpointMemory ?? ENDPOINT_MEMORY,
     });
   }
 
