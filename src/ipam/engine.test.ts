@@ -251,15 +251,21 @@ describe('engine: DEL in one write', () => {
   const pools = [pool('p4', { subnet: '10.0.0.0/24' }), pool('p6', { subnet: 'fd00::/120' })];
   const dual = { configPools: { ipv4: ['p4'], ipv6: ['p6'] } };
 
-  it('a pod that is not fixed loses its claims and its endpoint in one deleteMany', async () => {
+  /** A dual-stack pod added, then released with the store's calls from the DEL on logged. */
+  const addThenDel = async (opts: { endpointMemory?: number } = {}) => {
     const { store, calls } = logged(new MemoryStore());
-    const { ipam } = await setup(pools, { store });
+    const { ipam } = await setup(pools, { store, ...opts });
     const r = req(dual);
     await ipam.add(r);
     const [endpoint] = await store.list('endpoints/');
     assert.ok(endpoint);
     calls.length = 0;
     assert.equal(await ipam.release(r), 2);
+    return { store, calls, endpoint, ipam, r };
+  };
+
+  it('a pod that is not fixed loses its claims and its endpoint in one deleteMany', async () => {
+    const { store, calls, endpoint, ipam, r } = await addThenDel();
     const claimKeys = calls.filter((c) => c.startsWith('deleteMany'));
     assert.equal(claimKeys.length, 1, calls.join('; '));
     assert.match(claimKeys[0]!, new RegExp(`${CLAIM_PREFIX}.*,${CLAIM_PREFIX}.*,${endpoint.key}$`));
@@ -301,14 +307,7 @@ describe('engine: DEL in one write', () => {
   });
 
   it('with endpointMemory 0 the DEL reads the endpoint, then deletes it with the claims in one write', async () => {
-    const { store, calls } = logged(new MemoryStore());
-    const { ipam } = await setup(pools, { store, endpointMemory: 0 });
-    const r = req(dual);
-    await ipam.add(r);
-    const [endpoint] = await store.list('endpoints/');
-    assert.ok(endpoint);
-    calls.length = 0;
-    assert.equal(await ipam.release(r), 2);
+    const { store, calls, endpoint } = await addThenDel({ endpointMemory: 0 });
     assert.deepEqual(
       calls.filter((c) => c.startsWith('get ') || c.startsWith('deleteMany')).map((c) => c.split(' ')[0]),
       ['get', 'deleteMany'],

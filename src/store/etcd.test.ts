@@ -467,6 +467,8 @@ describe('EtcdStore on one member', () => {
   // mistake fails the test instead of hanging the run.
   describe('group commit linger', { timeout: 10_000 }, () => {
     const LONG_LINGER = 20_000;
+    const lingering = async (): Promise<EtcdStore> =>
+      (await openEtcdStore(cluster.url, { prefix: freshPrefix(), groupLingerMs: LONG_LINGER })) as EtcdStore;
     /** Three calls at once: the first goes alone, the other two share the second transaction. */
     const twoShared = async (s: EtcdStore, tag: string): Promise<void> => {
       const rs = await Promise.all(
@@ -499,10 +501,7 @@ describe('EtcdStore on one member', () => {
     });
 
     it('a full group does not wait out the linger', async () => {
-      const s = (await openEtcdStore(cluster.url, {
-        prefix: freshPrefix(),
-        groupLingerMs: LONG_LINGER,
-      })) as EtcdStore;
+      const s = await lingering();
       try {
         await twoShared(s, 'warm');
         // 96 calls of 2 keys: the 32nd fills a group while the linger holds; 64 then queue behind
@@ -521,10 +520,7 @@ describe('EtcdStore on one member', () => {
     });
 
     it('a call after a transaction of one call, or on an idle store, is sent at once', async () => {
-      const s = (await openEtcdStore(cluster.url, {
-        prefix: freshPrefix(),
-        groupLingerMs: LONG_LINGER,
-      })) as EtcdStore;
+      const s = await lingering();
       try {
         for (let i = 0; i < 3; i++) {
           const r = await s.createMany!([{ key: `claims/alone${i}`, value: { i } }]);
@@ -536,10 +532,7 @@ describe('EtcdStore on one member', () => {
     });
 
     it('close() refuses the calls the linger holds instead of leaving them waiting', async () => {
-      const s = (await openEtcdStore(cluster.url, {
-        prefix: freshPrefix(),
-        groupLingerMs: LONG_LINGER,
-      })) as EtcdStore;
+      const s = await lingering();
       await twoShared(s, 'warm');
       const held = s.createMany!([{ key: 'claims/held', value: 1 }]);
       await s.close();
