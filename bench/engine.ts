@@ -22,6 +22,7 @@ import { IntervalSet } from '../src/net/interval-set.ts';
 import { parsePrefix, prefixFirst, prefixLast } from '../src/net/prefix.ts';
 import { UsedSet, nextFree } from '../src/net/used-set.ts';
 import { MemoryStore } from '../src/store/memory.ts';
+import { SlotMap } from '../src/store/slot-map.ts';
 import type { CasResult, CreateResult, Store, Versioned, Watcher } from '../src/store/store.ts';
 import { claimObject, poolKey, poolObject, scatteredValues, shuffle, writeClaims } from './fixtures.ts';
 import { compared, cpuMs, median, nowMs, p99, prng, type Row, type SectionOptions } from './lib.ts';
@@ -139,7 +140,8 @@ const configPools = (c: SizeCase) => (c.family === 4 ? { ipv4: [poolName(c)] } :
  */
 class NoopStore implements Store {
   readonly backend = 'noop';
-  private readonly m = new Map<string, { value: unknown; version: string }>();
+  /** A SlotMap as in the memory store, so the churn of the /28's few keys beside the ballast costs no more here than there. */
+  private readonly m = new SlotMap<{ value: unknown; version: string }>();
   private rev = 0;
   async get<T>(key: string): Promise<Versioned<T> | undefined> {
     const e = this.m.get(key);

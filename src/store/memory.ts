@@ -13,6 +13,7 @@
  */
 import { StoreError, validateKeys, validateKey } from './store.ts';
 import { decodeValue, encodeValue, lazyPut } from './codec.ts';
+import { SlotMap } from './slot-map.ts';
 import type {
   CasResult,
   CreateManyResult,
@@ -42,7 +43,12 @@ interface Listener {
  */
 export class MemoryStore implements Store {
   readonly backend = 'memory';
-  private readonly entries = new Map<string, Entry>();
+  /**
+   * By key. A SlotMap, not a Map: the claim of an address in a small pool is deleted and created
+   * again over and over beside every other key held, which a Map answers in time growing with the
+   * keys held (see `slot-map.ts`).
+   */
+  private readonly entries = new SlotMap<Entry>();
   private readonly listeners = new Set<Listener>();
   /**
    * Counters live in one object, never as plain fields, so a wrapper made with
