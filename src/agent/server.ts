@@ -22,7 +22,7 @@ import Fastify, {
 import pino from 'pino';
 import { IpamError, isIpamError } from '../errors.ts';
 import { StoreError, type Store } from '../store/store.ts';
-import { openStore } from '../store/open.ts';
+import { openStore, type OpenStoreOptions } from '../store/open.ts';
 import { Ipam, type AllocateRequest, type Logger } from '../ipam/engine.ts';
 import { ObjectService } from '../ipam/objects.ts';
 import {
@@ -51,6 +51,8 @@ export const BODY_LIMIT_BYTES = 1 << 20;
 export interface AgentOptions {
   /** Store URL (`sqlite:PATH`, `memory:`, `etcd://...`) or an open store. */
   store: string | Store;
+  /** For a store URL: how to open it (an etcd store's TLS and user, see `store/etcd-options.ts`). */
+  storeOptions?: OpenStoreOptions;
   socket: string;
   node?: string;
   /** Also serve health, readiness and metrics on this loopback `host:port`. */
@@ -212,7 +214,7 @@ async function assemble(opts: AgentOptions, started: Started): Promise<Agent> {
     throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
   }
   const logger = pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
-  const store = typeof opts.store === 'string' ? await openStore(opts.store) : opts.store;
+  const store = typeof opts.store === 'string' ? await openStore(opts.store, opts.storeOptions) : opts.store;
   if (typeof opts.store === 'string') started.store = store;
   const node = opts.node ?? hostname().toLowerCase();
   if (!new RegExp(LABEL_PATTERN).test(node) || node.length > 63) {

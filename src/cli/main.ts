@@ -20,6 +20,7 @@ import {
 } from '../api/kinds.ts';
 import type { PoolUsage } from '../ipam/engine.ts';
 import { call, SOCKET_ENV } from './client.ts';
+import { ETCD_PASSWORD_ENV, etcdConnection } from '../store/etcd-options.ts';
 import { renderTable } from './table.ts';
 import { nodePoolTable, vipTable } from './vip-nodepool.ts';
 import type { NodePool, VIP } from '../api/kinds.ts';
@@ -153,6 +154,20 @@ export function buildCli(): Command {
     )
     .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
     .option(
+      '--etcd-cacert <file>',
+      'etcd store: verify the members against this CA certificate (PEM); implies TLS',
+    )
+    .option(
+      '--etcd-cert <file>',
+      'etcd store: client certificate (PEM) for etcd --client-cert-auth; with --etcd-key; implies TLS',
+    )
+    .option('--etcd-key <file>', 'etcd store: private key (PEM) of --etcd-cert')
+    .option(
+      '--etcd-user <name>',
+      `etcd store: authenticate as this etcd user; the password from env ${ETCD_PASSWORD_ENV} or --etcd-password-file`,
+    )
+    .option('--etcd-password-file <file>', 'etcd store: file holding the password of --etcd-user')
+    .option(
       '--claims-cache <file>',
       'keep the claims in this file between runs: written at a clean stop and while running (see --claims-cache-interval), read at the next start, which then asks the store only for what changed (kubernetes and etcd stores)',
     )
@@ -201,6 +216,11 @@ export function buildCli(): Command {
         nodePoolHealthCheck?: boolean;
         claimsCache?: string;
         claimsCacheInterval: string;
+        etcdCacert?: string;
+        etcdCert?: string;
+        etcdKey?: string;
+        etcdUser?: string;
+        etcdPasswordFile?: string;
       }) => {
         const whole = (flag: string, v: string, min: number): number => {
           const n = Number(v);
@@ -232,9 +252,17 @@ export function buildCli(): Command {
         }
         const { parseDuration } = await import('../agent/duration.ts');
         const claimsCacheIntervalMs = parseDuration('--claims-cache-interval', o.claimsCacheInterval, 0);
+        const etcd = etcdConnection({
+          ...(o.etcdCacert !== undefined ? { cacert: o.etcdCacert } : {}),
+          ...(o.etcdCert !== undefined ? { cert: o.etcdCert } : {}),
+          ...(o.etcdKey !== undefined ? { key: o.etcdKey } : {}),
+          ...(o.etcdUser !== undefined ? { user: o.etcdUser } : {}),
+          ...(o.etcdPasswordFile !== undefined ? { passwordFile: o.etcdPasswordFile } : {}),
+        });
         const { startAgent } = await import('../agent/server.ts');
         const agent = await startAgent({
           store: o.store,
+          storeOptions: { etcd },
           socket: socketOf(o),
           ...(o.node ? { node: o.node } : {}),
           ...(o.listen ? { listen: o.listen } : {}),

@@ -134,6 +134,8 @@ interface CertSpec {
   ca: boolean;
   sans: string[];
   now: number;
+  /** A leaf's extended key usages: serverAuth, and clientAuth too when true. */
+  clientAuth?: boolean;
 }
 
 function certificate(s: CertSpec): string {
@@ -147,7 +149,8 @@ function certificate(s: CertSpec): string {
     extension('2.5.29.35', false, seq(tlv(0x80, s.issuerKeyId))),
   ];
   if (!s.ca) {
-    extensions.push(extension('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'))));
+    const usages = [oid('1.3.6.1.5.5.7.3.1'), ...(s.clientAuth ? [oid('1.3.6.1.5.5.7.3.2')] : [])];
+    extensions.push(extension('2.5.29.37', false, seq(...usages)));
     extensions.push(extension('2.5.29.17', false, subjectAltNames(s.sans)));
   }
   const tbs = seq(
@@ -170,10 +173,16 @@ function certificate(s: CertSpec): string {
 }
 
 /**
- * A fresh CA and a serving certificate for `sans` (DNS names and IP addresses).
+ * A fresh CA and a serving certificate for `sans` (DNS names and IP addresses). `caName` names the
+ * CA (default ipkeeper-webhook-ca); `clientAuth` lets the certificate also authenticate a client
+ * (tests: an etcd that asks its clients for a certificate).
  * @throws IpamError INVALID_CONFIG when no name is given.
  */
-export function selfSignedTls(sans: string[], now: number = Date.now()): TlsMaterial {
+export function selfSignedTls(
+  sans: string[],
+  now: number = Date.now(),
+  opts: { caName?: string; clientAuth?: boolean } = {},
+): TlsMaterial {
   if (sans.length === 0)
     throw new IpamError(
       'INVALID_CONFIG',
@@ -182,9 +191,10 @@ export function selfSignedTls(sans: string[], now: number = Date.now()): TlsMate
   const ca = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const leaf = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const caId = keyId(ca.publicKey);
+  const caName = opts.caName ?? 'ipkeeper-webhook-ca';
   const caCert = certificate({
-    subject: 'ipkeeper-webhook-ca',
-    issuer: 'ipkeeper-webhook-ca',
+    subject: caName,
+    issuer: caName,
     publicKey: ca.publicKey,
     signingKey: ca.privateKey,
     issuerKeyId: caId,
@@ -194,13 +204,14 @@ export function selfSignedTls(sans: string[], now: number = Date.now()): TlsMate
   });
   const cert = certificate({
     subject: sans[0]!,
-    issuer: 'ipkeeper-webhook-ca',
+    issuer: caName,
     publicKey: leaf.publicKey,
     signingKey: ca.privateKey,
     issuerKeyId: caId,
     ca: false,
     sans,
     now,
+    clientAuth: opts.clientAuth === true,
   });
   return { cert, key: leaf.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, ca: caCert };
 }

@@ -54,6 +54,7 @@ import type {
   IWatchResponse,
 } from 'etcd3';
 import { IpamError } from '../errors.ts';
+import { ETCD_PASSWORD_ENV, type EtcdAuth, type EtcdTls } from './etcd-options.ts';
 import { decodeValue, encodeValue } from './codec.ts';
 import { StoreError, validateKeys, newWatchStats, resumeWatch, validateKey } from './store.ts';
 import type {
@@ -155,6 +156,14 @@ export interface EtcdStoreOptions {
    * is asked for again with half the keys. Small values let tests cross that path.
    */
   maxReceiveBytes?: number;
+  /**
+   * Connect over TLS (the hosts as https://), verifying the members against `ca` (else the
+   * system's roots) and, with `cert` and `key`, presenting a client certificate: etcd's
+   * `--client-cert-auth`. See `etcd-options.ts` for the agent's flags.
+   */
+  tls?: EtcdTls;
+  /** Authenticate as this etcd user (etcd's `auth enable`). */
+  auth?: EtcdAuth;
 }
 
 /** A `createMany` call waiting for its group's transaction. */
@@ -347,8 +356,20 @@ export class EtcdStore implements Store {
     this.scanSliceKeys = Math.max(1, Math.floor(opts.scanSliceKeys ?? SCAN_SLICE_KEYS));
     this.groupCommit = opts.groupCommit ?? true;
     this.groupLingerMs = Math.max(0, opts.groupLingerMs ?? GROUP_LINGER_MS);
+    const tls = opts.tls;
     this.client = new Etcd3({
-      hosts: this.hosts.map((h) => `http://${h}`),
+      hosts: this.hosts.map((h) => `${tls ? 'https' : 'http'}://${h}`),
+      ...(tls
+        ? {
+            credentials: {
+              // grpc-js takes null for "the system's roots"; etcd3's type wants a Buffer.
+              rootCertificate: (tls.ca ?? null) as Buffer,
+              ...(tls.key ? { privateKey: tls.key } : {}),
+              ...(tls.cert ? { certChain: tls.cert } : {}),
+            },
+          }
+        : {}),
+      ...(opts.auth ? { auth: { username: opts.auth.username, password: opts.auth.password } } : {}),
       faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
       // No gRPC keepalive: etcd counts a client ping on a connection without an open stream as
       // abuse and, after three, drops the connection with every call on it (too_many_pings) — which
@@ -1181,7 +1202,54 @@ export async function openEtcdStore(url: string, opts: EtcdStoreOptions = {}): P
     await store.get('ipkeeper/open-check');
   } catch (e) {
     await store.close();
-    throw e;
+    const hint = e instanceof StoreError ? openHint(e.message, opts, store.prefix) : undefined;
+    throw hint && e instanceof StoreError
+      ? new StoreError(`${e.message.trimEnd()}: ${hint}`, { retryable: e.retryable, cause: e })
+      : e;
   }
   return store;
+}
+
+/**
+ * What to change when the first call fails for a reason of TLS or authentication, read from the
+ * error etcd or gRPC gave (their own words stay in the message); undefined for anything else.
+ */
+export function openHint(
+  message: string,
+  opts: Pick<EtcdStoreOptions, 'tls' | 'auth'>,
+  prefix: string,
+): string | undefined {
+  if (/alert bad certificate|alert certificate required|certificate required/i.test(message)) {
+    return opts.tls?.cert
+      ? "etcd refused this client's certificate: give an --etcd-cert (and its --etcd-key) signed by a CA in the members' --trusted-ca-file"
+      : 'etcd asks its clients for a certificate (--client-cert-auth): give --etcd-cert and --etcd-key';
+  }
+  if (
+    /unable to verify|self[- ]signed certificate|certificate has expired|certificate verify failed|Hostname\/IP does not match/i.test(
+      message,
+    )
+  ) {
+    return opts.tls?.ca
+      ? "the members' certificate is not one --etcd-cacert vouches for: give the CA certificate that signed the members' --cert-file (and a certificate naming the address in the store URL)"
+      : "the members' certificate does not chain to this system's roots: give the CA that signed it with --etcd-cacert";
+  }
+  if (
+    opts.tls &&
+    /before secure TLS connection was established|wrong version number|packet length too long/i.test(message)
+  ) {
+    return "the members do not answer TLS on that port: drop the --etcd-cacert/--etcd-cert/--etcd-key flags, or name the members' client port that serves TLS";
+  }
+  if (!opts.tls && /No connection established/.test(message)) {
+    return 'if the members serve TLS (https:// client URLs), give --etcd-cacert (and --etcd-cert/--etcd-key when they ask for a client certificate)';
+  }
+  if (/authentication failed|invalid user ID or password/i.test(message)) {
+    return `etcd did not accept user "${opts.auth?.username ?? ''}" with that password: check --etcd-user and the password (${ETCD_PASSWORD_ENV} or --etcd-password-file)`;
+  }
+  if (/user name is empty|token is not provided|invalid auth token/i.test(message)) {
+    return `authentication is enabled on this etcd: give --etcd-user and its password (${ETCD_PASSWORD_ENV} or --etcd-password-file)`;
+  }
+  if (/permission denied/i.test(message)) {
+    return `user "${opts.auth?.username ?? 'root'}" may not read or write the store's keys: grant it a role with readwrite on the prefix ${prefix} (etcdctl role grant-permission ROLE --prefix readwrite ${prefix})`;
+  }
+  return undefined;
 }

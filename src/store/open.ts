@@ -13,6 +13,7 @@
 import { IpamError } from '../errors.ts';
 import type { Store } from './store.ts';
 import type { SqliteStoreOptions } from './sqlite.ts';
+import type { EtcdConnection } from './etcd-options.ts';
 
 export const DEFAULT_STORE_URL = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
 
@@ -26,6 +27,8 @@ export const STORE_URL_FORMS = [
 
 export interface OpenStoreOptions {
   sqlite?: SqliteStoreOptions;
+  /** TLS and authentication for an etcd:// store (`etcdConnection` reads the agent's flags into it). */
+  etcd?: EtcdConnection;
 }
 
 function invalid(url: string, why: string): IpamError {
@@ -82,6 +85,13 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
   const colon = url.indexOf(':');
   const scheme = colon < 0 ? '' : url.slice(0, colon).toLowerCase();
   const rest = colon < 0 ? '' : url.slice(colon + 1);
+  if (scheme !== 'etcd' && opts.etcd && (opts.etcd.tls || opts.etcd.auth)) {
+    throw new IpamError(
+      'INVALID_CONFIG',
+      `the --etcd-* TLS and user flags apply to an etcd:// store, not to "${url}"; drop them or use --store etcd://host:port`,
+      { field: 'store', value: url },
+    );
+  }
   switch (scheme) {
     case 'memory': {
       if (rest !== '' && rest !== '//') throw invalid(url, 'takes nothing after "memory:"');
@@ -102,8 +112,11 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     }
     case 'etcd': {
       if (!rest.startsWith('//') || rest.length <= 2) throw invalid(url, 'names no etcd endpoint');
-      const open = await loadBackend(url, 'etcd', () => import('./etcd.ts'), 'openEtcdStore');
-      return open(url);
+      const open = (await loadBackend(url, 'etcd', () => import('./etcd.ts'), 'openEtcdStore')) as (
+        url: string,
+        opts: EtcdConnection,
+      ) => Promise<Store>;
+      return open(url, opts.etcd ?? {});
     }
     case 'kubernetes':
     case 'k8s': {

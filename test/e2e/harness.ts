@@ -49,6 +49,8 @@ export async function startAgent(opts: {
   /** The CLI to run (default: bin/ipkeeper.ts; e.g. the bundled dist/agent/ipkeeper.mjs). */
   cli?: string;
   cwd?: string;
+  /** Variables added to the agent's environment. */
+  env?: NodeJS.ProcessEnv;
 }): Promise<AgentProcess> {
   const args = [
     opts.cli ?? CLI,
@@ -64,6 +66,7 @@ export async function startAgent(opts: {
   const child = spawn(NODE, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
   });
   running.add(child);
   let log = '';

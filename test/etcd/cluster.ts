@@ -16,7 +16,9 @@
  * removes the directory.
  *
  * The harness talks to etcd only through its JSON gateway (`/v3/...` on the client port), so it does
- * not depend on the store code it is used to test.
+ * not depend on the store code it is used to test. With `tls`, members serve clients over HTTPS and
+ * ask them for a certificate signed by the given CA (`--client-cert-auth`); the harness presents
+ * the same certificate.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -30,6 +32,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,7 +53,7 @@ const DIR_PREFIX = 'ipkeeper-etcd-';
 
 export interface EtcdMember {
   name: string;
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (`https://` with `tls`) */
   clientUrl: string;
   /** The etcd process while it runs; undefined once stopped. */
   pid: number | undefined;
@@ -159,8 +162,21 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** PEM material of a TLS cluster: the members' CA, and a certificate valid for server and client use. */
+export interface EtcdTlsMaterial {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
 /** POSTs to etcd's JSON gateway; undefined when the member does not answer (yet). */
-async function gateway(clientUrl: string, path: string, body: unknown): Promise<unknown> {
+async function gateway(
+  clientUrl: string,
+  path: string,
+  body: unknown,
+  tls?: EtcdTlsMaterial,
+): Promise<unknown> {
+  if (tls) return gatewayTls(clientUrl, path, body, tls);
   try {
     const res = await fetch(`${clientUrl}${path}`, {
       method: 'POST',
@@ -172,6 +188,33 @@ async function gateway(clientUrl: string, path: string, body: unknown): Promise<
   } catch {
     return undefined;
   }
+}
+
+/** `gateway` over HTTPS with a client certificate (fetch cannot present one). */
+function gatewayTls(clientUrl: string, path: string, body: unknown, tls: EtcdTlsMaterial): Promise<unknown> {
+  return new Promise((resolve) => {
+    const req = httpsRequest(
+      `${clientUrl}${path}`,
+      { method: 'POST', ca: tls.ca, cert: tls.cert, key: tls.key, timeout: 1000 },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          if (res.statusCode !== 200) return resolve(undefined);
+          try {
+            resolve(JSON.parse(text) as unknown);
+          } catch {
+            resolve(undefined);
+          }
+        });
+        res.on('error', () => resolve(undefined));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end(JSON.stringify(body));
+  });
 }
 
 function tcpReachable(port: number): Promise<boolean> {
@@ -198,10 +241,12 @@ class ClusterImpl implements EtcdCluster {
   readonly url: string;
   private readonly states: MemberState[];
   private readonly dir: string;
+  private readonly tls: EtcdTlsMaterial | undefined;
   private stopped = false;
 
-  constructor(dir: string, states: MemberState[]) {
+  constructor(dir: string, states: MemberState[], tls?: EtcdTlsMaterial) {
     this.dir = dir;
+    this.tls = tls;
     this.states = states;
     this.members = states.map((s) => s.member);
     this.endpoints = this.members.map((m) => m.clientUrl);
@@ -281,7 +326,7 @@ class ClusterImpl implements EtcdCluster {
     for (const s of this.states) {
       if (!s.child) continue;
       for (;;) {
-        const r = (await gateway(s.member.clientUrl, '/v3/kv/range', { key })) as {
+        const r = (await gateway(s.member.clientUrl, '/v3/kv/range', { key }, this.tls)) as {
           header?: unknown;
         } | null;
         if (r?.header) break;
@@ -306,7 +351,7 @@ class ClusterImpl implements EtcdCluster {
       const statuses = await Promise.all(
         this.states.map(async (s) =>
           s.child
-            ? ((await gateway(s.member.clientUrl, '/v3/maintenance/status', {})) as {
+            ? ((await gateway(s.member.clientUrl, '/v3/maintenance/status', {}, this.tls)) as {
                 header?: { member_id?: string };
                 leader?: string;
               } | null)
@@ -350,17 +395,37 @@ class ClusterImpl implements EtcdCluster {
   }
 }
 
-async function tryStart(size: number, extraArgs: readonly string[]): Promise<ClusterImpl> {
+async function tryStart(
+  size: number,
+  extraArgs: readonly string[],
+  tls: EtcdTlsMaterial | undefined,
+): Promise<ClusterImpl> {
   const ports = await freePorts(2 * size);
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
   writeFileSync(join(dir, 'owner.json'), JSON.stringify({ ownerPid: process.pid, pids: [] }));
+  const tlsArgs: string[] = [];
+  if (tls) {
+    for (const [file, pem] of [
+      ['ca.crt', tls.ca],
+      ['tls.crt', tls.cert],
+      ['tls.key', tls.key],
+    ] as const) {
+      writeFileSync(join(dir, file), pem, { mode: 0o600 });
+    }
+    tlsArgs.push(
+      `--cert-file=${join(dir, 'tls.crt')}`,
+      `--key-file=${join(dir, 'tls.key')}`,
+      `--trusted-ca-file=${join(dir, 'ca.crt')}`,
+      '--client-cert-auth',
+    );
+  }
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peer = (i: number): string => `http://127.0.0.1:${ports[2 * i + 1]}`;
   const initialCluster = names.map((n, i) => `${n}=${peer(i)}`).join(',');
   const token = `ipkeeper-${process.pid}-${Date.now().toString(36)}`;
   const states: MemberState[] = names.map((name, i) => {
     const clientPort = ports[2 * i]!;
-    const clientUrl = `http://127.0.0.1:${clientPort}`;
+    const clientUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
     return {
       member: { name, clientUrl, pid: undefined, running: false },
       clientPort,
@@ -382,11 +447,12 @@ async function tryStart(size: number, extraArgs: readonly string[]): Promise<Clu
         '--logger=zap',
         '--log-outputs=stderr',
         '--log-level=warn',
+        ...tlsArgs,
         ...extraArgs,
       ],
     };
   });
-  const cluster = new ClusterImpl(dir, states);
+  const cluster = new ClusterImpl(dir, states, tls);
   live.add(cluster);
   try {
     for (let i = 0; i < size; i++) cluster.spawnMember(i);
@@ -408,6 +474,8 @@ export async function startEtcdCluster(
   opts: {
     /** More etcd flags for every member, e.g. `--experimental-watch-progress-notify-interval=200ms`. */
     args?: readonly string[];
+    /** Serve clients over HTTPS with this certificate, asking them for one signed by `ca`. */
+    tls?: EtcdTlsMaterial;
   } = {},
 ): Promise<EtcdCluster> {
   if (!existsSync(ETCD_BIN)) ensurePackages(['etcd-server']);
@@ -417,7 +485,7 @@ export async function startEtcdCluster(
   // start again on new ports in that case.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await tryStart(size, opts.args ?? []);
+      return await tryStart(size, opts.args ?? [], opts.tls);
     } catch (e) {
       if (!(e instanceof PortInUse) || attempt >= 3) throw e;
     }

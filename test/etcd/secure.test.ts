@@ -1,0 +1,357 @@
+/**
+ * The etcd store and the agent against a real etcd that is secured as production etcd clusters
+ * are: serving clients over TLS and asking them for a certificate (`--client-cert-auth`), or with
+ * authentication enabled and the agent's user allowed only the store's prefix. What works, and that
+ * each wrong setting is refused with a message saying what to change — writing nothing.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { selfSignedTls } from '../../src/controller/certs.ts';
+import { call } from '../../src/cli/client.ts';
+import type { CniRequest } from '../../src/cni/protocol.ts';
+import { openEtcdStore } from '../../src/store/etcd.ts';
+import type { EtcdStoreOptions } from '../../src/store/etcd.ts';
+import { ETCD_PASSWORD_ENV } from '../../src/store/etcd-options.ts';
+import type { Store, WatchEvent } from '../../src/store/store.ts';
+import { CLI, NODE, startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
+import { startEtcdCluster, type EtcdCluster } from './cluster.ts';
+
+const POOL = 'secure-pool';
+
+/** Runs `ipkeeper agent ARGS` until it exits (killed after `ms`). */
+function runAgent(
+  args: string[],
+  ms: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | string; stderr: string }> {
+  const child = spawn(NODE, [CLI, 'agent', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? `killed (${signal}): still running after ${ms} ms`, stderr });
+    });
+  });
+}
+
+/** Opens the store; the error's message when it cannot (failing the test when it can). */
+async function refused(url: string, opts: EtcdStoreOptions): Promise<string> {
+  let store: Store | undefined;
+  try {
+    store = await openEtcdStore(url, { timeoutMs: 1500, ...opts });
+  } catch (e) {
+    return (e as Error).message;
+  }
+  await store.close();
+  assert.fail(`${url} opened with ${JSON.stringify(Object.keys(opts))}`);
+}
+
+/** A store round trip: create, read, list, a watch event, delete. */
+async function roundTrip(store: Store, name: string): Promise<void> {
+  const seen: WatchEvent[] = [];
+  const w = store.watch(`things/`, (ev) => seen.push(ev));
+  const made = await store.create(`things/${name}`, { n: 1 });
+  assert.ok(made.created);
+  assert.deepEqual((await store.get<{ n: number }>(`things/${name}`))?.value, { n: 1 });
+  assert.deepEqual(
+    (await store.list('things/')).map((e) => e.key),
+    [`things/${name}`],
+  );
+  for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(seen[0]?.key, `things/${name}`, 'the watch delivers the create');
+  assert.ok((await store.delete(`things/${name}`, made.version)).ok);
+  w.close();
+}
+
+/** An agent's ADD of pod `pod` from POOL: the address it gives. */
+async function add(socket: string, pod: string): Promise<string> {
+  const r = await call<{ ips?: { address: string }[] }>(socket, 'POST', '/v1/cni/add', {
+    command: 'ADD',
+    containerId: `c-${pod}`,
+    ifName: 'eth0',
+    network: 'secure-net',
+    cniVersion: '1.1.0',
+    args: { K8S_POD_NAMESPACE: 'default', K8S_POD_NAME: pod, K8S_POD_UID: `uid-${pod}` },
+    ipam: { type: 'ipkeeper', pools: { ipv4: [POOL] } },
+  } satisfies CniRequest);
+  return r.ips![0]!.address;
+}
+
+async function applyPool(socket: string): Promise<void> {
+  await call(socket, 'POST', '/v1/apply', {
+    objects: [
+      {
+        apiVersion: 'ipkeeper.io/v1alpha1',
+        kind: 'IPPool',
+        metadata: { name: POOL },
+        spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10-10.9.0.20'] },
+      },
+    ],
+  });
+}
+
+describe(
+  'etcd over TLS with client certificates (real etcd, --client-cert-auth)',
+  { timeout: 120_000 },
+  () => {
+    const material = selfSignedTls(['127.0.0.1'], Date.now(), {
+      caName: 'ipkeeper-test-etcd-ca',
+      clientAuth: true,
+    });
+    const stranger = selfSignedTls(['127.0.0.1'], Date.now(), { caName: 'another-ca', clientAuth: true });
+    const tls = {
+      ca: Buffer.from(material.ca),
+      cert: Buffer.from(material.cert),
+      key: Buffer.from(material.key),
+    };
+    let cluster: EtcdCluster;
+    let dir: string;
+    let url: string;
+    const agents: AgentProcess[] = [];
+    const file = (name: string, text: string): string => {
+      const p = join(dir, name);
+      writeFileSync(p, text, { mode: 0o600 });
+      return p;
+    };
+
+    before(async () => {
+      cluster = await startEtcdCluster(1, { tls: material });
+      dir = tempDir('etcd-tls');
+      url = `${cluster.url}/tls-${process.pid}/`;
+    });
+    after(async () => {
+      for (const a of agents) await a.kill('SIGTERM');
+      await cluster?.stopAll();
+    });
+
+    it('serves the store with the CA, the client certificate and its key', async () => {
+      const store = await openEtcdStore(url, { tls });
+      try {
+        await roundTrip(store, 'tls');
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('refuses to connect without a client certificate, with the wrong CA, or without TLS, saying what to change', async () => {
+      assert.match(
+        await refused(url, { tls: { ca: tls.ca } }),
+        /bad certificate.*: etcd asks its clients for a certificate \(--client-cert-auth\): give --etcd-cert and --etcd-key/s,
+      );
+      assert.match(
+        await refused(url, {
+          tls: { ...tls, cert: Buffer.from(stranger.cert), key: Buffer.from(stranger.key) },
+        }),
+        /refused this client's certificate: give an --etcd-cert .* signed by a CA in the members' --trusted-ca-file/,
+      );
+      assert.match(
+        await refused(url, { tls: { ...tls, ca: Buffer.from(stranger.ca) } }),
+        /unable to verify.*: the members' certificate is not one --etcd-cacert vouches for/s,
+      );
+      assert.match(
+        await refused(url, {}),
+        /No connection established.*: if the members serve TLS .* give --etcd-cacert/s,
+      );
+      const store = await openEtcdStore(url, { tls });
+      try {
+        assert.deepEqual(await store.list('things/'), [], 'nothing was written');
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('an agent started with --etcd-cacert, --etcd-cert and --etcd-key allocates, and the claim is in etcd', async () => {
+      const socket = join(dir, 'a.sock');
+      const flags = [
+        '--etcd-cacert',
+        file('ca.crt', material.ca),
+        '--etcd-cert',
+        file('tls.crt', material.cert),
+        '--etcd-key',
+        file('tls.key', material.key),
+      ];
+      const agent = await startAgent({ store: url, socket, node: 'n1', extra: flags });
+      agents.push(agent);
+      await applyPool(socket);
+      let ip: string | undefined;
+      for (let i = 0; i < 100 && ip === undefined; i++) {
+        ip = await add(socket, 'p1').catch(() => undefined);
+        if (ip === undefined) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.match(ip ?? '(none)', /^10\.9\.0\.(1\d|20)\/24$/);
+      const store = await openEtcdStore(url, { tls });
+      try {
+        const claims = await store.list<{ spec: { ip: string; containerId: string } }>('ipclaims/');
+        assert.deepEqual(
+          claims.map((c) => [c.value.spec.ip, c.value.spec.containerId]),
+          [[ip!.split('/')[0], 'c-p1']],
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('an agent whose --etcd-cacert is not the members’ CA exits 1 saying so', async () => {
+      const r = await runAgent(
+        [
+          '--store',
+          url,
+          '--socket',
+          join(dir, 'b.sock'),
+          '--node',
+          'n2',
+          '--etcd-cacert',
+          file('stranger.crt', stranger.ca),
+          '--etcd-cert',
+          join(dir, 'tls.crt'),
+          '--etcd-key',
+          join(dir, 'tls.key'),
+        ],
+        60_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /the members' certificate is not one --etcd-cacert vouches for/);
+    });
+
+    it('an agent whose --etcd-key is not its certificate’s exits 1 before connecting, naming the flag', async () => {
+      const r = await runAgent(
+        [
+          '--store',
+          url,
+          '--socket',
+          join(dir, 'c.sock'),
+          '--node',
+          'n3',
+          '--etcd-cacert',
+          join(dir, 'ca.crt'),
+          '--etcd-cert',
+          join(dir, 'tls.crt'),
+          '--etcd-key',
+          file('stranger.key', stranger.key),
+        ],
+        60_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /--etcd-key .*stranger\.key: is not the private key of the certificate in .*tls\.crt/,
+      );
+    });
+  },
+);
+
+describe(
+  'etcd with authentication enabled (real etcd, a user allowed only the store’s prefix)',
+  { timeout: 120_000 },
+  () => {
+    let cluster: EtcdCluster;
+    let dir: string;
+    const prefix = `/auth-${process.pid}/`;
+    let url: string;
+    const agents: AgentProcess[] = [];
+    const user = { username: 'ipkeeper', password: 'pw-of-ipkeeper' };
+
+    /** One call to etcd's JSON gateway as no one (before auth is on). */
+    async function gateway(path: string, body: unknown): Promise<void> {
+      const res = await fetch(`${cluster.endpoints[0]}${path}`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 200, `${path}: ${await res.text()}`);
+    }
+
+    before(async () => {
+      cluster = await startEtcdCluster(1);
+      dir = tempDir('etcd-auth');
+      url = `${cluster.url}${prefix}`;
+      const b64 = (s: string): string => Buffer.from(s).toString('base64');
+      // As `etcdctl user add root; user grant-role root root; role add ...; auth enable` would.
+      await gateway('/v3/auth/user/add', { name: 'root', password: 'pw-of-root' });
+      await gateway('/v3/auth/user/grant', { user: 'root', role: 'root' });
+      await gateway('/v3/auth/role/add', { name: 'ipkeeper' });
+      await gateway('/v3/auth/role/grant', {
+        name: 'ipkeeper',
+        perm: { permType: 'READWRITE', key: b64(prefix), range_end: b64(prefix.slice(0, -1) + '0') },
+      });
+      await gateway('/v3/auth/user/add', { name: user.username, password: user.password });
+      await gateway('/v3/auth/user/grant', { user: user.username, role: 'ipkeeper' });
+      await gateway('/v3/auth/enable', {});
+    });
+    after(async () => {
+      for (const a of agents) await a.kill('SIGTERM');
+      await cluster?.stopAll();
+    });
+
+    it('serves the store as a user with readwrite on its prefix (reads, writes and watches)', async () => {
+      const store = await openEtcdStore(url, { auth: user });
+      try {
+        await roundTrip(store, 'auth');
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('refuses a wrong password, no user, and a prefix the user may not touch, saying what to change', async () => {
+      assert.match(
+        await refused(url, { auth: { ...user, password: 'wrong' } }),
+        /authentication failed.*: etcd did not accept user "ipkeeper" with that password: check --etcd-user and the password \(IPKEEPER_ETCD_PASSWORD or --etcd-password-file\)/s,
+      );
+      assert.match(
+        await refused(url, {}),
+        /user name is empty.*: authentication is enabled on this etcd: give --etcd-user and its password/s,
+      );
+      assert.match(
+        await refused(`${cluster.url}/elsewhere/`, { auth: user }),
+        /permission denied.*: user "ipkeeper" may not read or write the store's keys: grant it a role with readwrite on the prefix \/elsewhere\//s,
+      );
+    });
+
+    it('an agent started with --etcd-user and IPKEEPER_ETCD_PASSWORD allocates; with a wrong password it exits 1', async () => {
+      const socket = join(dir, 'a.sock');
+      const agent = await startAgent({
+        store: url,
+        socket,
+        node: 'n1',
+        extra: ['--etcd-user', user.username],
+        env: { [ETCD_PASSWORD_ENV]: user.password },
+      });
+      agents.push(agent);
+      await applyPool(socket);
+      let ip: string | undefined;
+      for (let i = 0; i < 100 && ip === undefined; i++) {
+        ip = await add(socket, 'p1').catch(() => undefined);
+        if (ip === undefined) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.match(ip ?? '(none)', /^10\.9\.0\.(1\d|20)\/24$/);
+
+      const pwFile = join(dir, 'password');
+      writeFileSync(pwFile, 'not-the-password\n', { mode: 0o600 });
+      const r = await runAgent(
+        [
+          '--store',
+          url,
+          '--socket',
+          join(dir, 'b.sock'),
+          '--node',
+          'n2',
+          '--etcd-user',
+          user.username,
+          '--etcd-password-file',
+          pwFile,
+        ],
+        60_000,
+        { [ETCD_PASSWORD_ENV]: undefined },
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /etcd did not accept user "ipkeeper" with that password/);
+    });
+  },
+);
