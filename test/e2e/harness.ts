@@ -105,6 +105,30 @@ export async function startAgent(opts: {
   };
 }
 
+/**
+ * Runs `ipkeeper agent ARGS` until it exits, for tests of an agent that must not start; kills it
+ * (and says so in `code`) if it is still running after `ms`.
+ */
+export function runAgentToExit(
+  args: string[],
+  ms: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | string; stderr: string }> {
+  const child = spawn(NODE, [CLI, 'agent', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? `killed (${signal}): still running after ${ms} ms`, stderr });
+    });
+  });
+}
+
 /** Runs the CLI to completion. */
 export function cli(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(NODE, [CLI, ...args], { input, encoding: 'utf8' });

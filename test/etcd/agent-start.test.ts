@@ -5,26 +5,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../../src/cli/client.ts';
-import { CLI, NODE, startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
+import { runAgentToExit as runAgent, startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
 import { startEtcdCluster, type EtcdCluster } from './cluster.ts';
-
-/** Runs `ipkeeper agent ARGS` until it exits; kills it (and says so) if it is still running after `ms`. */
-function runAgent(args: string[], ms: number): Promise<{ code: number | string; stderr: string }> {
-  const child = spawn(NODE, [CLI, 'agent', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? `killed (${signal}): still running after ${ms} ms`, stderr });
-    });
-  });
-}
 
 describe('an agent that cannot start (etcd)', () => {
   let cluster: EtcdCluster;

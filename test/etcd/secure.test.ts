@@ -6,7 +6,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { selfSignedTls } from '../../src/controller/certs.ts';
@@ -16,30 +15,14 @@ import { openEtcdStore } from '../../src/store/etcd.ts';
 import type { EtcdStoreOptions } from '../../src/store/etcd.ts';
 import { ETCD_PASSWORD_ENV } from '../../src/store/etcd-options.ts';
 import type { Store, WatchEvent } from '../../src/store/store.ts';
-import { CLI, NODE, startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
+import { runAgentToExit as runAgent, startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
 import { startEtcdCluster, type EtcdCluster } from './cluster.ts';
 
 const POOL = 'secure-pool';
 
-/** Runs `ipkeeper agent ARGS` until it exits (killed after `ms`). */
-function runAgent(
-  args: string[],
-  ms: number,
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number | string; stderr: string }> {
-  const child = spawn(NODE, [CLI, 'agent', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? `killed (${signal}): still running after ${ms} ms`, stderr });
-    });
-  });
+/** `ipkeeper agent`'s store, socket and node flags. */
+function agentArgs(url: string, socket: string, node: string): string[] {
+  return ['--store', url, '--socket', socket, '--node', node];
 }
 
 /** Opens the store; the error's message when it cannot (failing the test when it can). */
@@ -54,8 +37,17 @@ async function refused(url: string, opts: EtcdStoreOptions): Promise<string> {
   assert.fail(`${url} opened with ${JSON.stringify(Object.keys(opts))}`);
 }
 
-/** A store round trip: create, read, list, a watch event, delete. */
-async function roundTrip(store: Store, name: string): Promise<void> {
+/** Opens the store and makes a round trip through it: create, read, list, a watch event, delete. */
+async function roundTrip(url: string, opts: EtcdStoreOptions, name: string): Promise<void> {
+  const store = await openEtcdStore(url, opts);
+  try {
+    await trip(store, name);
+  } finally {
+    await store.close();
+  }
+}
+
+async function trip(store: Store, name: string): Promise<void> {
   const seen: WatchEvent[] = [];
   const w = store.watch(`things/`, (ev) => seen.push(ev));
   const made = await store.create(`things/${name}`, { n: 1 });
@@ -85,7 +77,8 @@ async function add(socket: string, pod: string): Promise<string> {
   return r.ips![0]!.address;
 }
 
-async function applyPool(socket: string): Promise<void> {
+/** Applies POOL through the agent, then ADDs pod `pod` once the agent holds the pool: its address. */
+async function applyPoolAndAdd(socket: string, pod: string): Promise<string | undefined> {
   await call(socket, 'POST', '/v1/apply', {
     objects: [
       {
@@ -96,6 +89,12 @@ async function applyPool(socket: string): Promise<void> {
       },
     ],
   });
+  let ip: string | undefined;
+  for (let i = 0; i < 100 && ip === undefined; i++) {
+    ip = await add(socket, pod).catch(() => undefined);
+    if (ip === undefined) await new Promise((r) => setTimeout(r, 50));
+  }
+  return ip;
 }
 
 describe(
@@ -133,12 +132,7 @@ describe(
     });
 
     it('serves the store with the CA, the client certificate and its key', async () => {
-      const store = await openEtcdStore(url, { tls });
-      try {
-        await roundTrip(store, 'tls');
-      } finally {
-        await store.close();
-      }
+      await roundTrip(url, { tls }, 'tls');
     });
 
     it('refuses to connect without a client certificate, with the wrong CA, or without TLS, saying what to change', async () => {
@@ -180,12 +174,7 @@ describe(
       ];
       const agent = await startAgent({ store: url, socket, node: 'n1', extra: flags });
       agents.push(agent);
-      await applyPool(socket);
-      let ip: string | undefined;
-      for (let i = 0; i < 100 && ip === undefined; i++) {
-        ip = await add(socket, 'p1').catch(() => undefined);
-        if (ip === undefined) await new Promise((r) => setTimeout(r, 50));
-      }
+      const ip = await applyPoolAndAdd(socket, 'p1');
       assert.match(ip ?? '(none)', /^10\.9\.0\.(1\d|20)\/24$/);
       const store = await openEtcdStore(url, { tls });
       try {
@@ -202,12 +191,7 @@ describe(
     it('an agent whose --etcd-cacert is not the members’ CA exits 1 saying so', async () => {
       const r = await runAgent(
         [
-          '--store',
-          url,
-          '--socket',
-          join(dir, 'b.sock'),
-          '--node',
-          'n2',
+          ...agentArgs(url, join(dir, 'b.sock'), 'n2'),
           '--etcd-cacert',
           file('stranger.crt', stranger.ca),
           '--etcd-cert',
@@ -224,12 +208,7 @@ describe(
     it('an agent whose --etcd-key is not its certificate’s exits 1 before connecting, naming the flag', async () => {
       const r = await runAgent(
         [
-          '--store',
-          url,
-          '--socket',
-          join(dir, 'c.sock'),
-          '--node',
-          'n3',
+          ...agentArgs(url, join(dir, 'c.sock'), 'n3'),
           '--etcd-cacert',
           join(dir, 'ca.crt'),
           '--etcd-cert',
@@ -291,12 +270,7 @@ describe(
     });
 
     it('serves the store as a user with readwrite on its prefix (reads, writes and watches)', async () => {
-      const store = await openEtcdStore(url, { auth: user });
-      try {
-        await roundTrip(store, 'auth');
-      } finally {
-        await store.close();
-      }
+      await roundTrip(url, { auth: user }, 'auth');
     });
 
     it('refuses a wrong password, no user, and a prefix the user may not touch, saying what to change', async () => {
@@ -324,24 +298,14 @@ describe(
         env: { [ETCD_PASSWORD_ENV]: user.password },
       });
       agents.push(agent);
-      await applyPool(socket);
-      let ip: string | undefined;
-      for (let i = 0; i < 100 && ip === undefined; i++) {
-        ip = await add(socket, 'p1').catch(() => undefined);
-        if (ip === undefined) await new Promise((r) => setTimeout(r, 50));
-      }
+      const ip = await applyPoolAndAdd(socket, 'p1');
       assert.match(ip ?? '(none)', /^10\.9\.0\.(1\d|20)\/24$/);
 
       const pwFile = join(dir, 'password');
       writeFileSync(pwFile, 'not-the-password\n', { mode: 0o600 });
       const r = await runAgent(
         [
-          '--store',
-          url,
-          '--socket',
-          join(dir, 'b.sock'),
-          '--node',
-          'n2',
+          ...agentArgs(url, join(dir, 'b.sock'), 'n2'),
           '--etcd-user',
           user.username,
           '--etcd-password-file',
