@@ -137,11 +137,11 @@ export function etcdConnection(flags: EtcdFlags, env: NodeJS.ProcessEnv = proces
     }
     return out;
   }
-  if (flags.user === '' || /[\s:]/.test(flags.user)) {
+  if (flags.user === '' || /\s/.test(flags.user)) {
     throw invalid(
       '--etcd-user',
       JSON.stringify(flags.user),
-      'must be an etcd user name (no spaces or colons)',
+      'must be an etcd user name (not empty, no spaces)',
     );
   }
   if (flags.passwordFile !== undefined && fromEnv !== undefined) {

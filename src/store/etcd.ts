@@ -369,7 +369,7 @@ export class EtcdStore implements Store {
             },
           }
         : {}),
-      ...(opts.auth ? { auth: { username: opts.auth.username, password: opts.auth.password } } : {}),
+      ...(opts.auth ? { auth: opts.auth } : {}),
       faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
       // No gRPC keepalive: etcd counts a client ping on a connection without an open stream as
       // abuse and, after three, drops the connection with every call on it (too_many_pings) — which
