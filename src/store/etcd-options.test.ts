@@ -12,7 +12,8 @@ import { selfSignedTls } from '../controller/certs.ts';
 import { isIpamError } from '../errors.ts';
 import { ETCD_PASSWORD_ENV, etcdConnection, type EtcdFlags } from './etcd-options.ts';
 import { openStore } from './open.ts';
-import { openHint } from './etcd.ts';
+import { createServer, type Socket } from 'node:net';
+import { openEtcdStore, openHint } from './etcd.ts';
 
 let dir: string;
 const files: Record<string, string> = {};
@@ -217,5 +218,37 @@ describe('openHint (what an etcd store that cannot open says to change)', () => 
   it('adds nothing to other failures', () => {
     assert.equal(openHint('etcdserver: request is too large', tls, '/p/'), undefined);
     assert.equal(openHint('14 UNAVAILABLE: No connection established', tls, '/p/'), undefined);
+  });
+});
+
+describe('openEtcdStore, when its last attempt only ran out of time', () => {
+  it('still says what the attempts before it met, and what to change', async () => {
+    // A peer on 127.0.0.1 that drops the first connection (a TLS client sees its handshake cut)
+    // and then accepts connections without ever answering (calls wait until the deadline).
+    const held: Socket[] = [];
+    let n = 0;
+    const server = createServer((sock) => {
+      if (n++ === 0) sock.destroy();
+      else held.push(sock);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const ca = Buffer.from(selfSignedTls(['127.0.0.1'], Date.now(), { caName: 'x-ca' }).ca);
+    try {
+      const err = await openEtcdStore(`etcd://127.0.0.1:${port}`, { timeoutMs: 3000, tls: { ca } }).then(
+        async (s) => {
+          await s.close();
+          return undefined;
+        },
+        (e: unknown) => e as Error,
+      );
+      assert.ok(err, 'opened a store on a peer that never answers');
+      assert.match(err.message, /Deadline exceeded/i, 'the last attempt ran out of time');
+      assert.match(err.message, /before it: .*disconnected before secure TLS connection was established/);
+      assert.match(err.message, /: the members do not answer TLS on that port/);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

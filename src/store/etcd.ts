@@ -259,6 +259,9 @@ const UNSENT =
 const FATAL =
   /etcdserver: request is too large|etcdserver: too many operations in txn request|message larger than max|required revision has been compacted/i;
 
+/** An error that says only that a call's deadline passed. */
+const DEADLINE = /DEADLINE_EXCEEDED|Deadline exceeded/i;
+
 function classify(e: unknown): Failure {
   if (
     e instanceof GRPCInvalidArgumentError ||
@@ -873,6 +876,9 @@ export class EtcdStore implements Store {
     deadline: number,
     fn: (deadline: number) => Promise<R>,
   ): Promise<R> {
+    // The last failure that says more than "deadline exceeded" (a TLS handshake refused, a member
+    // down): the last attempt often ends on the deadline alone, and would hide it.
+    let telling: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
         return await fn(deadline);
@@ -890,10 +896,12 @@ export class EtcdStore implements Store {
             { retryable: true, cause: e },
           );
         }
+        if (!DEADLINE.test(messageOf(e))) telling = e;
         const wait = backoff(attempt, RETRY_FIRST_MS, RETRY_CAP_MS);
         if (Date.now() + wait >= deadline) {
+          const earlier = telling !== undefined && telling !== e ? `; before it: ${messageOf(telling)}` : '';
           throw new StoreError(
-            `${what} failed after ${attempt} attempt(s) within ${this.timeoutMs} ms on ${this.hosts.join(',')}: ${messageOf(e)}`,
+            `${what} failed after ${attempt} attempt(s) within ${this.timeoutMs} ms on ${this.hosts.join(',')}: ${messageOf(e)}${earlier}`,
             { retryable: true, cause: e },
           );
         }
