@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { COMPACT_SLACK, SlotMap } from './slot-map.ts';
 
-type Op = { op: 'set'; key: string; value: number } | { op: 'delete'; key: string } | { op: 'clear' };
+type Op = { op: 'set'; key: string; value: number } | { op: 'delete'; key: string };
 
 const KEYS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
 
@@ -25,7 +25,6 @@ const ops = fc.array(
       weight: 10,
       arbitrary: fc.record({ op: fc.constant('delete' as const), key: fc.constantFrom(...KEYS) }),
     },
-    { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const) }) },
   ),
   { maxLength: 200 },
 );
@@ -37,14 +36,10 @@ function sameAs(s: SlotMap<number>, m: Map<string, number>): void {
     assert.equal(s.has(k), m.has(k), `has(${k})`);
   }
   assert.deepEqual([...s.keys()].sort(), [...m.keys()].sort());
-  assert.deepEqual(
-    [...s.entries()].sort((x, y) => x[0].localeCompare(y[0])),
-    [...m.entries()].sort((x, y) => x[0].localeCompare(y[0])),
-  );
 }
 
 describe('SlotMap', () => {
-  it('answers get, has, size, keys and entries as a Map does after any writes and deletes', () => {
+  it('answers get, has, size and keys as a Map does after any writes and deletes', () => {
     fc.assert(
       fc.property(ops, (seq: Op[]) => {
         const s = new SlotMap<number>();
@@ -53,11 +48,8 @@ describe('SlotMap', () => {
           if (o.op === 'set') {
             assert.equal(s.set(o.key, o.value), s);
             m.set(o.key, o.value);
-          } else if (o.op === 'delete') {
-            assert.equal(s.delete(o.key), m.delete(o.key), `delete(${o.key})`);
           } else {
-            s.clear();
-            m.clear();
+            assert.equal(s.delete(o.key), m.delete(o.key), `delete(${o.key})`);
           }
           sameAs(s, m);
         }

@@ -70,18 +70,8 @@ export class SlotMap<V extends NonNullable<unknown> | null> {
     return true;
   }
 
-  clear(): void {
-    this.#m = new Map();
-    this.#size = 0;
-    this.#empty = 0;
-  }
-
   *keys(): IterableIterator<string> {
     for (const [k, v] of this.#m) if (v !== EMPTY) yield k;
-  }
-
-  *entries(): IterableIterator<[string, V]> {
-    for (const [k, v] of this.#m) if (v !== EMPTY) yield [k, v];
   }
 
   #compact(): void {
