@@ -36,6 +36,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TlsMaterial } from '../../src/controller/certs.ts';
 import { ensurePackages } from '../../scripts/lib/system.ts';
 import { freePorts } from '../lib/ports.ts';
 
@@ -162,20 +163,8 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** PEM material of a TLS cluster: the members' CA, and a certificate valid for server and client use. */
-export interface EtcdTlsMaterial {
-  ca: string;
-  cert: string;
-  key: string;
-}
-
 /** POSTs to etcd's JSON gateway; undefined when the member does not answer (yet). */
-async function gateway(
-  clientUrl: string,
-  path: string,
-  body: unknown,
-  tls?: EtcdTlsMaterial,
-): Promise<unknown> {
+async function gateway(clientUrl: string, path: string, body: unknown, tls?: TlsMaterial): Promise<unknown> {
   if (tls) return gatewayTls(clientUrl, path, body, tls);
   try {
     const res = await fetch(`${clientUrl}${path}`, {
@@ -191,7 +180,7 @@ async function gateway(
 }
 
 /** `gateway` over HTTPS with a client certificate (fetch cannot present one). */
-function gatewayTls(clientUrl: string, path: string, body: unknown, tls: EtcdTlsMaterial): Promise<unknown> {
+function gatewayTls(clientUrl: string, path: string, body: unknown, tls: TlsMaterial): Promise<unknown> {
   return new Promise((resolve) => {
     const req = httpsRequest(
       `${clientUrl}${path}`,
@@ -241,10 +230,10 @@ class ClusterImpl implements EtcdCluster {
   readonly url: string;
   private readonly states: MemberState[];
   private readonly dir: string;
-  private readonly tls: EtcdTlsMaterial | undefined;
+  private readonly tls: TlsMaterial | undefined;
   private stopped = false;
 
-  constructor(dir: string, states: MemberState[], tls?: EtcdTlsMaterial) {
+  constructor(dir: string, states: MemberState[], tls?: TlsMaterial) {
     this.dir = dir;
     this.tls = tls;
     this.states = states;
@@ -398,7 +387,7 @@ class ClusterImpl implements EtcdCluster {
 async function tryStart(
   size: number,
   extraArgs: readonly string[],
-  tls: EtcdTlsMaterial | undefined,
+  tls: TlsMaterial | undefined,
 ): Promise<ClusterImpl> {
   const ports = await freePorts(2 * size);
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
@@ -474,8 +463,11 @@ export async function startEtcdCluster(
   opts: {
     /** More etcd flags for every member, e.g. `--experimental-watch-progress-notify-interval=200ms`. */
     args?: readonly string[];
-    /** Serve clients over HTTPS with this certificate, asking them for one signed by `ca`. */
-    tls?: EtcdTlsMaterial;
+    /**
+     * Serve clients over HTTPS with this certificate (made with clientAuth: the harness presents it
+     * too), asking them for one signed by `ca`.
+     */
+    tls?: TlsMaterial;
   } = {},
 ): Promise<EtcdCluster> {
   if (!existsSync(ETCD_BIN)) ensurePackages(['etcd-server']);
