@@ -70,7 +70,7 @@ import type {
   Watcher,
 } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
-import { decodeRangeResponse, encodeRangeRequest, lastKey } from './etcd-range.ts';
+import { decodeRangeResponse, encodeRangeRequest, lastKey } from './etcd-wire.ts';
 
 export const DEFAULT_PREFIX = '/ipkeeper/';
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -423,7 +423,7 @@ export class EtcdStore implements Store {
   /**
    * Pages through the prefix at one revision (the first page's), `listPageKeys` keys a page. Each
    * page is its own call, with its own deadline and retries, so a prefix of any size can be read.
-   * Pages are read with `rangeBytes` and decoded by `etcd-range.ts`, not by the etcd3 client (see
+   * Pages are read with `rangeBytes` and decoded by `etcd-wire.ts`, not by the etcd3 client (see
    * there). `onRestart` is called before a scan starts over (after a compaction).
    */
   private async pages<T>(
