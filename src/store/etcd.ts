@@ -15,6 +15,11 @@
  *
  * The write happens at the transaction's header revision, which is the version handed back.
  *
+ * Calls. `KV/Range`, `KV/Txn` and `Watch/Watch` go through the etcd3 client's connection pool (its
+ * choice of member, TLS and authentication token) as bytes that `etcd-wire.ts` encodes and decodes,
+ * not through the client's protobufjs objects. A call etcd refuses for a token it no longer knows
+ * (unused for --auth-token-ttl, or a restarted member) is made once more with a new token.
+ *
  * Failures. Every call has a deadline (5 s unless `timeoutMs` says otherwise) and fails with a
  * `StoreError` carrying the etcd error as `cause`. Reads are retried on another member until the
  * deadline. A write is retried only when it provably never reached etcd (no connection, or a
@@ -39,20 +44,13 @@ import {
   ClientClosedError,
   Etcd3,
   EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
   EtcdPermissionDeniedError,
   GRPCInvalidArgumentError,
   GRPCNotImplementedError,
   GRPCUnauthenticatedError,
 } from 'etcd3';
-import type {
-  IDuplexStream,
-  IEvent,
-  IKeyValue,
-  IOptions,
-  IResponseHeader,
-  IWatchRequest,
-  IWatchResponse,
-} from 'etcd3';
+import type { IOptions } from 'etcd3';
 import { IpamError } from '../errors.ts';
 import { ETCD_PASSWORD_ENV, type EtcdAuth, type EtcdTls } from './etcd-options.ts';
 import { decodeValue, encodeValue } from './codec.ts';
@@ -70,7 +68,19 @@ import type {
   Watcher,
 } from './store.ts';
 import { backoff, messageOf, sleep } from './backoff.ts';
-import { decodeRangeResponse, encodeRangeRequest, lastKey } from './etcd-wire.ts';
+import {
+  decodeRangeResponse,
+  decodeTxnResponse,
+  decodeWatchResponse,
+  encodeRangeRequest,
+  encodeTxnRequest,
+  encodeWatchCreate,
+  lastKey,
+  type TxnAnswer,
+  type TxnOp,
+  type WatchAnswer,
+  type WatchEventAt,
+} from './etcd-wire.ts';
 
 export const DEFAULT_PREFIX = '/ipkeeper/';
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -306,6 +316,8 @@ export class EtcdStore implements Store {
   readonly backend = 'etcd';
   /** The etcd key prefix, ending in `/`. */
   readonly prefix: string;
+  /** The prefix's length in UTF-8 bytes, as it starts every etcd key of this store. */
+  private readonly prefixBytes: number;
   readonly timeoutMs: number;
   readonly hosts: readonly string[];
   private readonly listPageKeys: number;
@@ -353,6 +365,7 @@ export class EtcdStore implements Store {
     }
     if (hosts.length === 0) throw new IpamError('INVALID_CONFIG', 'etcd store needs at least one host');
     this.prefix = prefix;
+    this.prefixBytes = Buffer.byteLength(prefix);
     this.timeoutMs = timeoutMs;
     this.hosts = [...hosts];
     this.listPageKeys = Math.max(1, Math.floor(opts.listPageKeys ?? LIST_PAGE_KEYS));
@@ -386,12 +399,13 @@ export class EtcdStore implements Store {
 
   async get<T>(key: string): Promise<Versioned<T> | undefined> {
     this.check(key);
-    const k = this.etcdKey(key);
-    const res = await this.call('get', key, false, (deadline) =>
-      this.client.kv.range({ key: k }, { deadline }),
-    );
-    this.saw(res.header);
-    return this.decode<T>(res.kvs[0]);
+    const request = encodeRangeRequest({ key: this.etcdKey(key), rangeEnd: EMPTY, limit: 0, revision: '0' });
+    const bytes = await this.call('get', key, false, (deadline) => this.unary('Range', request, deadline));
+    const res = this.decodeAnswer('get', key, bytes, decodeRangeResponse);
+    this.sawRevision(res.revision);
+    if (res.count === 0) return undefined;
+    const { spans, modRevisions } = res;
+    return this.decodeAt<T>(bytes, spans[0]!, spans[1]!, spans[2]!, spans[3]!, modRevisions[0]!);
   }
 
   /** Every entry under `prefix` at one revision: the pages of `scan`, collected. */
@@ -434,14 +448,14 @@ export class EtcdStore implements Store {
     this.check();
     const start = Buffer.from(this.prefix + prefix);
     const end = prefixEnd(start);
-    const skip = Buffer.byteLength(this.prefix);
+    const skip = this.prefixBytes;
     let limit = this.listPageKeys;
     for (let round = 1; ; round++) {
       let from = start;
       let revision = '0';
       const page = (key: Buffer, rev: string): Promise<Buffer> =>
         this.call('list', `${prefix}*`, false, (deadline) =>
-          this.rangeBytes(encodeRangeRequest({ key, rangeEnd: end, limit, revision: rev }), deadline),
+          this.unary('Range', encodeRangeRequest({ key, rangeEnd: end, limit, revision: rev }), deadline),
         );
       let next: Promise<Buffer> | undefined;
       // Left only by return (done), throw, or break (start over).
@@ -512,19 +526,14 @@ export class EtcdStore implements Store {
     this.check(key);
     const k = this.etcdKey(key);
     const json = encodeValue(key, value);
-    const res = await this.call('create', key, true, (deadline) =>
-      this.client.kv.txn(
-        {
-          compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [{ request_put: { key: k, value: Buffer.from(json) } }],
-          failure: [{ request_range: { key: k } }],
-        },
-        { deadline },
-      ),
+    const request = encodeTxnRequest(
+      [{ key: k, target: 'create', revision: '0' }],
+      [{ put: k, value: Buffer.from(json) }],
+      [{ get: k }],
     );
-    this.saw(res.header);
-    if (res.succeeded) return { created: true, version: res.header.revision };
-    const existing = this.decode<T>(res.responses[0]?.response_range?.kvs[0]);
+    const res = await this.txn('create', key, request);
+    if (res.succeeded) return { created: true, version: res.revision };
+    const existing = this.decodeGet<T>(res, 0);
     if (!existing) {
       // The transaction is atomic: its compare saw the key, so its get must return it.
       throw new StoreError(`etcd create "${key}": key exists but the transaction returned no value`, {
@@ -650,24 +659,14 @@ export class EtcdStore implements Store {
             .slice(0, 2)
             .map((e) => e.key)
             .join(', ')}, ... (${entries.length} keys)`;
-    const res = await this.call('createMany', subject, true, (deadline) =>
-      this.client.kv.txn(
-        {
-          compare: ks.map((key) => ({
-            key,
-            target: 'Create' as const,
-            result: 'Equal' as const,
-            create_revision: 0,
-          })),
-          success: ks.map((key, i) => ({ request_put: { key, value: values[i] as Buffer } })),
-          failure: ks.map((key) => ({ request_range: { key } })),
-        },
-        { deadline },
-      ),
+    const request = encodeTxnRequest(
+      ks.map((key) => ({ key, target: 'create', revision: '0' })),
+      ks.map((key, i) => ({ put: key, value: values[i] as Buffer })),
+      ks.map((key) => ({ get: key })),
     );
-    this.saw(res.header);
-    if (res.succeeded) return { created: true, versions: entries.map(() => res.header.revision) };
-    const existing = res.responses.flatMap((r) => this.decode(r.response_range?.kvs[0]) ?? []);
+    const res = await this.txn('createMany', subject, request);
+    if (res.succeeded) return { created: true, versions: entries.map(() => res.revision) };
+    const existing = res.gets.flatMap((_, i) => this.decodeGet(res, i) ?? []);
     if (existing.length === 0) {
       throw new StoreError(`etcd createMany "${subject}": a key exists but the transaction returned none`, {
         retryable: true,
@@ -679,14 +678,13 @@ export class EtcdStore implements Store {
   async update<T>(key: string, value: T, version: Version): Promise<CasResult<T>> {
     this.check(key);
     const json = encodeValue(key, value);
-    return this.compareAndWrite<T>('update', key, version, {
-      request_put: { key: this.etcdKey(key), value: Buffer.from(json) },
-    });
+    const k = this.etcdKey(key);
+    return this.compareAndWrite<T>('update', key, version, { put: k, value: Buffer.from(json) });
   }
 
   async delete(key: string, version: Version): Promise<CasResult> {
     this.check(key);
-    return this.compareAndWrite('delete', key, version, { request_delete_range: { key: this.etcdKey(key) } });
+    return this.compareAndWrite('delete', key, version, { delete: this.etcdKey(key) });
   }
 
   /** One transaction: every key's mod_revision compared, all deleted if each matches. */
@@ -695,24 +693,15 @@ export class EtcdStore implements Store {
     validateKeys(entries, 'deleteMany');
     // A version this backend never hands out (and "0" would match a missing key) cannot match.
     if (!entries.every((e) => isRevision(e.version))) return { ok: false };
-    const res = await this.call('deleteMany', entries[0]?.key ?? '(none)', true, (deadline) =>
-      this.client.kv.txn(
-        {
-          compare: entries.map((e) => ({
-            key: this.etcdKey(e.key),
-            target: 'Mod' as const,
-            result: 'Equal' as const,
-            mod_revision: e.version,
-          })),
-          success: entries.map((e) => ({ request_delete_range: { key: this.etcdKey(e.key) } })),
-          failure: [],
-        },
-        { deadline },
-      ),
+    const ks = entries.map((e) => this.etcdKey(e.key));
+    const request = encodeTxnRequest(
+      entries.map((e, i) => ({ key: ks[i] as Buffer, target: 'mod', revision: e.version })),
+      ks.map((key) => ({ delete: key })),
+      [],
     );
-    this.saw(res.header);
+    const res = await this.txn('deleteMany', entries[0]?.key ?? '(none)', request);
     if (!res.succeeded) return { ok: false };
-    return { ok: true, versions: entries.map(() => res.header.revision) };
+    return { ok: true, versions: entries.map(() => res.revision) };
   }
 
   watch<T>(prefix: string, onEvent: (ev: WatchEvent<T>) => void, onReset?: () => void): Watcher {
@@ -772,9 +761,9 @@ export class EtcdStore implements Store {
     onReset: (() => void) | undefined,
   ): Watcher {
     const w = new EtcdWatcher({
-      client: this.client,
+      pool: this.pool,
       key: Buffer.from(this.prefix + prefix),
-      prefixLength: Buffer.byteLength(this.prefix),
+      prefixLength: this.prefixBytes,
       from,
       onEvent: onEvent as (ev: WatchEvent) => void,
       onReset,
@@ -814,26 +803,17 @@ export class EtcdStore implements Store {
     what: 'update' | 'delete',
     key: string,
     version: Version,
-    op: { request_put: { key: Buffer; value: Buffer } } | { request_delete_range: { key: Buffer } },
+    op: TxnOp,
   ): Promise<CasResult<T>> {
     if (!isRevision(version)) {
       // Not a version this backend hands out (and "0" would match a missing key): it cannot match.
       return { ok: false, current: await this.get<T>(key) };
     }
     const k = this.etcdKey(key);
-    const res = await this.call(what, key, true, (deadline) =>
-      this.client.kv.txn(
-        {
-          compare: [{ key: k, target: 'Mod', result: 'Equal', mod_revision: version }],
-          success: [op],
-          failure: [{ request_range: { key: k } }],
-        },
-        { deadline },
-      ),
-    );
-    this.saw(res.header);
-    if (res.succeeded) return { ok: true, version: res.header.revision };
-    return { ok: false, current: this.decode<T>(res.responses[0]?.response_range?.kvs[0]) };
+    const request = encodeTxnRequest([{ key: k, target: 'mod', revision: version }], [op], [{ get: k }]);
+    const res = await this.txn(what, key, request);
+    if (res.succeeded) return { ok: true, version: res.revision };
+    return { ok: false, current: this.decodeGet<T>(res, 0) };
   }
 
   /**
@@ -919,69 +899,142 @@ export class EtcdStore implements Store {
     return Buffer.from(this.prefix + key);
   }
 
-  private saw(header: IResponseHeader): void {
-    this.sawRevision(header.revision);
-  }
-
   private sawRevision(revision: string): void {
     const r = BigInt(revision);
     if (r > this.revision) this.revision = r;
   }
 
-  /**
-   * One `KV/Range` call with an encoded request, answered with the response's bytes, on a member
-   * the etcd3 client's pool picks (its failover and error classes apply, as for `kv.range`).
-   */
-  private rangeBytes(request: Buffer, deadline: number): Promise<Buffer> {
-    const pool = (this.client as unknown as { pool: RangePool }).pool;
-    return pool.withConnection(
-      'KV',
-      ({ client, metadata }) =>
-        new Promise<Buffer>((resolve, reject) => {
-          client.makeUnaryRequest(
-            '/etcdserverpb.KV/Range',
-            (b: Buffer) => b,
-            (b: Buffer) => b,
-            request,
-            metadata,
-            { deadline },
-            (err, res) =>
-              err || !res ? reject(castGrpcError(err ?? new Error('empty Range answer'))) : resolve(res),
-          );
-        }),
-    );
+  /** One write transaction (`KV/Txn`) with an encoded request: its answer, the revision noted. */
+  private async txn(op: string, subject: string, request: Buffer): Promise<Txn> {
+    const bytes = await this.call(op, subject, true, (deadline) => this.unary('Txn', request, deadline));
+    const res = this.decodeAnswer(op, subject, bytes, decodeTxnResponse);
+    this.sawRevision(res.revision);
+    return { ...res, bytes };
   }
 
-  private decode<T>(kv: IKeyValue | undefined): Versioned<T> | undefined {
+  /**
+   * One `KV/Range` or `KV/Txn` call with an encoded request, answered with the response's bytes, on
+   * a member the etcd3 client's pool picks (its failover, authentication and error classes apply,
+   * as for its own `kv.range` and `kv.txn`). When etcd has forgotten the client's token (it expires
+   * after --auth-token-ttl seconds unused, 300 by default), the pool is told to ask for a new one and
+   * the call is made once more: etcd refused it before doing anything, so a write may be re-sent.
+   */
+  private async unary(method: 'Range' | 'Txn', request: Buffer, deadline: number): Promise<Buffer> {
+    const pool = this.pool;
+    const once = (): Promise<Buffer> =>
+      pool.withConnection(
+        'KV',
+        ({ client, metadata }) =>
+          new Promise<Buffer>((resolve, reject) => {
+            client.makeUnaryRequest(
+              `/etcdserverpb.KV/${method}`,
+              passBytes,
+              passBytes,
+              request,
+              metadata,
+              { deadline },
+              (err, res) =>
+                err || !res
+                  ? reject(castGrpcError(err ?? new Error(`empty ${method} answer`)))
+                  : resolve(res),
+            );
+          }),
+      );
+    try {
+      return await once();
+    } catch (e) {
+      if (!(e instanceof EtcdInvalidAuthTokenError)) throw e;
+      pool.authenticator.invalidateMetadata();
+      return once();
+    }
+  }
+
+  /** The etcd3 client's connection pool (see `EtcdPool`). */
+  private get pool(): EtcdPool {
+    return (this.client as unknown as { pool: EtcdPool }).pool;
+  }
+
+  /** Decodes an answer's bytes; a malformed answer fails the call for good, naming it. */
+  private decodeAnswer<R>(op: string, subject: string, bytes: Buffer, decode: (b: Buffer) => R): R {
+    try {
+      return decode(bytes);
+    } catch (e) {
+      throw new StoreError(`etcd ${op} "${subject}": ${messageOf(e)}`, { retryable: false, cause: e });
+    }
+  }
+
+  /** The key-value a transaction's get number `i` found, as a store entry. */
+  private decodeGet<T>(res: Txn, i: number): Versioned<T> | undefined {
+    const kv = res.gets[i];
     if (!kv) return undefined;
-    const key = kv.key.toString('utf8').slice(this.prefix.length);
-    return { key, value: parseValue<T>(key, kv.value), version: kv.mod_revision };
+    return this.decodeAt<T>(res.bytes, kv.keyStart, kv.keyEnd, kv.valueStart, kv.valueEnd, kv.modRevision);
+  }
+
+  private decodeAt<T>(
+    buf: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    valueStart: number,
+    valueEnd: number,
+    modRevision: string,
+  ): Versioned<T> {
+    const key = buf.toString('utf8', keyStart + this.prefixBytes, keyEnd);
+    return { key, value: parseValue<T>(key, buf, valueStart, valueEnd), version: modRevision };
   }
 }
 
+/** A transaction's answer with the bytes its positions point into. */
+type Txn = TxnAnswer & { bytes: Buffer };
+
+const EMPTY = Buffer.alloc(0);
+const WATCH_METHOD = '/etcdserverpb.Watch/Watch';
+const passBytes = (b: Buffer): Buffer => b;
+
 /**
- * The etcd3 client's connection pool, as far as `rangeBytes` uses it (etcd3 1.1: `Namespace.pool`,
- * protected there; `test/etcd` lists through it against a real cluster, so a client without it fails
- * the suite, not a user).
+ * The etcd3 client's connection pool, as far as the store's raw calls use it (etcd3 1.1:
+ * `Namespace.pool`, protected there; `test/etcd` runs every call through it against a real cluster,
+ * so a client without it fails the suite, not a user). `withConnection` picks a member, with the
+ * authentication metadata; `markFailed` tells the pool a member's stream broke, as etcd3's own
+ * watch does; `authenticator.invalidateMetadata` makes the next call ask etcd for a new token.
  */
-interface RangePool {
+interface EtcdPool {
   withConnection<R>(
-    service: 'KV',
-    fn: (c: {
-      client: {
-        makeUnaryRequest(
-          method: string,
-          serialize: (b: Buffer) => Buffer,
-          deserialize: (b: Buffer) => Buffer,
-          argument: Buffer,
-          metadata: unknown,
-          options: { deadline: number },
-          callback: (err: Error | null, res?: Buffer) => void,
-        ): unknown;
-      };
-      metadata: unknown;
-    }) => Promise<R>,
+    service: 'KV' | 'Watch',
+    fn: (c: { resource: unknown; client: GrpcClient; metadata: unknown }) => Promise<R> | R,
   ): Promise<R>;
+  markFailed(resource: unknown, error: Error): void;
+  authenticator: { invalidateMetadata(): void };
+}
+
+/** A grpc-js client as the pool hands it out, called with bytes in and bytes out. */
+interface GrpcClient {
+  makeUnaryRequest(
+    method: string,
+    serialize: (b: Buffer) => Buffer,
+    deserialize: (b: Buffer) => Buffer,
+    argument: Buffer,
+    metadata: unknown,
+    options: { deadline: number },
+    callback: (err: Error | null, res?: Buffer) => void,
+  ): unknown;
+  makeBidiStreamRequest(
+    method: string,
+    serialize: (b: Buffer) => Buffer,
+    deserialize: (b: Buffer) => Buffer,
+    metadata: unknown,
+    options: object,
+  ): WatchStream;
+}
+
+/** grpc-js's duplex stream of a `Watch/Watch` call, as the watcher uses it. */
+interface WatchStream {
+  readonly writable: boolean;
+  on(event: 'data', fn: (b: Buffer) => void): this;
+  on(event: 'error', fn: (e: Error) => void): this;
+  on(event: 'end', fn: () => void): this;
+  write(b: Buffer): boolean;
+  end(): void;
+  cancel(): void;
 }
 
 /** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
@@ -997,7 +1050,7 @@ function parseValue<T>(key: string, bytes: Buffer, start = 0, end = bytes.length
 }
 
 interface WatchSpec {
-  client: Etcd3;
+  pool: EtcdPool;
   /** The full etcd key prefix watched. */
   key: Buffer;
   /** Bytes of the store prefix to strip from event keys. */
@@ -1018,7 +1071,7 @@ interface WatchSpec {
  */
 class EtcdWatcher implements Watcher {
   private readonly spec: WatchSpec;
-  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private stream: WatchStream | undefined;
   private closed = false;
   private failures = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -1054,38 +1107,56 @@ class EtcdWatcher implements Watcher {
 
   private connect(): void {
     if (this.closed) return;
-    this.spec.client.watchClient.watch().then(
-      (stream) => {
-        stream.on('error', (e) => this.broken(stream, e, 'broken'));
-        stream.on('end', () => this.broken(stream, new Error('etcd ended the watch stream'), 'closed'));
-        if (this.closed) {
-          stream.cancel();
-          return;
-        }
-        this.stream = stream;
-        stream.on('data', (res) => this.receive(stream, res));
-        stream.write({
-          create_request: {
-            key: this.spec.key,
-            range_end: prefixEnd(this.spec.key),
-            ...(this.resumeFrom > 0n ? { start_revision: this.resumeFrom.toString() } : {}),
-            progress_notify: true,
-          },
-        });
-      },
-      (e: unknown) => {
-        if (this.closed) return;
-        this.spec.restarts.broken++;
-        this.retryLater(e);
-      },
-    );
+    const pool = this.spec.pool;
+    pool
+      .withConnection('Watch', ({ resource, client, metadata }) => {
+        const stream = client.makeBidiStreamRequest(WATCH_METHOD, passBytes, passBytes, metadata, {});
+        // As etcd3's own watch does: a stream that fails while still open counts against its member.
+        stream.on('error', (e) => stream.writable && pool.markFailed(resource, castGrpcError(e)));
+        return stream;
+      })
+      .then(
+        (stream) => {
+          stream.on('error', (e) => this.broken(stream, castGrpcError(e), 'broken'));
+          stream.on('end', () => this.broken(stream, new Error('etcd ended the watch stream'), 'closed'));
+          if (this.closed) {
+            stream.cancel();
+            return;
+          }
+          this.stream = stream;
+          stream.on('data', (bytes) => this.receive(stream, bytes));
+          stream.write(
+            encodeWatchCreate({
+              key: this.spec.key,
+              rangeEnd: prefixEnd(this.spec.key),
+              startRevision: this.resumeFrom,
+              progressNotify: true,
+            }),
+          );
+        },
+        (e: unknown) => {
+          if (this.closed) return;
+          this.spec.restarts.broken++;
+          this.retryLater(e);
+        },
+      );
   }
 
-  private receive(stream: IDuplexStream<IWatchRequest, IWatchResponse>, res: IWatchResponse): void {
+  private receive(stream: WatchStream, bytes: Buffer): void {
     if (stream !== this.stream || this.closed) return;
+    let res: WatchAnswer;
+    try {
+      res = decodeWatchResponse(bytes);
+    } catch (e) {
+      // Not a message we can read: start a new stream where this one stood.
+      this.drop();
+      this.spec.restarts.broken++;
+      this.retryLater(e);
+      return;
+    }
     if (res.canceled) {
       this.drop();
-      const compacted = BigInt(res.compact_revision || '0');
+      const compacted = BigInt(res.compactRevision);
       if (compacted > 0n) {
         // The history from resumeFrom is gone: events were lost. Carry on from what etcd still has.
         this.resumeFrom = compacted;
@@ -1094,45 +1165,51 @@ class EtcdWatcher implements Watcher {
       } else {
         this.reset();
         this.spec.restarts.broken++;
-        this.retryLater(new Error(`etcd cancelled the watch: ${res.cancel_reason || 'no reason given'}`));
+        // etcd cancels a watch whose token it no longer knows (expired, or the member restarted)
+        // as "permission denied": the next stream asks for a new token.
+        if (/permission denied|auth token/i.test(res.cancelReason))
+          this.spec.pool.authenticator.invalidateMetadata();
+        this.retryLater(new Error(`etcd cancelled the watch: ${res.cancelReason || 'no reason given'}`));
       }
       return;
     }
     if (res.created) {
       this.failures = 0;
       if (this.resumeFrom === 0n) {
-        this.resumeFrom = BigInt(res.header.revision) + 1n;
+        this.resumeFrom = BigInt(res.revision) + 1n;
         this.delivered = this.resumeFrom - 1n;
       }
       return;
     }
     if (res.events.length === 0) {
       // A progress notification: etcd sends it only to a watcher that has caught up to this revision.
-      const next = BigInt(res.header.revision) + 1n;
+      const next = BigInt(res.revision) + 1n;
       if (next > this.resumeFrom) this.resumeFrom = next;
       return;
     }
     // All events of one revision come in one response, so `delivered` moves once per response.
     let newest = this.delivered;
     for (const ev of res.events) {
-      const rev = BigInt(ev.kv.mod_revision);
+      const rev = BigInt(ev.kv.modRevision);
       if (rev <= this.delivered) continue;
       if (rev > newest) newest = rev;
-      this.deliver(ev);
+      this.deliver(bytes, ev);
       if (this.closed) return;
     }
     this.delivered = newest;
     if (newest + 1n > this.resumeFrom) this.resumeFrom = newest + 1n;
   }
 
-  private deliver(ev: IEvent): void {
-    const key = ev.kv.key.subarray(this.spec.prefixLength).toString('utf8');
+  private deliver(bytes: Buffer, ev: WatchEventAt): void {
+    const kv = ev.kv;
+    const key = bytes.toString('utf8', kv.keyStart + this.spec.prefixLength, kv.keyEnd);
     let event: WatchEvent;
-    if (ev.type === 'Delete') {
-      event = { type: 'delete', key, version: ev.kv.mod_revision };
+    if (ev.type === 'delete') {
+      event = { type: 'delete', key, version: kv.modRevision };
     } else {
       try {
-        event = { type: 'put', key, value: parseValue(key, ev.kv.value), version: ev.kv.mod_revision };
+        const value = parseValue(key, bytes, kv.valueStart, kv.valueEnd);
+        event = { type: 'put', key, value, version: kv.modRevision };
       } catch {
         // Not our JSON: the watcher cannot say what the key holds. A re-list reports the bad key.
         this.reset();
@@ -1163,13 +1240,10 @@ class EtcdWatcher implements Watcher {
     }
   }
 
-  private broken(
-    stream: IDuplexStream<IWatchRequest, IWatchResponse>,
-    e: unknown,
-    why: 'closed' | 'broken',
-  ): void {
+  private broken(stream: WatchStream, e: unknown, why: 'closed' | 'broken'): void {
     if (stream !== this.stream) return; // an old stream we dropped on purpose
     this.drop();
+    if (e instanceof EtcdInvalidAuthTokenError) this.spec.pool.authenticator.invalidateMetadata();
     this.spec.restarts[why]++;
     this.retryLater(e);
   }
