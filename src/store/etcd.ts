@@ -476,12 +476,7 @@ export class EtcdStore implements Store {
           throw e;
         }
         next = undefined;
-        let res;
-        try {
-          res = decodeRangeResponse(bytes);
-        } catch (e) {
-          throw new StoreError(`etcd list "${prefix}*": ${messageOf(e)}`, { retryable: false, cause: e });
-        }
+        const res = this.decodeAnswer('list', `${prefix}*`, bytes, decodeRangeResponse);
         this.sawRevision(res.revision);
         if (revision === '0') revision = res.revision;
         const last = lastKey(bytes, res);
