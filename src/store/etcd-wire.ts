@@ -510,13 +510,13 @@ export function encodeWatchCreate(c: WatchCreate): Buffer {
   const inner =
     lenFieldSize(c.key.length) +
     lenFieldSize(c.rangeEnd.length) +
-    (c.startRevision !== 0n ? varintFieldSize(int64(String(c.startRevision))) : 0) +
+    (c.startRevision !== 0n ? varintFieldSize(c.startRevision) : 0) +
     (c.progressNotify ? 2 : 0);
   const w = new Writer(lenFieldSize(inner));
   w.lenHeader(1, inner);
   w.bytesField(1, c.key);
   w.bytesField(2, c.rangeEnd);
-  if (c.startRevision !== 0n) w.varintField(3, int64(String(c.startRevision)));
+  if (c.startRevision !== 0n) w.varintField(3, c.startRevision);
   if (c.progressNotify) w.varintField(4, 1);
   return w.done();
 }
