@@ -6,7 +6,6 @@
  * the fix — and all problems of an object are reported together.
  */
 import Schema from 'typebox/schema';
-import Value from 'typebox/value';
 import { IpamError } from '../errors.ts';
 import { NetError, parseAddr } from '../net/addr.ts';
 import { parsePrefix, prefixContains, type Prefix } from '../net/prefix.ts';
@@ -68,7 +67,7 @@ function schemaErrors(kind: string, obj: unknown): FieldError[] {
   if (validator.Check(obj)) return [];
   const out: FieldError[] = [];
   const seen = new Set<string>();
-  for (const e of Value.Errors(info.schema, obj)) {
+  for (const e of Schema.Errors(info.schema, obj)[1]) {
     // `additionalProperties: false` is reported twice by TypeBox (once per extra key); keep the
     // per-key one, which names the field.
     if (e.keyword === 'boolean') {
