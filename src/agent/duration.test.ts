@@ -42,3 +42,37 @@ describe('ipkeeper agent --claims-cache-interval', () => {
     assert.match(r.stderr, /--claims-cache-interval often must be a duration such as 15s, 500ms or 1m/);
   });
 });
+
+describe('ipkeeper agent --etcd-credentials-check', () => {
+  const agent = (...extra: string[]) => cli(['agent', '--socket', '/nonexistent/a.sock', ...extra]);
+  it('without a credentials file to read: refused, and says what to add', () => {
+    const r = agent('--store', 'memory:', '--etcd-credentials-check', '10s');
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      /--etcd-credentials-check 10s applies to the files of --etcd-cacert, --etcd-cert\/--etcd-key or --etcd-password-file; add them or drop it/,
+    );
+  });
+  for (const [v, why] of [
+    ['often', /--etcd-credentials-check often must be a duration such as 15s, 500ms or 1m/],
+    [
+      '5ms',
+      /--etcd-credentials-check 5ms is too often: give 100ms or more \(1m is plenty\), or 0 to turn it off/,
+    ],
+  ] as const) {
+    it(`${v}: refused before anything is read or opened`, () => {
+      const r = agent(
+        '--store',
+        'etcd://127.0.0.1:1',
+        '--etcd-user',
+        'u',
+        '--etcd-password-file',
+        '/nonexistent/password',
+        '--etcd-credentials-check',
+        v,
+      );
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, why);
+    });
+  }
+});

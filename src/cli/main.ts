@@ -168,6 +168,11 @@ export function buildCli(): Command {
     )
     .option('--etcd-password-file <file>', 'etcd store: file holding the password of --etcd-user')
     .option(
+      '--etcd-credentials-check <duration>',
+      'etcd store: read the --etcd-cacert/--etcd-cert/--etcd-key and --etcd-password-file files again this often, and connect with them when they changed (renewed certificates, a new password); 0: never (10s, 1m)',
+      '1m',
+    )
+    .option(
       '--claims-cache <file>',
       'keep the claims in this file between runs: written at a clean stop and while running (see --claims-cache-interval), read at the next start, which then asks the store only for what changed (kubernetes and etcd stores)',
     )
@@ -221,6 +226,7 @@ export function buildCli(): Command {
         etcdKey?: string;
         etcdUser?: string;
         etcdPasswordFile?: string;
+        etcdCredentialsCheck: string;
       }) => {
         const whole = (flag: string, v: string, min: number): number => {
           const n = Number(v);
@@ -252,13 +258,37 @@ export function buildCli(): Command {
         }
         const { parseDuration } = await import('../agent/duration.ts');
         const claimsCacheIntervalMs = parseDuration('--claims-cache-interval', o.claimsCacheInterval, 0);
-        const etcd = etcdConnection({
+        const etcdFlags = {
           ...(o.etcdCacert !== undefined ? { cacert: o.etcdCacert } : {}),
           ...(o.etcdCert !== undefined ? { cert: o.etcdCert } : {}),
           ...(o.etcdKey !== undefined ? { key: o.etcdKey } : {}),
           ...(o.etcdUser !== undefined ? { user: o.etcdUser } : {}),
           ...(o.etcdPasswordFile !== undefined ? { passwordFile: o.etcdPasswordFile } : {}),
-        });
+        };
+        // Checked now (a bad file stops the agent here); read again while it runs, so renewed
+        // certificates and a changed password file are used without a restart.
+        const credentialsCheckMs = parseDuration('--etcd-credentials-check', o.etcdCredentialsCheck, 0);
+        if (
+          (o.etcdCacert ?? o.etcdCert ?? o.etcdPasswordFile) === undefined &&
+          o.etcdCredentialsCheck !== '1m'
+        ) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--etcd-credentials-check ${o.etcdCredentialsCheck} applies to the files of --etcd-cacert, --etcd-cert/--etcd-key or --etcd-password-file; add them or drop it`,
+          );
+        }
+        if (credentialsCheckMs > 0 && credentialsCheckMs < 100) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--etcd-credentials-check ${o.etcdCredentialsCheck} is too often: give 100ms or more (1m is plenty), or 0 to turn it off`,
+          );
+        }
+        const etcd = {
+          ...etcdConnection(etcdFlags),
+          ...((o.etcdCacert ?? o.etcdCert ?? o.etcdPasswordFile) !== undefined && credentialsCheckMs > 0
+            ? { credentials: () => etcdConnection(etcdFlags), credentialsCheckMs }
+            : {}),
+        };
         const { startAgent } = await import('../agent/server.ts');
         const agent = await startAgent({
           store: o.store,

@@ -2,9 +2,11 @@
  * @module store/etcd-options
  * How the agent reaches a secured etcd: its flags (`--etcd-cacert`, `--etcd-cert`, `--etcd-key`,
  * `--etcd-user`, `--etcd-password-file`, or the password in IPKEEPER_ETCD_PASSWORD) read into the
- * store's `tls` and `auth` options. Every file is read and checked once, at the start, so a wrong
- * path, a file that is not PEM, or a key that does not belong to its certificate stops the agent
- * with an error naming the flag, the value and the fix, before any connection is tried.
+ * store's `tls` and `auth` options. Every file is read and checked at the start, so a wrong path, a
+ * file that is not PEM, or a key that does not belong to its certificate stops the agent with an
+ * error naming the flag, the value and the fix, before any connection is tried; the agent then
+ * reads them again, through the same checks, every `--etcd-credentials-check` (the store's
+ * `credentials` option), to pick up renewed certificates and a changed password.
  *
  * The names follow etcdctl's (`--cacert`, `--cert`, `--key`, `--user`). The password is never a
  * flag: a command line is visible to every process on the node.

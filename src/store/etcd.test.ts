@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { IpamError } from '../errors.ts';
+import { selfSignedTls } from '../controller/certs.ts';
 import { storeContract } from './contract.ts';
 import { DEFAULT_PREFIX, openEtcdStore, parseEtcdUrl } from './etcd.ts';
 import type { EtcdStore } from './etcd.ts';
@@ -763,5 +764,49 @@ describe('EtcdStore without a cluster', () => {
       assert.ok(e.cause instanceof Error);
       return true;
     });
+  });
+});
+
+describe('EtcdStore.reloadCredentials (no cluster: what counts as a change)', () => {
+  const one = selfSignedTls(['127.0.0.1'], Date.now(), { caName: 'ca-one', clientAuth: true });
+  const two = selfSignedTls(['127.0.0.1'], Date.now(), { caName: 'ca-two', clientAuth: true });
+  const b = (s: string) => Buffer.from(s);
+  it('names what changed, and nothing when the files are the same bytes', async () => {
+    const { EtcdStore } = await import('./etcd.ts');
+    const store = new EtcdStore(['127.0.0.1:1'], {
+      tls: { ca: b(one.ca), cert: b(one.cert), key: b(one.key) },
+      auth: { username: 'u', password: 'p' },
+    });
+    try {
+      const user = { username: 'u', password: 'p' };
+      assert.deepEqual(
+        store.reloadCredentials({ ca: b(one.ca), cert: b(one.cert), key: b(one.key) }, user),
+        [],
+      );
+      assert.deepEqual(store.reloadCredentials({ ca: b(two.ca), cert: b(one.cert), key: b(one.key) }, user), [
+        'ca',
+      ]);
+      // Compared with what it now uses, not with what it started with.
+      const now = { ca: b(two.ca), cert: b(two.cert), key: b(two.key) };
+      assert.deepEqual(store.reloadCredentials(now, { ...user, password: 'q' }), ['cert', 'key', 'password']);
+      assert.deepEqual(store.reloadCredentials(now, undefined), ['user', 'password']);
+      // TLS cannot be turned off (or on) under a running store: the hosts' scheme is fixed.
+      assert.deepEqual(store.reloadCredentials(undefined, undefined), []);
+      // Material the client cannot use (a key that is not the certificate's) throws, and the store
+      // keeps what it had.
+      assert.throws(
+        () => store.reloadCredentials({ ca: b(two.ca), cert: b(one.cert), key: b(two.key) }, undefined),
+        /key values mismatch/,
+      );
+      assert.deepEqual(store.reloadCredentials(now, undefined), []);
+    } finally {
+      await store.close();
+    }
+  });
+  it('does nothing once the store is closed', async () => {
+    const { EtcdStore } = await import('./etcd.ts');
+    const store = new EtcdStore(['127.0.0.1:1'], { auth: { username: 'u', password: 'p' } });
+    await store.close();
+    assert.deepEqual(store.reloadCredentials(undefined, { username: 'u', password: 'q' }), []);
   });
 });

@@ -174,7 +174,30 @@ export interface EtcdStoreOptions {
   tls?: EtcdTls;
   /** Authenticate as this etcd user (etcd's `auth enable`). */
   auth?: EtcdAuth;
+  /**
+   * Reads `tls` and `auth` again (the agent: its flags' files, `etcdConnection`). Given, the store
+   * calls it every `credentialsCheckMs`; when what it returns differs from what the client uses —
+   * a certificate, key or CA renewed, a password changed — the store connects with the new ones
+   * (see `reloadCredentials`). A call that throws (a file half written, a key that does not match
+   * its certificate yet) changes nothing and is tried again at the next check.
+   */
+  credentials?: () => { tls?: EtcdTls; auth?: EtcdAuth };
+  /** How often `credentials` is called, in ms (default `CREDENTIALS_CHECK_MS`). */
+  credentialsCheckMs?: number;
+  /** Told of each check that changed the client or could not read the credentials. */
+  onCredentials?: (event: CredentialsEvent) => void;
 }
+
+/** What a credentials check did, for the agent's log. */
+export type CredentialsEvent =
+  { kind: 'reloaded'; changed: string[] } | { kind: 'unreadable'; message: string };
+
+/**
+ * How often the agent reads its etcd certificates, key and password file again. Certificates are
+ * renewed days before they expire (cert-manager: a third of their life), so a minute is soon
+ * enough, and a few small reads a minute cost nothing.
+ */
+export const CREDENTIALS_CHECK_MS = 60_000;
 
 /** A `createMany` call waiting for its group's transaction. */
 interface PendingCreate {
@@ -322,7 +345,14 @@ export class EtcdStore implements Store {
   readonly hosts: readonly string[];
   private readonly listPageKeys: number;
   private readonly scanSliceKeys: number;
-  private readonly client: Etcd3;
+  private client: Etcd3;
+  /** The credentials `client` was made with. */
+  private tls: EtcdTls | undefined;
+  private auth: EtcdAuth | undefined;
+  /** Clients replaced by `reloadCredentials`, closed once their calls had time to finish. */
+  private readonly retired = new Set<Etcd3>();
+  private credentialsTimer: NodeJS.Timeout | undefined;
+  private readonly maxReceiveBytes: number;
   private readonly watchers = new Set<EtcdWatcher>();
   /** How often the watch streams started over (`watchStats`). */
   private readonly restarts = newWatchStats();
@@ -372,8 +402,32 @@ export class EtcdStore implements Store {
     this.scanSliceKeys = Math.max(1, Math.floor(opts.scanSliceKeys ?? SCAN_SLICE_KEYS));
     this.groupCommit = opts.groupCommit ?? true;
     this.groupLingerMs = Math.max(0, opts.groupLingerMs ?? GROUP_LINGER_MS);
-    const tls = opts.tls;
-    this.client = new Etcd3({
+    this.maxReceiveBytes = opts.maxReceiveBytes ?? MAX_RECEIVE_BYTES;
+    this.tls = opts.tls;
+    this.auth = opts.auth;
+    this.client = this.makeClient(this.tls, this.auth);
+    const reread = opts.credentials;
+    if (reread) {
+      const every = opts.credentialsCheckMs ?? CREDENTIALS_CHECK_MS;
+      const tell = opts.onCredentials ?? (() => {});
+      this.credentialsTimer = setInterval(() => {
+        let changed;
+        try {
+          const next = reread();
+          changed = this.reloadCredentials(next.tls, next.auth);
+        } catch (e) {
+          tell({ kind: 'unreadable', message: messageOf(e) });
+          return;
+        }
+        if (changed.length > 0) tell({ kind: 'reloaded', changed });
+      }, every);
+      this.credentialsTimer.unref();
+    }
+  }
+
+  /** A client for the hosts with these credentials. @throws when grpc-js refuses the PEM. */
+  private makeClient(tls: EtcdTls | undefined, auth: EtcdAuth | undefined): Etcd3 {
+    return new Etcd3({
       hosts: this.hosts.map((h) => `${tls ? 'https' : 'http'}://${h}`),
       ...(tls
         ? {
@@ -385,16 +439,50 @@ export class EtcdStore implements Store {
             },
           }
         : {}),
-      ...(opts.auth ? { auth: opts.auth } : {}),
+      ...(auth ? { auth } : {}),
       faultHandling: { global: RUN_ONCE, host: () => RUN_ONCE },
       // No gRPC keepalive: etcd counts a client ping on a connection without an open stream as
       // abuse and, after three, drops the connection with every call on it (too_many_pings) — which
       // turns healthy writes into ones with unknown outcome.
       grpcOptions: {
-        'grpc.max_receive_message_length': opts.maxReceiveBytes ?? MAX_RECEIVE_BYTES,
+        'grpc.max_receive_message_length': this.maxReceiveBytes,
         'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
       },
     });
+  }
+
+  /**
+   * Connects with new credentials when they differ from the client's: gRPC fixes a channel's TLS
+   * and etcd3 its user at construction, so a renewed certificate or a changed password needs a new
+   * client. Calls from now on use it; a watch moves to it when it next reconnects, which closing
+   * the old client forces. The old client is closed after `timeoutMs` — every call on it has met
+   * its deadline by then — so no write in flight is cut off. TLS cannot be turned on or off here
+   * (the hosts' scheme): a change of that kind is ignored, as the agent's flags cannot make it.
+   * @returns what changed (`ca`, `cert`, `key`, `user`, `password`); empty when nothing did.
+   * @throws when the new material cannot make a client (PEM grpc-js refuses); nothing changes then.
+   */
+  reloadCredentials(tls: EtcdTls | undefined, auth: EtcdAuth | undefined): string[] {
+    if (this.closed || (tls === undefined) !== (this.tls === undefined)) return [];
+    const changed: string[] = [];
+    const differ = (a: Buffer | undefined, b: Buffer | undefined) =>
+      a === undefined || b === undefined ? a !== b : !a.equals(b);
+    if (differ(tls?.ca, this.tls?.ca)) changed.push('ca');
+    if (differ(tls?.cert, this.tls?.cert)) changed.push('cert');
+    if (differ(tls?.key, this.tls?.key)) changed.push('key');
+    if (auth?.username !== this.auth?.username) changed.push('user');
+    if (auth?.password !== this.auth?.password) changed.push('password');
+    if (changed.length === 0) return changed;
+    const next = this.makeClient(tls, auth);
+    const old = this.client;
+    this.tls = tls;
+    this.auth = auth;
+    this.client = next;
+    this.retired.add(old);
+    setTimeout(() => {
+      this.retired.delete(old);
+      old.close();
+    }, this.timeoutMs).unref();
+    return changed;
   }
 
   async get<T>(key: string): Promise<Versioned<T> | undefined> {
@@ -756,7 +844,7 @@ export class EtcdStore implements Store {
     onReset: (() => void) | undefined,
   ): Watcher {
     const w = new EtcdWatcher({
-      pool: this.pool,
+      pool: () => this.pool,
       key: Buffer.from(this.prefix + prefix),
       prefixLength: this.prefixBytes,
       from,
@@ -779,7 +867,10 @@ export class EtcdStore implements Store {
       this.sendGroups();
     }
     for (const w of [...this.watchers]) w.close();
+    clearInterval(this.credentialsTimer);
     this.client.close();
+    for (const c of this.retired) c.close();
+    this.retired.clear();
   }
 
   /** The first revision a new watch of `prefix` delivers (see the module doc); 0 for "now". */
@@ -1045,7 +1136,8 @@ function parseValue<T>(key: string, bytes: Buffer, start = 0, end = bytes.length
 }
 
 interface WatchSpec {
-  pool: EtcdPool;
+  /** The store's current pool: read at each (re)connection, so a watch follows a client the store replaced. */
+  pool: () => EtcdPool;
   /** The full etcd key prefix watched. */
   key: Buffer;
   /** Bytes of the store prefix to strip from event keys. */
@@ -1102,7 +1194,7 @@ class EtcdWatcher implements Watcher {
 
   private connect(): void {
     if (this.closed) return;
-    const pool = this.spec.pool;
+    const pool = this.spec.pool();
     pool
       .withConnection('Watch', ({ resource, client, metadata }) => {
         const stream = client.makeBidiStreamRequest(WATCH_METHOD, passBytes, passBytes, metadata, {});
@@ -1163,7 +1255,7 @@ class EtcdWatcher implements Watcher {
         // etcd cancels a watch whose token it no longer knows (expired, or the member restarted)
         // as "permission denied": the next stream asks for a new token.
         if (/permission denied|auth token/i.test(res.cancelReason))
-          this.spec.pool.authenticator.invalidateMetadata();
+          this.spec.pool().authenticator.invalidateMetadata();
         this.retryLater(new Error(`etcd cancelled the watch: ${res.cancelReason || 'no reason given'}`));
       }
       return;
@@ -1238,7 +1330,7 @@ class EtcdWatcher implements Watcher {
   private broken(stream: WatchStream, e: unknown, why: 'closed' | 'broken'): void {
     if (stream !== this.stream) return; // an old stream we dropped on purpose
     this.drop();
-    if (e instanceof EtcdInvalidAuthTokenError) this.spec.pool.authenticator.invalidateMetadata();
+    if (e instanceof EtcdInvalidAuthTokenError) this.spec.pool().authenticator.invalidateMetadata();
     this.spec.restarts[why]++;
     this.retryLater(e);
   }

@@ -14,6 +14,7 @@ import { IpamError } from '../errors.ts';
 import type { Store } from './store.ts';
 import type { SqliteStoreOptions } from './sqlite.ts';
 import type { EtcdConnection } from './etcd-options.ts';
+import type { CredentialsEvent } from './etcd.ts';
 
 export const DEFAULT_STORE_URL = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
 
@@ -27,8 +28,15 @@ export const STORE_URL_FORMS = [
 
 export interface OpenStoreOptions {
   sqlite?: SqliteStoreOptions;
-  /** TLS and authentication for an etcd:// store (`etcdConnection` reads the agent's flags into it). */
-  etcd?: EtcdConnection;
+  /**
+   * TLS and authentication for an etcd:// store (`etcdConnection` reads the agent's flags into it);
+   * `credentials` reads them again, for a store that picks up renewed files (`EtcdStoreOptions`).
+   */
+  etcd?: EtcdConnection & {
+    credentials?: () => EtcdConnection;
+    credentialsCheckMs?: number;
+    onCredentials?: (event: CredentialsEvent) => void;
+  };
 }
 
 function invalid(url: string, why: string): IpamError {
@@ -114,7 +122,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       if (!rest.startsWith('//') || rest.length <= 2) throw invalid(url, 'names no etcd endpoint');
       const open = (await loadBackend(url, 'etcd', () => import('./etcd.ts'), 'openEtcdStore')) as (
         url: string,
-        opts: EtcdConnection,
+        opts: NonNullable<OpenStoreOptions['etcd']>,
       ) => Promise<Store>;
       return open(url, opts.etcd ?? {});
     }

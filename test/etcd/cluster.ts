@@ -77,6 +77,11 @@ export interface EtcdCluster {
   start(i: number): Promise<void>;
   /** Waits until every running member answers a linearizable read. */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /**
+   * Replaces the members' TLS files (CA, certificate, key) with `tls`; a member uses them from its
+   * next start (`stop` + `start`), and the harness's own health checks use them from now on.
+   */
+  setTls(tls: TlsMaterial): void;
   /** Index of the current leader among `members`; waits (up to 10 s) while there is none. */
   leaderIndex(): Promise<number>;
   /** Kills every member and removes the data dirs. Safe to call twice. */
@@ -230,7 +235,7 @@ class ClusterImpl implements EtcdCluster {
   readonly url: string;
   private readonly states: MemberState[];
   private readonly dir: string;
-  private readonly tls: TlsMaterial | undefined;
+  private tls: TlsMaterial | undefined;
   private stopped = false;
 
   constructor(dir: string, states: MemberState[], tls?: TlsMaterial) {
@@ -240,6 +245,12 @@ class ClusterImpl implements EtcdCluster {
     this.members = states.map((s) => s.member);
     this.endpoints = this.members.map((m) => m.clientUrl);
     this.url = `etcd://${states.map((s) => `127.0.0.1:${s.clientPort}`).join(',')}`;
+  }
+
+  setTls(tls: TlsMaterial): void {
+    if (!this.tls) throw new Error('setTls: this cluster was started without TLS');
+    writeTlsFiles(this.dir, tls);
+    this.tls = tls;
   }
 
   private state(i: number): MemberState {
@@ -384,6 +395,17 @@ class ClusterImpl implements EtcdCluster {
   }
 }
 
+/** The members' TLS files, which their --cert-file, --key-file and --trusted-ca-file name. */
+function writeTlsFiles(dir: string, tls: TlsMaterial): void {
+  for (const [file, pem] of [
+    ['ca.crt', tls.ca],
+    ['tls.crt', tls.cert],
+    ['tls.key', tls.key],
+  ] as const) {
+    writeFileSync(join(dir, file), pem, { mode: 0o600 });
+  }
+}
+
 async function tryStart(
   size: number,
   extraArgs: readonly string[],
@@ -394,13 +416,7 @@ async function tryStart(
   writeFileSync(join(dir, 'owner.json'), JSON.stringify({ ownerPid: process.pid, pids: [] }));
   const tlsArgs: string[] = [];
   if (tls) {
-    for (const [file, pem] of [
-      ['ca.crt', tls.ca],
-      ['tls.crt', tls.cert],
-      ['tls.key', tls.key],
-    ] as const) {
-      writeFileSync(join(dir, file), pem, { mode: 0o600 });
-    }
+    writeTlsFiles(dir, tls);
     tlsArgs.push(
       `--cert-file=${join(dir, 'tls.crt')}`,
       `--key-file=${join(dir, 'tls.key')}`,

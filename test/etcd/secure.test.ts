@@ -12,9 +12,9 @@ import { selfSignedTls } from '../../src/controller/certs.ts';
 import { call } from '../../src/cli/client.ts';
 import type { CniRequest } from '../../src/cni/protocol.ts';
 import { openEtcdStore } from '../../src/store/etcd.ts';
-import type { EtcdStoreOptions } from '../../src/store/etcd.ts';
-import { ETCD_PASSWORD_ENV } from '../../src/store/etcd-options.ts';
-import type { Store, WatchEvent } from '../../src/store/store.ts';
+import type { CredentialsEvent, EtcdStoreOptions } from '../../src/store/etcd.ts';
+import { ETCD_PASSWORD_ENV, etcdConnection } from '../../src/store/etcd-options.ts';
+import { StoreError, type Store, type WatchEvent } from '../../src/store/store.ts';
 import { runAgentToExit as runAgent, startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
 import { startEtcdCluster, type EtcdCluster } from './cluster.ts';
 
@@ -324,8 +324,72 @@ describe(
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /etcd did not accept user "ipkeeper" with that password/);
     });
+
+    it('an agent reads --etcd-password-file again: after the password changes in etcd and in the file, it allocates on', async () => {
+      const pwFile = join(dir, 'password-renewed');
+      writeFileSync(pwFile, `${user.password}\n`, { mode: 0o600 });
+      const socket = join(dir, 'c.sock');
+      const agent = await startAgent({
+        store: url,
+        socket,
+        node: 'n3',
+        extra: [
+          '--etcd-user',
+          user.username,
+          '--etcd-password-file',
+          pwFile,
+          '--etcd-credentials-check',
+          '200ms',
+        ],
+        env: { [ETCD_PASSWORD_ENV]: undefined },
+      });
+      agents.push(agent);
+      assert.match((await applyPoolAndAdd(socket, 'p3')) ?? '(none)', /^10\.9\.0\./);
+      const renewed = 'pw-of-ipkeeper-renewed';
+      try {
+        await changePassword(cluster, user.username, renewed);
+        // A restarted member knows no token handed out before: the agent must sign in again, which
+        // only the new password does.
+        await cluster.stop(0);
+        await cluster.start(0);
+        writeFileSync(pwFile, `${renewed}\n`, { mode: 0o600 });
+        let ip: string | undefined;
+        for (const until = Date.now() + 20_000; ip === undefined && Date.now() < until; ) {
+          ip = await add(socket, 'p4').catch(() => undefined);
+          if (ip === undefined) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.match(ip ?? '(none)', /^10\.9\.0\./, agent.log());
+        assert.match(agent.log(), /"changed":\["password"\].*etcd credentials changed on disk/);
+      } finally {
+        await changePassword(cluster, user.username, user.password);
+      }
+    });
   },
 );
+
+/** Sets etcd user `name`'s password, as root (the cluster has auth enabled by `enableAuth`). */
+async function changePassword(cluster: EtcdCluster, name: string, password: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      const auth = await fetch(`${cluster.endpoints[0]}/v3/auth/authenticate`, {
+        method: 'POST',
+        body: JSON.stringify({ name: 'root', password: 'pw-of-root' }),
+      });
+      const { token } = (await auth.json()) as { token: string };
+      const res = await fetch(`${cluster.endpoints[0]}/v3/auth/user/changepw`, {
+        method: 'POST',
+        headers: { Authorization: token },
+        body: JSON.stringify({ name, password }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      return;
+    } catch (e) {
+      // (A member just restarted may not serve yet.)
+      if (i >= 50) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
 
 describe(
   'etcd with authentication enabled and a short token lifetime (real etcd, --auth-token-ttl 1)',
@@ -408,6 +472,103 @@ describe(
       } finally {
         await watching.close();
         await writing.close();
+      }
+    });
+  },
+);
+
+describe(
+  'renewed TLS credentials (real etcd, --client-cert-auth, its CA and certificates replaced)',
+  { timeout: 120_000 },
+  () => {
+    const first = selfSignedTls(['127.0.0.1'], Date.now(), {
+      caName: 'ipkeeper-test-ca-one',
+      clientAuth: true,
+    });
+    const second = selfSignedTls(['127.0.0.1'], Date.now(), {
+      caName: 'ipkeeper-test-ca-two',
+      clientAuth: true,
+    });
+    let cluster: EtcdCluster;
+    let dir: string;
+    let url: string;
+
+    before(async () => {
+      cluster = await startEtcdCluster(1, { tls: first });
+      dir = tempDir('etcd-tls-renew');
+      url = `${cluster.url}/renew-${process.pid}/`;
+    });
+    after(async () => {
+      await cluster?.stopAll();
+    });
+
+    it('a store given `credentials` reads the files again and carries on with the new ones; a store without stays cut off', async () => {
+      const flags = { cacert: join(dir, 'ca.pem'), cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+      const put = (m: { ca: string; cert: string; key: string }, which: ('ca' | 'cert' | 'key')[]) => {
+        for (const w of which) writeFileSync(flags[w === 'ca' ? 'cacert' : w], m[w], { mode: 0o600 });
+      };
+      put(first, ['ca', 'cert', 'key']);
+      const events: CredentialsEvent[] = [];
+      const renewing = await openEtcdStore(url, {
+        ...etcdConnection(flags),
+        credentials: () => etcdConnection(flags),
+        credentialsCheckMs: 100,
+        onCredentials: (e) => events.push(e),
+        timeoutMs: 2000,
+      });
+      const fixed = await openEtcdStore(url, { ...etcdConnection(flags), timeoutMs: 2000 });
+      try {
+        const seen: string[] = [];
+        const w = renewing.watch('rot/', (ev) => seen.push(`${ev.type} ${ev.key}`));
+        assert.ok((await renewing.create('rot/before', { n: 1 })).created);
+        assert.ok((await fixed.create('rot/fixed-before', { n: 1 })).created);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(events.length, 0, 'files unchanged: nothing reloaded');
+
+        // The certificate is renewed before its key is written: that pair does not match, so the
+        // check keeps the client it has and says why.
+        put(second, ['cert']);
+        for (let i = 0; i < 50 && events.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(events[0]?.kind, 'unreadable');
+        assert.match((events[0] as { message: string }).message, /--etcd-key/);
+        assert.ok(
+          (await renewing.create('rot/half-written', { n: 2 })).created,
+          'the old client still serves',
+        );
+
+        // The cluster moves to a new CA: its members restart with certificates of it.
+        cluster.setTls(second);
+        await cluster.stop(0);
+        await cluster.start(0);
+        await cluster.waitHealthy();
+        put(second, ['ca', 'key']);
+        let made = false;
+        for (let i = 0; i < 100 && !made; i++) {
+          made = await renewing.create('rot/after', { n: 3 }).then(
+            (r) => r.created,
+            () => false,
+          );
+          if (!made) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(made, 'the renewing store writes again once the new files are in place');
+        const reloaded = events.filter((e) => e.kind === 'reloaded');
+        assert.deepEqual(reloaded, [{ kind: 'reloaded', changed: ['ca', 'cert', 'key'] }]);
+        assert.deepEqual((await renewing.get('rot/fixed-before'))?.value, { n: 1 });
+        for (let i = 0; i < 250 && !seen.includes('put rot/after'); i++)
+          await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(
+          seen,
+          ['put rot/before', 'put rot/fixed-before', 'put rot/half-written', 'put rot/after'],
+          'the watch followed',
+        );
+
+        // Without `credentials` the store keeps the old CA and certificate, which the members no
+        // longer accept.
+        await assert.rejects(fixed.create('rot/fixed-after', { n: 4 }), StoreError);
+        w.close();
+      } finally {
+        await renewing.close();
+        await fixed.close();
       }
     });
   },
