@@ -596,7 +596,24 @@ export function buildCli(): Command {
 }
 
 /** Runs the CLI; never throws. */
+/**
+ * grpc-js gives every TLS connection the target's host as its server name (SNI), an IP address too
+ * when the etcd URL names members by address, as it mostly does; Node ignores an IP there (SNI
+ * carries host names only, RFC 6066) and prints DEP0123 at the first such connection — a warning
+ * about grpc-js that an operator can do nothing about. The certificate is still checked against
+ * the IP. That one warning is dropped; every other goes to Node's own handlers as before.
+ */
+function dropIpServerNameWarning(): void {
+  const handlers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    if (w.code === 'DEP0123') return;
+    for (const h of handlers) h(w);
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
+  dropIpServerNameWarning();
   const program = buildCli();
   program.exitOverride();
   try {
