@@ -76,3 +76,23 @@ describe('ipkeeper agent --etcd-credentials-check', () => {
     });
   }
 });
+
+describe('ipkeeper agent --in-cluster', () => {
+  it('with --kubeconfig as well: refused, naming both', () => {
+    const r = cli([
+      'agent',
+      '--store',
+      'memory:',
+      '--socket',
+      '/nonexistent/a.sock',
+      '--in-cluster',
+      '--kubeconfig',
+      '/nonexistent/kubeconfig',
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      /--in-cluster and --kubeconfig \/nonexistent\/kubeconfig both say where Kubernetes is; keep one/,
+    );
+  });
+});

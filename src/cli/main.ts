@@ -149,6 +149,10 @@ export function buildCli(): Command {
       'read pods, namespaces and nodes from Kubernetes for pool choice (implied by --store kubernetes:)',
     )
     .option(
+      '--in-cluster',
+      'as --kubeconfig, through the cluster the agent runs in (its service account; $KUBECONFIG when set): for an agent pod whose store is etcd',
+    )
+    .option(
       '--listen <host:port>',
       'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610',
     )
@@ -216,6 +220,7 @@ export function buildCli(): Command {
         maxRate: string;
         maxInFlight: string;
         kubeconfig?: string;
+        inCluster?: boolean;
         nodePool?: boolean;
         nodePoolStatusInterval: string;
         nodePoolHealthCheck?: boolean;
@@ -254,6 +259,12 @@ export function buildCli(): Command {
           throw new IpamError(
             'INVALID_CONFIG',
             `--claims-cache-interval ${o.claimsCacheInterval} applies to the claims cache; add --claims-cache <file>`,
+          );
+        }
+        if (o.inCluster && o.kubeconfig) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--in-cluster and --kubeconfig ${o.kubeconfig} both say where Kubernetes is; keep one`,
           );
         }
         const { parseDuration } = await import('../agent/duration.ts');
@@ -296,7 +307,7 @@ export function buildCli(): Command {
           socket: socketOf(o),
           ...(o.node ? { node: o.node } : {}),
           ...(o.listen ? { listen: o.listen } : {}),
-          ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : o.inCluster ? { kubeconfig: true as const } : {}),
           ...(o.claimsCache ? { claimsCache: o.claimsCache, claimsCacheIntervalMs } : {}),
           logLevel: o.logLevel,
           gcMinAgeMs,

@@ -61,11 +61,24 @@ const FLIPPED = {
   metrics: { prometheusAnnotations: false },
 };
 const WEBHOOK_OFF = { webhook: { enabled: false } };
+/** etcd mode, with TLS and a user: no controller, webhook or their Services. */
+const ETCD = {
+  store: {
+    etcd: {
+      url: 'etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/ipkeeper',
+      tlsSecret: 'etcd-client',
+      clientCertificate: true,
+      user: 'ipkeeper',
+      passwordSecret: 'etcd-password',
+    },
+  },
+};
 
 const VALUE_SETS: [string, Obj][] = [
   ['default values', {}],
   ['every toggle flipped', FLIPPED],
   ['webhook off', WEBHOOK_OFF],
+  ['etcd store', ETCD],
 ];
 
 const render = (values: Obj, namespace = 'ipkeeper-system'): Manifest[] =>
@@ -106,7 +119,7 @@ describe('every rendered object validates against the Kubernetes schemas (kubern
   for (const [name, values] of VALUE_SETS) {
     it(name, async () => {
       const ms = render(values);
-      assert.ok(ms.length >= 12, `only ${ms.length} objects`);
+      assert.ok(ms.length >= (values === ETCD ? 10 : 12), `only ${ms.length} objects`);
       for (const m of ms) await validateSchema(m.object);
     });
   }
@@ -359,6 +372,73 @@ describe('pods: requests, probes on the health ports, the plugin install, the CL
       // Nothing else of the host is mounted.
       assert.equal((spec.volumes as Obj[]).length, 2);
     }
+  });
+
+  it('etcd mode: the agents run --store URL --in-cluster with the Secrets mounted read-only; no controller, webhook, or their Services', () => {
+    const ms = render(ETCD);
+    const spec = find(ms, 'DaemonSet', 'ipkeeper-agent').spec.template.spec;
+    const [agent] = spec.containers as Obj[];
+    assert.equal(arg(agent?.args, '--store'), ETCD.store.etcd.url);
+    assert.ok(agent?.args.includes('--in-cluster'));
+    assert.equal(arg(agent?.args, '--etcd-cacert'), '/etc/ipkeeper/etcd-tls/ca.crt');
+    assert.equal(arg(agent?.args, '--etcd-cert'), '/etc/ipkeeper/etcd-tls/tls.crt');
+    assert.equal(arg(agent?.args, '--etcd-key'), '/etc/ipkeeper/etcd-tls/tls.key');
+    assert.equal(arg(agent?.args, '--etcd-user'), 'ipkeeper');
+    assert.equal(arg(agent?.args, '--etcd-password-file'), '/etc/ipkeeper/etcd-password/password');
+    assert.deepEqual((agent?.volumeMounts as Obj[]).slice(1), [
+      { name: 'etcd-tls', mountPath: '/etc/ipkeeper/etcd-tls', readOnly: true },
+      { name: 'etcd-password', mountPath: '/etc/ipkeeper/etcd-password', readOnly: true },
+    ]);
+    assert.deepEqual((spec.volumes as Obj[]).slice(2), [
+      { name: 'etcd-tls', secret: { secretName: 'etcd-client', defaultMode: 0o400 } },
+      {
+        name: 'etcd-password',
+        secret: {
+          secretName: 'etcd-password',
+          defaultMode: 0o400,
+          items: [{ key: 'password', path: 'password' }],
+        },
+      },
+    ]);
+    const names = ms.map((m) => `${m.object.kind}/${m.object.metadata.name}`);
+    for (const gone of [
+      'Deployment/ipkeeper-controller',
+      'ValidatingWebhookConfiguration/ipkeeper',
+      'Service/ipkeeper-controller-metrics',
+      'Service/ipkeeper-webhook',
+    ])
+      assert.ok(!names.includes(gone), `${gone} in etcd mode`);
+    assert.ok(names.includes('Service/ipkeeper-agent-metrics'));
+    // A CA only (no client certificate), and no user: only --etcd-cacert, one Secret.
+    const caOnly = find(
+      render({
+        store: { etcd: { url: ETCD.store.etcd.url, tlsSecret: 'etcd-ca', clientCertificate: false } },
+      }),
+      'DaemonSet',
+      'ipkeeper-agent',
+    ).spec.template.spec;
+    const args = caOnly.containers[0].args as string[];
+    assert.deepEqual(
+      args.filter((a) => a.startsWith('--etcd-') || a === '--in-cluster'),
+      ['--in-cluster', '--etcd-cacert'],
+    );
+    assert.deepEqual(
+      (caOnly.volumes as Obj[]).map((v) => v.name),
+      ['cni-bin', 'socket-dir', 'etcd-tls'],
+    );
+    // Plain etcd: the URL and --in-cluster, nothing mounted beyond the default.
+    const plain = find(
+      render({ store: { etcd: { url: 'etcd://10.0.0.1:2379' } } }),
+      'DaemonSet',
+      'ipkeeper-agent',
+    ).spec.template.spec;
+    assert.deepEqual((plain.containers[0].args as string[]).slice(0, 4), [
+      'agent',
+      '--store',
+      'etcd://10.0.0.1:2379',
+      '--in-cluster',
+    ]);
+    assert.equal((plain.volumes as Obj[]).length, 2);
   });
 
   it('the controller: non-root, leader election namespace from the downward API, webhook flags follow the values', () => {

@@ -1,0 +1,140 @@
+/**
+ * The agent as the chart runs it with `store.etcd.url` set: claims and pools in an etcd cluster of
+ * the operator's own, pods, namespaces and nodes read from the Kubernetes cluster the agent runs in
+ * (`--in-cluster`). Real etcd and a real kube-apiserver v1.20.2; the agent is the CLI's process,
+ * with $KUBECONFIG standing in for the service account it would have in a pod (the same loading
+ * order: $KUBECONFIG first). What the Kubernetes side adds is checked by a pod whose annotation
+ * picks another pool than the network configuration's.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { call } from '../../src/cli/client.ts';
+import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
+import { openEtcdStore } from '../../src/store/etcd.ts';
+import { startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
+import { startEtcdCluster, type EtcdCluster } from '../etcd/cluster.ts';
+import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
+
+const NODE = 'ipk-etcd-node';
+const NS = 'ipk-etcd-mode';
+
+describe(
+  'agent with an etcd store, reading pods from Kubernetes (--in-cluster)',
+  { timeout: 180_000 },
+  () => {
+    let kube: TestCluster;
+    let etcd: EtcdCluster;
+    let url: string;
+    let dir: string;
+    const agents: AgentProcess[] = [];
+
+    const create = async (path: string, body: unknown): Promise<void> => {
+      const r = await kubeRequest(kube, 'POST', path, body);
+      assert.ok(
+        [201, 409].includes(r.status),
+        `${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`,
+      );
+    };
+    const add = (socket: string, pod: string): Promise<IpamResult> =>
+      call<IpamResult>(socket, 'POST', '/v1/cni/add', {
+        command: 'ADD',
+        containerId: `c-${pod}`,
+        ifName: 'eth0',
+        network: 'macvlan-etcd',
+        cniVersion: '1.0.0',
+        args: { K8S_POD_NAMESPACE: NS, K8S_POD_NAME: pod, K8S_POD_UID: `uid-${pod}` },
+        ipam: { type: 'ipkeeper', pools: { ipv4: ['from-netconf'] } },
+      } satisfies CniRequest);
+    const ready = async (socket: string): Promise<void> => {
+      await call(socket, 'POST', '/v1/apply', {
+        objects: [
+          ['from-netconf', '10.30.0.0/24', '10.30.0.10-10.30.0.20'],
+          ['from-annotation', '10.31.0.0/24', '10.31.0.10-10.31.0.20'],
+        ].map(([name, subnet, ips]) => ({
+          apiVersion: 'ipkeeper.io/v1alpha1',
+          kind: 'IPPool',
+          metadata: { name },
+          spec: { subnet, ips: [ips] },
+        })),
+      });
+    };
+
+    before(async () => {
+      [kube, etcd] = await Promise.all([startTestCluster(), startEtcdCluster(1)]);
+      dir = tempDir('etcd-mode');
+      url = `${etcd.url}/etcd-mode-${process.pid}/`;
+      await create('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
+      await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+      await create(`/api/v1/namespaces/${NS}/serviceaccounts`, {
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: 'default', namespace: NS },
+      });
+      for (const name of ['annotated', 'annotated-too']) {
+        await create(`/api/v1/namespaces/${NS}/pods`, {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: {
+            name,
+            namespace: NS,
+            annotations: { 'ipam.spidernet.io/ippool': '{"ipv4":["from-annotation"]}' },
+          },
+          spec: {
+            nodeName: NODE,
+            automountServiceAccountToken: false,
+            containers: [{ name: 'c', image: 'nginx' }],
+          },
+        });
+      }
+    });
+    after(async () => {
+      for (const a of agents) await a.kill('SIGTERM');
+      await Promise.all([etcd?.stopAll(), kube?.stop()]);
+    });
+
+    it("the pod's annotation picks its pool, and the claim is in etcd, naming the pod", async () => {
+      const socket = join(dir, 'a.sock');
+      const agent = await startAgent({
+        store: url,
+        socket,
+        node: NODE,
+        extra: ['--in-cluster'],
+        env: { KUBECONFIG: kube.kubeconfigPath },
+      });
+      agents.push(agent);
+      await ready(socket);
+      let r: IpamResult | undefined;
+      for (let i = 0; i < 100 && r === undefined; i++) {
+        r = await add(socket, 'annotated').catch(() => undefined);
+        if (r === undefined) await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.match(r?.ips[0]?.address ?? '(none)', /^10\.31\.0\.(1\d|20)\/24$/, agent.log());
+      const store = await openEtcdStore(url);
+      try {
+        const claims = await store.list<{ spec: { ip: string; owner: { name: string }; node: string } }>(
+          'ipclaims/',
+        );
+        assert.deepEqual(
+          claims.map((c) => [c.value.spec.ip, c.value.spec.owner.name, c.value.spec.node]),
+          [[r!.ips[0]!.address.split('/')[0], 'annotated', NODE]],
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('without --in-cluster the agent knows no pods: the same ADD takes the network configuration’s pool', async () => {
+      const socket = join(dir, 'b.sock');
+      const agent = await startAgent({
+        store: url,
+        socket,
+        node: NODE,
+        env: { KUBECONFIG: kube.kubeconfigPath },
+      });
+      agents.push(agent);
+      const r = await add(socket, 'annotated-too');
+      assert.match(r.ips[0]?.address ?? '(none)', /^10\.30\.0\.(1\d|20)\/24$/);
+    });
+  },
+);
