@@ -198,6 +198,11 @@ export type CredentialsEvent =
  * enough, and a few small reads a minute cost nothing.
  */
 export const CREDENTIALS_CHECK_MS = 60_000;
+/** The least time between two checks that failed calls ask for. */
+const CREDENTIALS_RECHECK_MS = 2_000;
+/** gRPC's and etcd's words for a connection or call refused for its certificate, CA or password. */
+const CREDENTIALS_REFUSED =
+  /certificate|handshake|unknown ca|self[- ]signed|alert|authentication failed|invalid user ID or password|UNAUTHENTICATED/i;
 
 /** A `createMany` call waiting for its group's transaction. */
 interface PendingCreate {
@@ -352,6 +357,9 @@ export class EtcdStore implements Store {
   /** Clients replaced by `reloadCredentials`, closed once their calls had time to finish. */
   private readonly retired = new Set<Etcd3>();
   private credentialsTimer: NodeJS.Timeout | undefined;
+  /** Reads the credentials again and reconnects when they changed (set with `credentials`). */
+  private readonly checkCredentials: (() => void) | undefined;
+  private lastCredentialsCheck = 0;
   private readonly maxReceiveBytes: number;
   private readonly watchers = new Set<EtcdWatcher>();
   /** How often the watch streams started over (`watchStats`). */
@@ -408,9 +416,9 @@ export class EtcdStore implements Store {
     this.client = this.makeClient(this.tls, this.auth);
     const reread = opts.credentials;
     if (reread) {
-      const every = opts.credentialsCheckMs ?? CREDENTIALS_CHECK_MS;
       const tell = opts.onCredentials ?? (() => {});
-      this.credentialsTimer = setInterval(() => {
+      this.checkCredentials = () => {
+        this.lastCredentialsCheck = Date.now();
         let changed;
         try {
           const next = reread();
@@ -420,9 +428,24 @@ export class EtcdStore implements Store {
           return;
         }
         if (changed.length > 0) tell({ kind: 'reloaded', changed });
-      }, every);
+      };
+      this.credentialsTimer = setInterval(
+        this.checkCredentials,
+        opts.credentialsCheckMs ?? CREDENTIALS_CHECK_MS,
+      );
       this.credentialsTimer.unref();
     }
+  }
+
+  /**
+   * A call etcd or TLS refused for the client's credentials reads them again at once (at most every
+   * `CREDENTIALS_RECHECK_MS`) instead of at the next check: when the members moved to new
+   * certificates or a new password after the files changed, the agent follows in seconds.
+   */
+  private refusedFor(e: unknown): void {
+    if (!this.checkCredentials || Date.now() - this.lastCredentialsCheck < CREDENTIALS_RECHECK_MS) return;
+    const why = messageOf(e) + messageOf((e as { cause?: unknown } | null)?.cause);
+    if (CREDENTIALS_REFUSED.test(why)) this.checkCredentials();
   }
 
   /** A client for the hosts with these credentials. @throws when grpc-js refuses the PEM. */
@@ -951,6 +974,7 @@ export class EtcdStore implements Store {
       } catch (e) {
         if (e instanceof StoreError) throw e;
         if (this.closed) throw new StoreError('etcd store is closed', { retryable: false, cause: e });
+        this.refusedFor(e);
         const what = `etcd ${op} "${subject}"`;
         const failure = classify(e);
         if (failure === 'fatal') {

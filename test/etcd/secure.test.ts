@@ -494,6 +494,8 @@ describe(
     let cluster: EtcdCluster;
     let dir: string;
     let url: string;
+    /** The members' TLS material now. */
+    let current = first;
 
     before(async () => {
       cluster = await startEtcdCluster(1, { tls: first });
@@ -540,6 +542,7 @@ describe(
 
         // The cluster moves to a new CA: its members restart with certificates of it.
         cluster.setTls(second);
+        current = second;
         await cluster.stop(0);
         await cluster.start(0);
         await cluster.waitHealthy();
@@ -571,6 +574,58 @@ describe(
       } finally {
         await renewing.close();
         await fixed.close();
+      }
+    });
+
+    it('a call refused for its certificate reads the files at once, not at the next check', async () => {
+      // Files and members move to a third CA; the next periodic check is ten minutes away.
+      const third = selfSignedTls(['127.0.0.1'], Date.now(), {
+        caName: 'ipkeeper-test-ca-three',
+        clientAuth: true,
+      });
+      const flags = {
+        cacert: join(dir, 'ca3.pem'),
+        cert: join(dir, 'cert3.pem'),
+        key: join(dir, 'key3.pem'),
+      };
+      const write = (m: { ca: string; cert: string; key: string }) => {
+        writeFileSync(flags.cacert, m.ca, { mode: 0o600 });
+        writeFileSync(flags.cert, m.cert, { mode: 0o600 });
+        writeFileSync(flags.key, m.key, { mode: 0o600 });
+      };
+      write(current);
+      const events: CredentialsEvent[] = [];
+      const store = await openEtcdStore(url, {
+        ...etcdConnection(flags),
+        credentials: () => etcdConnection(flags),
+        credentialsCheckMs: 600_000,
+        onCredentials: (e) => events.push(e),
+        timeoutMs: 2000,
+      });
+      try {
+        assert.ok((await store.create('soon/before', { n: 1 })).created);
+        write(third);
+        cluster.setTls(third);
+        current = third;
+        await cluster.stop(0);
+        await cluster.start(0);
+        await cluster.waitHealthy();
+        // At most 50 tries of a 2 s deadline: well inside the ten minutes to the next check.
+        let made = false;
+        for (let i = 0; i < 50 && !made; i++) {
+          made = await store.create('soon/after', { n: 2 }).then(
+            (r) => r.created,
+            () => false,
+          );
+          if (!made) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(made, `writes again after the refusal (${events.length} credential events)`);
+        assert.deepEqual(
+          events.filter((e) => e.kind === 'reloaded'),
+          [{ kind: 'reloaded', changed: ['ca', 'cert', 'key'] }],
+        );
+      } finally {
+        await store.close();
       }
     });
   },
