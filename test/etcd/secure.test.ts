@@ -506,20 +506,61 @@ describe(
       await cluster?.stopAll();
     });
 
-    it('a store given `credentials` reads the files again and carries on with the new ones; a store without stays cut off', async () => {
-      const flags = { cacert: join(dir, 'ca.pem'), cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
-      const put = (m: { ca: string; cert: string; key: string }, which: ('ca' | 'cert' | 'key')[]) => {
+    type Material = { ca: string; cert: string; key: string };
+    /** Credential files under `tag` in the test dir, and a writer of some or all of them. */
+    const files = (tag: string) => {
+      const flags = {
+        cacert: join(dir, `${tag}-ca.pem`),
+        cert: join(dir, `${tag}-cert.pem`),
+        key: join(dir, `${tag}-key.pem`),
+      };
+      const put = (m: Material, which: ('ca' | 'cert' | 'key')[] = ['ca', 'cert', 'key']) => {
         for (const w of which) writeFileSync(flags[w === 'ca' ? 'cacert' : w], m[w], { mode: 0o600 });
       };
-      put(first, ['ca', 'cert', 'key']);
-      const events: CredentialsEvent[] = [];
-      const renewing = await openEtcdStore(url, {
+      return { flags, put };
+    };
+    /** A store that reads `flags` again every `checkMs`, telling `events` what it did. */
+    const renewingStore = (
+      flags: ReturnType<typeof files>['flags'],
+      checkMs: number,
+      events: CredentialsEvent[],
+    ) =>
+      openEtcdStore(url, {
         ...etcdConnection(flags),
         credentials: () => etcdConnection(flags),
-        credentialsCheckMs: 100,
+        credentialsCheckMs: checkMs,
         onCredentials: (e) => events.push(e),
         timeoutMs: 2000,
       });
+
+    /** The members restart with `m`'s CA and certificate. */
+    const moveCluster = async (m: Material) => {
+      cluster.setTls(m);
+      current = m;
+      await cluster.stop(0);
+      await cluster.start(0);
+      await cluster.waitHealthy();
+    };
+    /** Whether `store` creates `key` within `tries` tries, 100 ms apart (each try its deadline). */
+    const createsWithin = async (store: Store, key: string, tries: number): Promise<boolean> => {
+      for (let i = 0; i < tries; i++) {
+        if (
+          await store.create(key, { i }).then(
+            (r) => r.created,
+            () => false,
+          )
+        )
+          return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+
+    it('a store given `credentials` reads the files again and carries on with the new ones; a store without stays cut off', async () => {
+      const { flags, put } = files('renew');
+      put(first);
+      const events: CredentialsEvent[] = [];
+      const renewing = await renewingStore(flags, 100, events);
       const fixed = await openEtcdStore(url, { ...etcdConnection(flags), timeoutMs: 2000 });
       try {
         const seen: string[] = [];
@@ -541,21 +582,12 @@ describe(
         );
 
         // The cluster moves to a new CA: its members restart with certificates of it.
-        cluster.setTls(second);
-        current = second;
-        await cluster.stop(0);
-        await cluster.start(0);
-        await cluster.waitHealthy();
+        await moveCluster(second);
         put(second, ['ca', 'key']);
-        let made = false;
-        for (let i = 0; i < 100 && !made; i++) {
-          made = await renewing.create('rot/after', { n: 3 }).then(
-            (r) => r.created,
-            () => false,
-          );
-          if (!made) await new Promise((r) => setTimeout(r, 100));
-        }
-        assert.ok(made, 'the renewing store writes again once the new files are in place');
+        assert.ok(
+          await createsWithin(renewing, 'rot/after', 100),
+          'the renewing store writes again once the new files are in place',
+        );
         const reloaded = events.filter((e) => e.kind === 'reloaded');
         assert.deepEqual(reloaded, [{ kind: 'reloaded', changed: ['ca', 'cert', 'key'] }]);
         assert.deepEqual((await renewing.get('rot/fixed-before'))?.value, { n: 1 });
@@ -583,43 +615,19 @@ describe(
         caName: 'ipkeeper-test-ca-three',
         clientAuth: true,
       });
-      const flags = {
-        cacert: join(dir, 'ca3.pem'),
-        cert: join(dir, 'cert3.pem'),
-        key: join(dir, 'key3.pem'),
-      };
-      const write = (m: { ca: string; cert: string; key: string }) => {
-        writeFileSync(flags.cacert, m.ca, { mode: 0o600 });
-        writeFileSync(flags.cert, m.cert, { mode: 0o600 });
-        writeFileSync(flags.key, m.key, { mode: 0o600 });
-      };
-      write(current);
+      const { flags, put } = files('soon');
+      put(current);
       const events: CredentialsEvent[] = [];
-      const store = await openEtcdStore(url, {
-        ...etcdConnection(flags),
-        credentials: () => etcdConnection(flags),
-        credentialsCheckMs: 600_000,
-        onCredentials: (e) => events.push(e),
-        timeoutMs: 2000,
-      });
+      const store = await renewingStore(flags, 600_000, events);
       try {
         assert.ok((await store.create('soon/before', { n: 1 })).created);
-        write(third);
-        cluster.setTls(third);
-        current = third;
-        await cluster.stop(0);
-        await cluster.start(0);
-        await cluster.waitHealthy();
+        put(third);
+        await moveCluster(third);
         // At most 50 tries of a 2 s deadline: well inside the ten minutes to the next check.
-        let made = false;
-        for (let i = 0; i < 50 && !made; i++) {
-          made = await store.create('soon/after', { n: 2 }).then(
-            (r) => r.created,
-            () => false,
-          );
-          if (!made) await new Promise((r) => setTimeout(r, 100));
-        }
-        assert.ok(made, `writes again after the refusal (${events.length} credential events)`);
+        assert.ok(
+          await createsWithin(store, 'soon/after', 50),
+          `writes again after the refusal (${events.length} credential events)`,
+        );
         assert.deepEqual(
           events.filter((e) => e.kind === 'reloaded'),
           [{ kind: 'reloaded', changed: ['ca', 'cert', 'key'] }],
