@@ -96,3 +96,26 @@ describe('ipkeeper agent --in-cluster', () => {
     );
   });
 });
+
+describe('ipkeeper controller --store', () => {
+  for (const [args, why] of [
+    [
+      ['--store', 'memory:'],
+      /--store memory:: the controller works on kubernetes: \(the default\) or the agents' etcd:\/\//,
+    ],
+    [
+      ['--store', 'etcd://127.0.0.1:1'],
+      /--store etcd:\/\/127\.0\.0\.1:1: the admission webhook checks objects written to the API server, which this store does not keep; add --no-webhook/,
+    ],
+    [
+      ['--etcd-user', 'u', '--etcd-password-file', '/etc/hostname'],
+      /the --etcd-\* TLS and user flags apply to an etcd:\/\/ store, not to "kubernetes:"/,
+    ],
+  ] as const) {
+    it(`${args.join(' ')}: refused before anything is opened`, () => {
+      const r = cli(['controller', '--kubeconfig', '/nonexistent/kubeconfig', ...args]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, why);
+    });
+  }
+});

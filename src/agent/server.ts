@@ -22,8 +22,7 @@ import Fastify, {
 import pino from 'pino';
 import { IpamError, isIpamError } from '../errors.ts';
 import { StoreError, type Store } from '../store/store.ts';
-import { openStore, type OpenStoreOptions } from '../store/open.ts';
-import type { CredentialsEvent } from '../store/etcd.ts';
+import { openStore, withCredentialsLog, type OpenStoreOptions } from '../store/open.ts';
 import { Ipam, type AllocateRequest, type Logger } from '../ipam/engine.ts';
 import { ObjectService } from '../ipam/objects.ts';
 import {
@@ -215,25 +214,7 @@ async function assemble(opts: AgentOptions, started: Started): Promise<Agent> {
     throw new IpamError('INVALID_CONFIG', `--listen ${opts.listen} must be host:port, e.g. 127.0.0.1:9610`);
   }
   const logger = pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
-  const etcdOptions = opts.storeOptions?.etcd;
-  const storeOptions = etcdOptions?.credentials
-    ? {
-        ...opts.storeOptions,
-        etcd: {
-          ...etcdOptions,
-          onCredentials: (e: CredentialsEvent) =>
-            e.kind === 'reloaded'
-              ? logger.info(
-                  { changed: e.changed },
-                  'etcd credentials changed on disk; connecting with the new ones',
-                )
-              : logger.warn(
-                  { err: e.message },
-                  'etcd credentials on disk cannot be used: kept the ones in use; they are read again at the next check',
-                ),
-        },
-      }
-    : opts.storeOptions;
+  const storeOptions = withCredentialsLog(opts.storeOptions, logger);
   const store = typeof opts.store === 'string' ? await openStore(opts.store, storeOptions) : opts.store;
   if (typeof opts.store === 'string') started.store = store;
   const node = opts.node ?? hostname().toLowerCase();

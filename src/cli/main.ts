@@ -21,6 +21,7 @@ import {
 import type { PoolUsage } from '../ipam/engine.ts';
 import { call, SOCKET_ENV } from './client.ts';
 import { ETCD_PASSWORD_ENV, etcdConnection } from '../store/etcd-options.ts';
+import type { OpenStoreOptions } from '../store/open.ts';
 import { renderTable } from './table.ts';
 import { nodePoolTable, vipTable } from './vip-nodepool.ts';
 import type { NodePool, VIP } from '../api/kinds.ts';
@@ -126,6 +127,76 @@ function table(kind: string, items: AnyObject[], wide: boolean, usage: PoolUsage
   );
 }
 
+/** The --etcd-* flags as commander hands them over. */
+interface EtcdFlagValues {
+  etcdCacert?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  etcdUser?: string;
+  etcdPasswordFile?: string;
+  etcdCredentialsCheck: string;
+}
+
+/** The flags of a command that may open an etcd store: TLS, user, and how often to re-read them. */
+function addEtcdOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--etcd-cacert <file>',
+      'etcd store: verify the members against this CA certificate (PEM); implies TLS',
+    )
+    .option(
+      '--etcd-cert <file>',
+      'etcd store: client certificate (PEM) for etcd --client-cert-auth; with --etcd-key; implies TLS',
+    )
+    .option('--etcd-key <file>', 'etcd store: private key (PEM) of --etcd-cert')
+    .option(
+      '--etcd-user <name>',
+      `etcd store: authenticate as this etcd user; the password from env ${ETCD_PASSWORD_ENV} or --etcd-password-file`,
+    )
+    .option('--etcd-password-file <file>', 'etcd store: file holding the password of --etcd-user')
+    .option(
+      '--etcd-credentials-check <duration>',
+      'etcd store: read the --etcd-cacert/--etcd-cert/--etcd-key and --etcd-password-file files again this often, and connect with them when they changed (renewed certificates, a new password); 0: never (10s, 1m)',
+      '1m',
+    );
+}
+
+/**
+ * The etcd store's options from the --etcd-* flags: the files are read and checked now (a bad one
+ * stops the command here, naming its flag), and read again while it runs, so renewed certificates
+ * and a changed password file are used without a restart.
+ */
+async function etcdStoreOptions(o: EtcdFlagValues): Promise<NonNullable<OpenStoreOptions['etcd']>> {
+  const { parseDuration } = await import('../agent/duration.ts');
+  const flags = {
+    ...(o.etcdCacert !== undefined ? { cacert: o.etcdCacert } : {}),
+    ...(o.etcdCert !== undefined ? { cert: o.etcdCert } : {}),
+    ...(o.etcdKey !== undefined ? { key: o.etcdKey } : {}),
+    ...(o.etcdUser !== undefined ? { user: o.etcdUser } : {}),
+    ...(o.etcdPasswordFile !== undefined ? { passwordFile: o.etcdPasswordFile } : {}),
+  };
+  const checkMs = parseDuration('--etcd-credentials-check', o.etcdCredentialsCheck, 0);
+  const files = (o.etcdCacert ?? o.etcdCert ?? o.etcdPasswordFile) !== undefined;
+  if (!files && o.etcdCredentialsCheck !== '1m') {
+    throw new IpamError(
+      'INVALID_CONFIG',
+      `--etcd-credentials-check ${o.etcdCredentialsCheck} applies to the files of --etcd-cacert, --etcd-cert/--etcd-key or --etcd-password-file; add them or drop it`,
+    );
+  }
+  if (checkMs > 0 && checkMs < 100) {
+    throw new IpamError(
+      'INVALID_CONFIG',
+      `--etcd-credentials-check ${o.etcdCredentialsCheck} is too often: give 100ms or more (1m is plenty), or 0 to turn it off`,
+    );
+  }
+  return {
+    ...etcdConnection(flags),
+    ...(files && checkMs > 0
+      ? { credentials: () => etcdConnection(flags), credentialsCheckMs: checkMs }
+      : {}),
+  };
+}
+
 export function buildCli(): Command {
   const program = new Command('ipkeeper')
     .description('IP address management for Kubernetes underlay networks')
@@ -134,7 +205,7 @@ export function buildCli(): Command {
   const socketOpt = () =>
     new Option('--socket <path>', `agent socket (env ${SOCKET_ENV})`).default(undefined, DEFAULT_SOCKET);
 
-  program
+  const agentCmd = program
     .command('agent')
     .description('run the node agent: serve the CNI plugin on a unix socket and allocate from the store')
     .option(
@@ -156,26 +227,8 @@ export function buildCli(): Command {
       '--listen <host:port>',
       'also serve /healthz, /readyz, /metrics and the live pool map page (/) over TCP, e.g. 127.0.0.1:9610',
     )
-    .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info')
-    .option(
-      '--etcd-cacert <file>',
-      'etcd store: verify the members against this CA certificate (PEM); implies TLS',
-    )
-    .option(
-      '--etcd-cert <file>',
-      'etcd store: client certificate (PEM) for etcd --client-cert-auth; with --etcd-key; implies TLS',
-    )
-    .option('--etcd-key <file>', 'etcd store: private key (PEM) of --etcd-cert')
-    .option(
-      '--etcd-user <name>',
-      `etcd store: authenticate as this etcd user; the password from env ${ETCD_PASSWORD_ENV} or --etcd-password-file`,
-    )
-    .option('--etcd-password-file <file>', 'etcd store: file holding the password of --etcd-user')
-    .option(
-      '--etcd-credentials-check <duration>',
-      'etcd store: read the --etcd-cacert/--etcd-cert/--etcd-key and --etcd-password-file files again this often, and connect with them when they changed (renewed certificates, a new password); 0: never (10s, 1m)',
-      '1m',
-    )
+    .option('--log-level <level>', 'pino level: trace, debug, info, warn, error', 'info');
+  addEtcdOptions(agentCmd)
     .option(
       '--claims-cache <file>',
       'keep the claims in this file between runs: written at a clean stop and while running (see --claims-cache-interval), read at the next start, which then asks the store only for what changed (kubernetes and etcd stores)',
@@ -269,37 +322,7 @@ export function buildCli(): Command {
         }
         const { parseDuration } = await import('../agent/duration.ts');
         const claimsCacheIntervalMs = parseDuration('--claims-cache-interval', o.claimsCacheInterval, 0);
-        const etcdFlags = {
-          ...(o.etcdCacert !== undefined ? { cacert: o.etcdCacert } : {}),
-          ...(o.etcdCert !== undefined ? { cert: o.etcdCert } : {}),
-          ...(o.etcdKey !== undefined ? { key: o.etcdKey } : {}),
-          ...(o.etcdUser !== undefined ? { user: o.etcdUser } : {}),
-          ...(o.etcdPasswordFile !== undefined ? { passwordFile: o.etcdPasswordFile } : {}),
-        };
-        // Checked now (a bad file stops the agent here); read again while it runs, so renewed
-        // certificates and a changed password file are used without a restart.
-        const credentialsCheckMs = parseDuration('--etcd-credentials-check', o.etcdCredentialsCheck, 0);
-        if (
-          (o.etcdCacert ?? o.etcdCert ?? o.etcdPasswordFile) === undefined &&
-          o.etcdCredentialsCheck !== '1m'
-        ) {
-          throw new IpamError(
-            'INVALID_CONFIG',
-            `--etcd-credentials-check ${o.etcdCredentialsCheck} applies to the files of --etcd-cacert, --etcd-cert/--etcd-key or --etcd-password-file; add them or drop it`,
-          );
-        }
-        if (credentialsCheckMs > 0 && credentialsCheckMs < 100) {
-          throw new IpamError(
-            'INVALID_CONFIG',
-            `--etcd-credentials-check ${o.etcdCredentialsCheck} is too often: give 100ms or more (1m is plenty), or 0 to turn it off`,
-          );
-        }
-        const etcd = {
-          ...etcdConnection(etcdFlags),
-          ...((o.etcdCacert ?? o.etcdCert ?? o.etcdPasswordFile) !== undefined && credentialsCheckMs > 0
-            ? { credentials: () => etcdConnection(etcdFlags), credentialsCheckMs }
-            : {}),
-        };
+        const etcd = await etcdStoreOptions(o);
         const { startAgent } = await import('../agent/server.ts');
         const agent = await startAgent({
           store: o.store,
@@ -332,12 +355,18 @@ export function buildCli(): Command {
       },
     );
 
-  program
+  const controllerCmd = program
     .command('controller')
     .description(
       'run the cluster controller (Kubernetes mode): leader-elected reconcilers and the admission webhook',
     )
     .option('--kubeconfig <path>', 'kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)')
+    .option(
+      '--store <url>',
+      "where pools and claims are: kubernetes: (this cluster's API server) or the agents' etcd://host:port[,host:port...][/prefix], with --no-webhook",
+      'kubernetes:',
+    );
+  addEtcdOptions(controllerCmd)
     .option(
       '--namespace <ns>',
       "namespace of the Lease and of events about cluster-scoped objects (default: $POD_NAMESPACE, the pod's namespace, else ipkeeper-system)",
@@ -378,21 +407,24 @@ export function buildCli(): Command {
       '\nExample:\n  ipkeeper controller --namespace ipkeeper-system --webhook-service ipkeeper-system/ipkeeper-webhook --listen 0.0.0.0:9611',
     )
     .action(
-      async (o: {
-        kubeconfig?: string;
-        namespace?: string;
-        id?: string;
-        leaseName: string;
-        leaseDuration: string;
-        listen?: string;
-        webhookListen: string;
-        webhookCertDir?: string;
-        webhookConfig: string;
-        webhookService?: string;
-        webhookUrl?: string;
-        webhook: boolean;
-        logLevel: string;
-      }) => {
+      async (
+        o: {
+          kubeconfig?: string;
+          namespace?: string;
+          id?: string;
+          leaseName: string;
+          leaseDuration: string;
+          listen?: string;
+          webhookListen: string;
+          webhookCertDir?: string;
+          webhookConfig: string;
+          webhookService?: string;
+          webhookUrl?: string;
+          webhook: boolean;
+          logLevel: string;
+          store: string;
+        } & EtcdFlagValues,
+      ) => {
         const leaseDurationS = Number(o.leaseDuration);
         if (!Number.isInteger(leaseDurationS) || leaseDurationS < 3) {
           throw new IpamError(
@@ -400,9 +432,23 @@ export function buildCli(): Command {
             `--lease-duration ${o.leaseDuration} must be a whole number of seconds, at least 3 (default 15)`,
           );
         }
+        if (!/^(kubernetes|k8s|etcd):/.test(o.store)) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `--store ${o.store}: the controller works on kubernetes: (the default) or the agents' etcd://host:port[,host:port...][/prefix]`,
+          );
+        }
+        const etcd = await etcdStoreOptions(o);
+        if (!o.store.startsWith('etcd:') && (etcd.tls || etcd.auth)) {
+          throw new IpamError(
+            'INVALID_CONFIG',
+            `the --etcd-* TLS and user flags apply to an etcd:// store, not to "${o.store}"; drop them or use --store etcd://host:port`,
+          );
+        }
         const { runController } = await import('../controller/main.ts');
         const controller = await runController({
           ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          ...(/^(kubernetes|k8s):/.test(o.store) ? {} : { storeUrl: o.store, storeOptions: { etcd } }),
           ...(o.namespace ? { namespace: o.namespace } : {}),
           ...(o.id ? { id: o.id } : {}),
           leaseName: o.leaseName,

@@ -31,6 +31,7 @@ import { hostname } from 'node:os';
 import pino from 'pino';
 import { IpamError, isIpamError } from '../errors.ts';
 import type { Store } from '../store/store.ts';
+import type { OpenStoreOptions } from '../store/open.ts';
 import { makeContext, type ControllerContext, type Reconciler } from './context.ts';
 import { RECONCILERS } from './reconcilers.ts';
 import { DEFAULT_LEASE_DURATION_S, DEFAULT_LEASE_NAME, LeaderElector, kubeLeaseClient } from './leader.ts';
@@ -91,6 +92,14 @@ export interface ControllerOptions {
   reconcilers?: readonly (() => Reconciler)[];
   /** An open store (tests); default: the kubernetes store of the same kubeconfig. */
   store?: Store;
+  /**
+   * Or a store URL to open (`--store`): `kubernetes:` (the default, the same kubeconfig's API
+   * server) or `etcd://...` — the agents' etcd, when they keep pools and claims there. The webhook
+   * checks objects written to the API server, so a store elsewhere needs `noWebhook`.
+   */
+  storeUrl?: string;
+  /** For `storeUrl`: an etcd store's TLS and user (`store/open.ts`). */
+  storeOptions?: OpenStoreOptions;
   /** Collect process metrics (off in tests that run several controllers in one process). */
   defaultMetrics?: boolean;
 }
@@ -298,6 +307,14 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
       },
     );
   }
+  const storeElsewhere = o.storeUrl !== undefined && !/^(kubernetes|k8s):/.test(o.storeUrl);
+  if (storeElsewhere && !o.noWebhook) {
+    throw new IpamError(
+      'INVALID_CONFIG',
+      `--store ${o.storeUrl}: the admission webhook checks objects written to the API server, which this store does not keep; add --no-webhook (Helm: etcd mode does)`,
+      { field: 'store', value: o.storeUrl },
+    );
+  }
   if (o.noWebhook && (o.webhookService || o.webhookUrl || o.webhookCertDir)) {
     const flag = o.webhookService
       ? '--webhook-service'
@@ -344,6 +361,10 @@ export async function runController(o: ControllerOptions = {}): Promise<Controll
 
   const tls = o.webhookCertDir ? readTlsDir(o.webhookCertDir) : selfSignedTls(certNames(o, namespace));
   let store = o.store;
+  if (!store && storeElsewhere) {
+    const { openStore, withCredentialsLog } = await import('../store/open.ts');
+    store = await openStore(o.storeUrl!, withCredentialsLog(o.storeOptions, logger));
+  }
   if (!store) {
     const { openKubernetesStore } = await import('../store/kubernetes.ts');
     store = await openKubernetesStore(o.kubeconfig ? `kubernetes:${o.kubeconfig}` : 'kubernetes:');

@@ -39,6 +39,26 @@ export interface OpenStoreOptions {
   };
 }
 
+/**
+ * `opts` with an etcd store's credential checks logged to `log` (what changed, or why the files on
+ * disk cannot be used yet); `opts` itself when nothing re-reads credentials.
+ */
+export function withCredentialsLog(
+  opts: OpenStoreOptions | undefined,
+  log: { info(o: object, msg: string): void; warn(o: object, msg: string): void },
+): OpenStoreOptions | undefined {
+  const etcd = opts?.etcd;
+  if (!etcd?.credentials) return opts;
+  const onCredentials = (e: CredentialsEvent): void =>
+    e.kind === 'reloaded'
+      ? log.info({ changed: e.changed }, 'etcd credentials changed on disk; connecting with the new ones')
+      : log.warn(
+          { err: e.message },
+          'etcd credentials on disk cannot be used: kept the ones in use; they are read again at the next check',
+        );
+  return { ...opts, etcd: { ...etcd, onCredentials } };
+}
+
 function invalid(url: string, why: string): IpamError {
   return new IpamError(
     'INVALID_CONFIG',

@@ -61,7 +61,7 @@ const FLIPPED = {
   metrics: { prometheusAnnotations: false },
 };
 const WEBHOOK_OFF = { webhook: { enabled: false } };
-/** etcd mode, with TLS and a user: no controller, webhook or their Services. */
+/** etcd mode, with TLS and a user: the controller on the etcd store, no webhook. */
 const ETCD = {
   store: {
     etcd: {
@@ -119,7 +119,7 @@ describe('every rendered object validates against the Kubernetes schemas (kubern
   for (const [name, values] of VALUE_SETS) {
     it(name, async () => {
       const ms = render(values);
-      assert.ok(ms.length >= (values === ETCD ? 10 : 12), `only ${ms.length} objects`);
+      assert.ok(ms.length >= 12, `only ${ms.length} objects`);
       for (const m of ms) await validateSchema(m.object);
     });
   }
@@ -374,7 +374,7 @@ describe('pods: requests, probes on the health ports, the plugin install, the CL
     }
   });
 
-  it('etcd mode: the agents run --store URL --in-cluster with the Secrets mounted read-only; no controller, webhook, or their Services', () => {
+  it('etcd mode: agents --store URL --in-cluster and the controller --store URL --no-webhook, the Secrets mounted read-only; no webhook', () => {
     const ms = render(ETCD);
     const spec = find(ms, 'DaemonSet', 'ipkeeper-agent').spec.template.spec;
     const [agent] = spec.containers as Obj[];
@@ -400,15 +400,32 @@ describe('pods: requests, probes on the health ports, the plugin install, the CL
         },
       },
     ]);
+    // The controller: the same store and flags; a non-root user reads the files through fsGroup.
+    const cspec = find(ms, 'Deployment', 'ipkeeper-controller').spec.template.spec;
+    const [controller] = cspec.containers as Obj[];
+    assert.equal(arg(controller?.args, '--store'), ETCD.store.etcd.url);
+    assert.ok(controller?.args.includes('--no-webhook'));
+    assert.ok(!controller?.args.some((a: string) => a.startsWith('--webhook-')));
+    for (const flag of ['--etcd-cacert', '--etcd-cert', '--etcd-key', '--etcd-user', '--etcd-password-file'])
+      assert.equal(arg(controller?.args, flag), arg(agent?.args, flag), flag);
+    assert.equal(cspec.securityContext.fsGroup, 1000);
+    assert.deepEqual(
+      (cspec.volumes as Obj[]).map((v) => [v.name, v.secret?.defaultMode]),
+      [
+        ['tmp', undefined],
+        ['etcd-tls', 0o440],
+        ['etcd-password', 0o440],
+      ],
+    );
+    assert.deepEqual(
+      (controller?.ports as Obj[]).map((p) => p.name),
+      ['metrics'],
+    );
     const names = ms.map((m) => `${m.object.kind}/${m.object.metadata.name}`);
-    for (const gone of [
-      'Deployment/ipkeeper-controller',
-      'ValidatingWebhookConfiguration/ipkeeper',
-      'Service/ipkeeper-controller-metrics',
-      'Service/ipkeeper-webhook',
-    ])
+    for (const gone of ['ValidatingWebhookConfiguration/ipkeeper', 'Service/ipkeeper-webhook'])
       assert.ok(!names.includes(gone), `${gone} in etcd mode`);
-    assert.ok(names.includes('Service/ipkeeper-agent-metrics'));
+    for (const kept of ['Service/ipkeeper-agent-metrics', 'Service/ipkeeper-controller-metrics'])
+      assert.ok(names.includes(kept), kept);
     // A CA only (no client certificate), and no user: only --etcd-cacert, one Secret.
     const caOnly = find(
       render({

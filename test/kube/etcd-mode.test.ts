@@ -8,11 +8,14 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { call } from '../../src/cli/client.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
 import { openEtcdStore } from '../../src/store/etcd.ts';
 import { startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
+import { freePorts } from '../lib/ports.ts';
 import { startEtcdCluster, type EtcdCluster } from '../etcd/cluster.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
 
@@ -121,6 +124,61 @@ describe(
         );
       } finally {
         await store.close();
+      }
+    });
+
+    it('`ipkeeper controller --store etcd://... --no-webhook` keeps the pools in etcd: their status counts the claim', async () => {
+      const [port] = await freePorts(1);
+      const child = spawn(
+        process.execPath,
+        [
+          fileURLToPath(new URL('../../bin/ipkeeper.ts', import.meta.url)),
+          'controller',
+          '--store',
+          url,
+          '--no-webhook',
+          '--kubeconfig',
+          kube.kubeconfigPath,
+          '--namespace',
+          NS,
+          '--lease-name',
+          `etcd-mode-${process.pid}`,
+          '--listen',
+          `127.0.0.1:${port}`,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const store = await openEtcdStore(url);
+      try {
+        // The pool-status loop counts each pool's claims and writes the counts into the pools, in
+        // etcd. (After the first test, which applied the pools and left a claim in from-annotation.)
+        type Pool = { status?: { total: number; used: number } };
+        const pools = ['from-annotation', 'from-netconf'];
+        const claims = await store.list<{ spec: { pool: string } }>('ipclaims/');
+        const want = pools.map((p) => ({
+          total: 11,
+          used: claims.filter((c) => c.value.spec.pool === p).length,
+        }));
+        const statuses = () =>
+          Promise.all(
+            pools.map(async (p) => {
+              const st = (await store.get<Pool>(`ippools/${p}`))?.value.status;
+              return st && { total: st.total, used: st.used };
+            }),
+          );
+        let seen = await statuses();
+        for (let i = 0; i < 300 && JSON.stringify(seen) !== JSON.stringify(want); i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          seen = await statuses();
+        }
+        assert.deepEqual(seen, want, stderr);
+      } finally {
+        await store.close();
+        child.kill('SIGTERM');
+        assert.equal(await exited, 0, stderr);
       }
     });
 
