@@ -263,29 +263,25 @@ export function buildCli(): Command {
       '\nExample:\n  ipkeeper agent --store sqlite:/var/lib/ipkeeper/ipkeeper.db --socket /run/ipkeeper/ipkeeper.sock',
     )
     .action(
-      async (o: {
-        store: string;
-        socket?: string;
-        node?: string;
-        listen?: string;
-        logLevel: string;
-        gcMinAge: string;
-        maxRate: string;
-        maxInFlight: string;
-        kubeconfig?: string;
-        inCluster?: boolean;
-        nodePool?: boolean;
-        nodePoolStatusInterval: string;
-        nodePoolHealthCheck?: boolean;
-        claimsCache?: string;
-        claimsCacheInterval: string;
-        etcdCacert?: string;
-        etcdCert?: string;
-        etcdKey?: string;
-        etcdUser?: string;
-        etcdPasswordFile?: string;
-        etcdCredentialsCheck: string;
-      }) => {
+      async (
+        o: {
+          store: string;
+          socket?: string;
+          node?: string;
+          listen?: string;
+          logLevel: string;
+          gcMinAge: string;
+          maxRate: string;
+          maxInFlight: string;
+          kubeconfig?: string;
+          inCluster?: boolean;
+          nodePool?: boolean;
+          nodePoolStatusInterval: string;
+          nodePoolHealthCheck?: boolean;
+          claimsCache?: string;
+          claimsCacheInterval: string;
+        } & EtcdFlagValues,
+      ) => {
         const whole = (flag: string, v: string, min: number): number => {
           const n = Number(v);
           if (!Number.isInteger(n) || n < min) {
