@@ -477,9 +477,9 @@ export class EtcdStore implements Store {
   /**
    * Connects with new credentials when they differ from the client's: gRPC fixes a channel's TLS
    * and etcd3 its user at construction, so a renewed certificate or a changed password needs a new
-   * client. Calls from now on use it; a watch moves to it when it next reconnects, which closing
-   * the old client forces. The old client is closed after `timeoutMs` — every call on it has met
-   * its deadline by then — so no write in flight is cut off. TLS cannot be turned on or off here
+   * client. Calls from now on use it, and a watch when its stream next starts over (it reads the
+   * store's pool at each connection). The old client is closed after `timeoutMs` — every call on it
+   * has met its deadline by then — so no write in flight is cut off. TLS cannot be turned on or off here
    * (the hosts' scheme): a change of that kind is ignored, as the agent's flags cannot make it.
    * @returns what changed (`ca`, `cert`, `key`, `user`, `password`); empty when nothing did.
    * @throws when the new material cannot make a client (PEM grpc-js refuses); nothing changes then.

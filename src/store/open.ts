@@ -13,8 +13,7 @@
 import { IpamError } from '../errors.ts';
 import type { Store } from './store.ts';
 import type { SqliteStoreOptions } from './sqlite.ts';
-import type { EtcdConnection } from './etcd-options.ts';
-import type { CredentialsEvent } from './etcd.ts';
+import type { CredentialsEvent, EtcdStoreOptions } from './etcd.ts';
 
 export const DEFAULT_STORE_URL = 'sqlite:/var/lib/ipkeeper/ipkeeper.db';
 
@@ -32,11 +31,7 @@ export interface OpenStoreOptions {
    * TLS and authentication for an etcd:// store (`etcdConnection` reads the agent's flags into it);
    * `credentials` reads them again, for a store that picks up renewed files (`EtcdStoreOptions`).
    */
-  etcd?: EtcdConnection & {
-    credentials?: () => EtcdConnection;
-    credentialsCheckMs?: number;
-    onCredentials?: (event: CredentialsEvent) => void;
-  };
+  etcd?: Pick<EtcdStoreOptions, 'tls' | 'auth' | 'credentials' | 'credentialsCheckMs' | 'onCredentials'>;
 }
 
 /**
