@@ -4,7 +4,7 @@
  * health/metrics over TCP on a loopback address), allocating through the engine.
  *
  * Routes (JSON): see `src/cni/protocol.ts` for `/v1/cni/*`; the CLI uses
- *   POST /v1/apply {objects}      GET /v1/objects/:kind[/[:namespace/]:name]      DELETE /v1/objects/:kind/:name
+ *   POST /v1/apply {objects}      GET /v1/objects/:kind[/[:namespace/]:name]      DELETE /v1/objects/:kind/[:namespace/]:name
  *   GET /v1/usage                 GET /healthz  GET /readyz  GET /metrics
  *   POST /v1/reclaim {endpoint: "NS/NAME" | ip, network?, force?}   GET /v1/endpoints/:ns/:name
  * and the operator routes of `src/agent/ui/routes.ts` (pool map page, check, describe, release).
@@ -501,16 +501,22 @@ async function assemble(opts: AgentOptions, started: Started): Promise<Agent> {
         return sendError(reply, e, 'get');
       }
     });
-    app.delete('/v1/objects/:kind/:name', async (request, reply) => {
+    const remove = async (request: FastifyRequest, reply: FastifyReply) => {
       try {
-        const p = request.params as { kind: string; name: string };
+        const p = request.params as { kind: string; namespace?: string; name: string };
         const q = request.query as { force?: string };
-        await objects.delete(kindOf(p.kind), p.name, { force: q.force === 'true' });
+        await objects.delete(kindOf(p.kind), p.name, {
+          force: q.force === 'true',
+          ...(p.namespace !== undefined ? { namespace: p.namespace } : {}),
+        });
         return { deleted: true };
       } catch (e) {
         return sendError(reply, e, 'delete');
       }
-    });
+    };
+    app.delete('/v1/objects/:kind/:name', remove);
+    // A namespaced object (NetworkConfig): `ipkeeper delete networkconfig NS/NAME`.
+    app.delete('/v1/objects/:kind/:namespace/:name', remove);
     // Manual reclaim of kept (fixed) addresses and Endpoint records: src/ipam/endpoint.ts.
     app.post('/v1/reclaim', async (request, reply) => {
       try {

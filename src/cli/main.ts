@@ -127,6 +127,21 @@ function table(kind: string, items: AnyObject[], wide: boolean, usage: PoolUsage
   );
 }
 
+/**
+ * One object's path under /v1/objects/<plural>/: a namespaced kind's object is NAME or
+ * NAMESPACE/NAME (`get endpoint default/web-0`, `delete networkconfig team-a/vlan100`).
+ */
+function objectPath(word: string, info: { namespaced?: boolean } | undefined, name: string): string {
+  if (!info?.namespaced) return encodeURIComponent(name);
+  if (!/^[^/]+(\/[^/]+)?$/.test(name)) {
+    throw new IpamError(
+      'INVALID_OBJECT',
+      `${word} "${name}" must be NAME or NAMESPACE/NAME, e.g. default/web-0`,
+    );
+  }
+  return name.split('/').map(encodeURIComponent).join('/');
+}
+
 /** The --etcd-* flags as commander hands them over. */
 interface EtcdFlagValues {
   etcdCacert?: string;
@@ -530,17 +545,7 @@ export function buildCli(): Command {
       const kind = kindOrFail(word);
       const info = KINDS[kind];
       const socket = socketOf(o);
-      // A namespaced kind's one object is NAMESPACE/NAME (`get endpoint default/web-0`).
-      if (name && info?.namespaced && !/^[^/]+(\/[^/]+)?$/.test(name)) {
-        throw new IpamError(
-          'INVALID_OBJECT',
-          `${word} "${name}" must be NAME or NAMESPACE/NAME, e.g. default/web-0`,
-        );
-      }
-      const one =
-        name && info?.namespaced
-          ? name.split('/').map(encodeURIComponent).join('/')
-          : encodeURIComponent(name ?? '');
+      const one = name === undefined ? '' : objectPath(word, info, name);
       const items = name
         ? [await call<AnyObject>(socket, 'GET', `/v1/objects/${info?.plural}/${one}`)]
         : (await call<{ items: AnyObject[] }>(socket, 'GET', `/v1/objects/${info?.plural}`)).items;
@@ -573,10 +578,11 @@ export function buildCli(): Command {
     )
     .action(async (word: string, name: string, o: { force?: boolean; socket?: string }) => {
       const kind = kindOrFail(word);
+      const info = KINDS[kind];
       await call(
         socketOf(o),
         'DELETE',
-        `/v1/objects/${KINDS[kind]?.plural}/${encodeURIComponent(name)}${o.force ? '?force=true' : ''}`,
+        `/v1/objects/${info?.plural}/${objectPath(word, info, name)}${o.force ? '?force=true' : ''}`,
       );
       console.log(`${kind.toLowerCase()}/${name} deleted`);
     });

@@ -72,7 +72,7 @@ describe('ipkeeper netconfig render', () => {
 });
 
 describe('embedded mode: ipkeeper apply -f stores a NetworkConfig (nothing renders it there)', () => {
-  it("seed 000's SpiderMultusConfig applies as a NetworkConfig and lists with get", async () => {
+  it("seed 000's SpiderMultusConfig applies as a NetworkConfig, lists with get, deletes by NAMESPACE/NAME", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ipk-nca-'));
     const socket = join(dir, 'a.sock');
     const store = new MemoryStore();
@@ -101,6 +101,10 @@ describe('embedded mode: ipkeeper apply -f stores a NetworkConfig (nothing rende
       const g = await run(['get', 'networkconfigs']);
       assert.equal(g.status, 0, g.stderr);
       assert.match(g.stdout, /kube-system\s+macvlan-ens192\s+macvlan\s+ens192/);
+      // Deleted by NAMESPACE/NAME, as `get` names it.
+      const d = await run(['delete', 'networkconfig', 'kube-system/macvlan-ens192']);
+      assert.equal(d.status, 0, d.stderr);
+      assert.equal(await store.get('networkconfigs/kube-system/macvlan-ens192'), undefined);
     } finally {
       await agent.close();
       rmSync(dir, { recursive: true, force: true });

@@ -170,10 +170,26 @@ export function renderNotes(nc: NetworkConfig): string[] {
   return notes;
 }
 
-/** Whether `nad` was made from the NetworkConfig called `name` (its controller ownerReference). */
+/**
+ * Names the NetworkConfig a NAD was made from when that NetworkConfig is not an API server object
+ * (the controller on an etcd store): without a uid there is no ownerReference to say it.
+ */
+export const MADE_FROM_ANNOTATION = 'ipkeeper.io/network-config';
+
+/** The NAD the reconciler writes: `renderNad`'s, marked with its origin when it has no owner. */
+function nadOf(nc: NetworkConfig): NetworkAttachmentDefinition {
+  const nad = renderNad(nc);
+  if (nad.metadata.ownerReferences) return nad;
+  const annotations = { ...(nad.metadata.annotations ?? {}), [MADE_FROM_ANNOTATION]: nc.metadata.name };
+  return { ...nad, metadata: { ...nad.metadata, annotations } };
+}
+
+/** Whether `nad` was made from the NetworkConfig called `name` (its ownerReference, or the mark). */
 function madeFrom(nad: NetworkAttachmentDefinition, name: string): boolean {
-  return (nad.metadata.ownerReferences ?? []).some(
-    (r) => r.kind === 'NetworkConfig' && r.apiVersion.startsWith('ipkeeper.io/') && r.name === name,
+  return (
+    (nad.metadata.ownerReferences ?? []).some(
+      (r) => r.kind === 'NetworkConfig' && r.apiVersion.startsWith('ipkeeper.io/') && r.name === name,
+    ) || nad.metadata.annotations?.[MADE_FROM_ANNOTATION] === name
   );
 }
 
@@ -277,7 +293,7 @@ export class NetworkConfigReconciler implements Reconciler {
     if (listed.status !== 200)
       throw new Error(`listing NetworkAttachmentDefinitions: ${replyMessage(listed)}`);
     const ours = ((listed.body as { items?: NetworkAttachmentDefinition[] }).items ?? []).filter((n) =>
-      (n.metadata.ownerReferences ?? []).some((r) => r.kind === 'NetworkConfig'),
+      madeFrom(n, n.metadata.name),
     );
 
     let failed: unknown;
@@ -319,7 +335,7 @@ export class NetworkConfigReconciler implements Reconciler {
         throw new Refusal(`${e.message}; the NetworkAttachmentDefinition is left as it was`);
       throw e;
     }
-    const want = renderNad(nc);
+    const want = nadOf(nc);
     const { namespace, name } = want.metadata;
     const got = await kubeJson(ctx.kc, 'GET', nadPath(namespace, name));
     if (got.status === 404) {

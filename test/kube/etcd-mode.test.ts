@@ -18,6 +18,8 @@ import { startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
 import { freePorts } from '../lib/ports.ts';
 import { startEtcdCluster, type EtcdCluster } from '../etcd/cluster.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
+import { installCrd, until } from './crds.ts';
+import { loadFixture } from './fixtures/fixtures.ts';
 
 const NODE = 'ipk-etcd-node';
 const NS = 'ipk-etcd-mode';
@@ -65,6 +67,17 @@ describe(
 
     before(async () => {
       [kube, etcd] = await Promise.all([startTestCluster(), startEtcdCluster(1)]);
+      const [nadCrd] = loadFixture('nad-crd.yaml');
+      if (
+        (
+          await kubeRequest(
+            kube,
+            'GET',
+            `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${nadCrd!.metadata.name}`,
+          )
+        ).status !== 200
+      )
+        await installCrd(kube, nadCrd!);
       dir = tempDir('etcd-mode');
       url = `${etcd.url}/etcd-mode-${process.pid}/`;
       await create('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
@@ -175,6 +188,46 @@ describe(
           seen = await statuses();
         }
         assert.deepEqual(seen, want, stderr);
+
+        // A NetworkConfig in etcd → its Multus NAD in the API server. The NetworkConfig is no API
+        // object (no uid to own the NAD by): the NAD names it in an annotation, so the next pass
+        // updates it rather than refusing it as someone else's, and deleting it removes the NAD.
+        const socket = join(dir, 'a.sock');
+        const nadPath = `/apis/k8s.cni.cncf.io/v1/namespaces/${NS}/network-attachment-definitions`;
+        const nad = async () => {
+          const r = await kubeRequest(kube, 'GET', `${nadPath}/vlan-etcd`);
+          return r.status === 200 ? r.body : undefined;
+        };
+        const apply = (team: string) =>
+          call(socket, 'POST', '/v1/apply', {
+            objects: [
+              {
+                apiVersion: 'ipkeeper.io/v1alpha1',
+                kind: 'NetworkConfig',
+                metadata: { name: 'vlan-etcd', namespace: NS, labels: { team } },
+                spec: { type: 'macvlan', master: 'ens192', ippools: { ipv4: ['from-netconf'] } },
+              },
+            ],
+          });
+        await apply('a');
+        const made = await until('the NAD', async () =>
+          (await nad())?.metadata.labels?.team === 'a' ? nad() : undefined,
+        );
+        assert.equal(made.metadata.annotations?.['ipkeeper.io/network-config'], 'vlan-etcd');
+        assert.equal(made.metadata.ownerReferences, undefined);
+        await apply('b');
+        await until('the NAD updated', async () =>
+          (await nad())?.metadata.labels?.team === 'b' ? true : undefined,
+        );
+        const events = await kubeRequest(kube, 'GET', `/api/v1/namespaces/${NS}/events`);
+        assert.deepEqual(
+          (events.body.items ?? []).filter(
+            (e: { reason: string }) => e.reason === 'NetworkAttachmentRefused',
+          ),
+          [],
+        );
+        await call(socket, 'DELETE', `/v1/objects/networkconfigs/${NS}/vlan-etcd`);
+        await until('the NAD gone', async () => ((await nad()) === undefined ? true : undefined));
       } finally {
         await store.close();
         child.kill('SIGTERM');
