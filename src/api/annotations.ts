@@ -411,6 +411,13 @@ export const OBJECT_KEYS: readonly ObjectKeyInfo[] = [
     meaning: 'the node whose NodePool the pool was compiled from',
   },
   {
+    name: 'ipkeeper.io/network-config',
+    what: 'annotation',
+    on: 'NetworkAttachmentDefinition made from a NetworkConfig kept in etcd (the controller on an etcd store)',
+    meaning:
+      'the NetworkConfig it was made from, where no ownerReference can say it (the NetworkConfig is not an API server object): the controller updates and deletes only NADs that name their NetworkConfig so',
+  },
+  {
     name: 'ipkeeper.io/pool-in-use',
     what: 'finalizer',
     on: 'IPPool (Kubernetes mode)',
