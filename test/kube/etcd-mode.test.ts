@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call } from '../../src/cli/client.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
+import { appPoolName } from '../../src/ipam/app-pool.ts';
 import { openEtcdStore } from '../../src/store/etcd.ts';
 import { startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
 import { freePorts } from '../lib/ports.ts';
@@ -228,6 +229,57 @@ describe(
         );
         await call(socket, 'DELETE', `/v1/objects/networkconfigs/${NS}/vlan-etcd`);
         await until('the NAD gone', async () => ((await nad()) === undefined ? true : undefined));
+
+        // A Subnet in etcd and a Deployment asking it for pools (seed 001's annotations) → the
+        // application's pool, carved into etcd; the Deployment deleted → the pool deleted by the
+        // loop itself (Kubernetes' garbage collector cannot see an object in etcd).
+        await call(socket, 'POST', '/v1/apply', {
+          objects: [
+            {
+              apiVersion: 'ipkeeper.io/v1alpha1',
+              kind: 'Subnet',
+              metadata: { name: 'sub-etcd' },
+              spec: { subnet: '10.40.0.0/24', ips: ['10.40.0.10-10.40.0.50'] },
+            },
+          ],
+        });
+        const deployments = `/apis/apps/v1/namespaces/${NS}/deployments`;
+        const made2 = await kubeRequest(kube, 'POST', deployments, {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: 'web' },
+          spec: {
+            replicas: 2,
+            selector: { matchLabels: { app: 'web' } },
+            template: {
+              metadata: {
+                labels: { app: 'web' },
+                annotations: {
+                  'ipam.spidernet.io/subnet': '{"ipv4": ["sub-etcd"]}',
+                  'ipam.spidernet.io/ippool-ip-number': '+1',
+                },
+              },
+              spec: {
+                automountServiceAccountToken: false,
+                containers: [{ name: 'c', image: 'registry.invalid/app:1' }],
+              },
+            },
+          },
+        });
+        assert.equal(made2.status, 201, JSON.stringify(made2.body).slice(0, 300));
+        const appPool = appPoolName({ kind: 'Deployment', namespace: NS, name: 'web' }, 4, 'eth0');
+        const carved = await until(
+          `the application pool ${appPool} in etcd`,
+          async () => (await store.get<{ spec: { ips: string[] } }>(`ippools/${appPool}`))?.value,
+          60_000,
+        );
+        assert.deepEqual(carved.spec.ips, ['10.40.0.10-10.40.0.12']);
+        assert.equal((await kubeRequest(kube, 'DELETE', `${deployments}/web`)).status, 200);
+        await until(
+          `${appPool} deleted from etcd`,
+          async () => ((await store.get(`ippools/${appPool}`)) === undefined ? true : undefined),
+          60_000,
+        );
       } finally {
         await store.close();
         child.kill('SIGTERM');
