@@ -2,11 +2,12 @@
  * @module net/used-set
  * The addresses currently claimed in one network and family, shaped for the allocation hot path.
  *
- * Held as maximal runs of consecutive used addresses (see `run-blocks.ts`), so `nextFree` steps over
- * a run of 59,000 used addresses in one binary search instead of 59,000 probes, and adding or
- * releasing an address costs O(log runs) however large the pool or the set.
+ * `nextFree` steps over a long run of used addresses in a few lookups, not a probe per address, and
+ * adding or releasing an address costs O(log runs) at most, however large the pool or the set.
  *
- * Representation. IPv4: one `NumberRuns` of the addresses themselves, as plain doubles. IPv6: the
+ * Representation. IPv4: one `BitRuns` of the addresses themselves (`bit-runs.ts`: bitmaps of 1,024
+ * addresses, and runs of whole ones), so that an address at a random place is found in a few word
+ * operations. IPv6: maximal runs of consecutive used addresses (`run-blocks.ts`), in windows: the
  * address space is cut into windows of 2^52 addresses, aligned on multiples of 2^52, and an address
  * is split into three doubles: the window's key (a, b) — a = bits 104..127, b = bits 52..103 — and
  * the offset in the window, bits 0..51. A sorted list of segments, keyed by their first window,
@@ -40,6 +41,7 @@ import type { Family } from './addr.ts';
 import { NetError, familyName, formatValue, maxValue } from './addr.ts';
 import { IntervalSet } from './interval-set.ts';
 import type { Run } from './interval-set.ts';
+import { BitRuns } from './bit-runs.ts';
 import { NumberRuns } from './run-blocks.ts';
 
 /** Addresses per IPv6 window; offsets are 0..W-1, so `offset + 1` and every count are exact. */
@@ -120,7 +122,7 @@ export class UsedSet {
   readonly family: Family;
   readonly #max: bigint;
   /** IPv4: the addresses. Unused for IPv6. */
-  #v4 = new NumberRuns();
+  #v4 = new BitRuns();
 
   // ---- IPv6 ----
   /** The segments, ascending and disjoint; `#ka[k]`, `#kb[k]` repeat `#segs[k].a`, `.b` for the search. */
@@ -170,7 +172,7 @@ export class UsedSet {
     const runs = IntervalSet.of(family, ranges).runs();
     const used = new UsedSet(family);
     if (family === 4) {
-      used.#v4 = NumberRuns.fromRuns(runs.map((r) => ({ first: Number(r.first), last: Number(r.last) })));
+      used.#v4 = BitRuns.fromRuns(runs.map((r) => ({ first: Number(r.first), last: Number(r.last) })));
       return used;
     }
     // Cut each run at window boundaries: a partial first window, a full span, a partial last window.
