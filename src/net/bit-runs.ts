@@ -48,6 +48,11 @@ const CHUNKS = 2 ** 32 / CHUNK;
 const LEAF_BITS = 10;
 const LEAF = 1 << LEAF_BITS;
 
+/** The slot directory's top level of a set with no bitmap yet: shared, never written. */
+const NO_LEAVES: (Int32Array | undefined)[] = new Array<Int32Array | undefined>(CHUNKS / LEAF).fill(
+  undefined,
+);
+
 /** The index of the lowest set bit of a non-zero 32-bit word. */
 function lowBit(x: number): number {
   return 31 - Math.clz32(x & -x);
@@ -122,10 +127,11 @@ function runsOf(xs: readonly number[]): { first: number; last: number }[] {
 export class BitRuns {
   /**
    * Bitmap chunks: chunk index c -> slot + 1 (0: none) at `#dir[c / LEAF][c % LEAF]`, a leaf made
-   * when a chunk in it first needs a slot (the top level is 32 KB, its entries in place so that V8
-   * keeps it a plain array). Slot k's bitmap is `#bits[k * WORDS .. k * WORDS + WORDS - 1]`.
+   * when a chunk in it first needs a slot. The top level (32 KB, its entries in place so that V8
+   * keeps it a plain array) is a shared empty one until the first leaf. Slot k's bitmap is
+   * `#bits[k * WORDS .. k * WORDS + WORDS - 1]`.
    */
-  #dir = new Array<Int32Array | undefined>(CHUNKS / LEAF).fill(undefined);
+  #dir = NO_LEAVES;
   #bits = new Int32Array(WORDS);
   /** Members per slot: 1..CHUNK while in use (a bitmap chunk may be whole; see the module note). */
   #n = new Int32Array(1);
@@ -246,6 +252,7 @@ export class BitRuns {
 
   /** Records chunk c's slot (k + 1; 0 for none). */
   #setSlot(c: number, k1: number): void {
+    if (this.#dir === NO_LEAVES) this.#dir = NO_LEAVES.slice();
     let leaf = this.#dir[c >>> LEAF_BITS];
     if (leaf === undefined) {
       leaf = new Int32Array(LEAF);
