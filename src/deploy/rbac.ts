@@ -78,9 +78,11 @@ export const WORKLOAD_RULES: PolicyRule[] = workloadRules(READ);
  */
 export const AGENT_WORKLOAD_RULES: PolicyRule[] = workloadRules(['get']);
 
-/** The controller's cluster-wide rules (its Lease rule is `controllerLeaseRule`, in its namespace). */
-export function controllerRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
-  const plurals = crds.map((c) => c.plural);
+/**
+ * The controller's cluster-wide rules in both store modes (its Lease rule is `controllerLeaseRule`,
+ * in its namespace): what it reads and writes outside our kinds.
+ */
+export function controllerCommonRules(): PolicyRule[] {
   return [
     // Pool choice, fixed IPs and leak GC follow pods, their namespaces and nodes...
     { apiGroups: [''], resources: ['namespaces', 'nodes', 'pods'], verbs: READ },
@@ -88,6 +90,22 @@ export function controllerRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
     ...WORKLOAD_RULES,
     // Events for the operator (core/v1 Events, each one created once).
     { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    // NetworkConfig generates Multus NetworkAttachmentDefinitions.
+    {
+      apiGroups: ['k8s.cni.cncf.io'],
+      resources: ['network-attachment-definitions'],
+      verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
+    },
+  ];
+}
+
+/**
+ * The controller's rules when our kinds are kept in the API server (the Kubernetes store, the
+ * default); with `store.etcd.url` they live in etcd and the chart leaves these out.
+ */
+export function controllerStoreRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
+  const plurals = crds.map((c) => c.plural);
+  return [
     { apiGroups: [GROUP], resources: plurals, verbs: WRITE },
     {
       apiGroups: [GROUP],
@@ -96,15 +114,9 @@ export function controllerRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
     },
     // Finalizers keep an object until the controller has released what it holds.
     { apiGroups: [GROUP], resources: plurals.map((p) => `${p}/finalizers`), verbs: ['update'] },
-    // NetworkConfig generates Multus NetworkAttachmentDefinitions.
-    {
-      apiGroups: ['k8s.cni.cncf.io'],
-      resources: ['network-attachment-definitions'],
-      verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
-    },
     // Its CA into the caBundle of this one webhook configuration (src/controller/webhook-config.ts:
     // GET, then PUT). Not `create`: the chart ships the configuration, and create cannot be narrowed
-    // to one name.
+    // to one name. (The webhook checks our kinds as they reach the API server: none in etcd mode.)
     {
       apiGroups: ['admissionregistration.k8s.io'],
       resources: ['validatingwebhookconfigurations'],
@@ -119,13 +131,20 @@ export function controllerLeaseRule(): PolicyRule {
   return { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] };
 }
 
-export function agentRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
-  const plurals = crds.map((c) => c.plural);
+/** The agent's rules in both store modes: the pods of its node and their owners. */
+export function agentCommonRules(): PolicyRule[] {
   return [
     // Pool choice on this node: the pod's labels and annotations, its namespace's, the node's labels...
     { apiGroups: [''], resources: ['namespaces', 'nodes', 'pods'], verbs: READ },
     // ...and its owners up to the top controller (a StatefulSet's pod keeps its address), by GET.
     ...AGENT_WORKLOAD_RULES,
+  ];
+}
+
+/** The agent's rules on our kinds, with the Kubernetes store only (in etcd mode it reads none). */
+export function agentStoreRules(crds: CrdFacts[] = crdFacts()): PolicyRule[] {
+  const plurals = crds.map((c) => c.plural);
+  return [
     // The store opens (lists and watches) every kind; it writes only these.
     { apiGroups: [GROUP], resources: plurals.filter((p) => !AGENT_WRITES.includes(p)), verbs: READ },
     {
@@ -199,7 +218,11 @@ export function rbacTemplate(crds: CrdFacts[] = crdFacts()): string {
     '  name: ipkeeper-controller',
     labels('controller'),
     'rules:',
-    rules(controllerRules(crds)),
+    rules(controllerCommonRules()),
+    // etcd mode (`store.etcd.url`): our kinds are in etcd, not in the API server.
+    '  {{- if not .Values.store.etcd.url }}',
+    rules(controllerStoreRules(crds)),
+    '  {{- end }}',
     '---',
     binding('ClusterRoleBinding', 'ipkeeper-controller', 'controller'),
     '---',
@@ -220,10 +243,13 @@ export function rbacTemplate(crds: CrdFacts[] = crdFacts()): string {
     '  name: ipkeeper-agent',
     labels('agent'),
     'rules:',
-    rules(agentRules(crds)),
+    rules(agentCommonRules()),
+    '  {{- if not .Values.store.etcd.url }}',
+    rules(agentStoreRules(crds)),
     ...(agentNodePoolRules(crds).length === 0
       ? []
       : ['  {{- if .Values.agent.nodePool.enabled }}', rules(agentNodePoolRules(crds)), '  {{- end }}']),
+    '  {{- end }}',
     '---',
     binding('ClusterRoleBinding', 'ipkeeper-agent', 'agent'),
     '',

@@ -189,6 +189,11 @@ describe('RBAC is least privilege: the exact rules', () => {
       },
     ];
     assert.deepEqual(find(ms, 'ClusterRole', 'ipkeeper-agent').rules, expected);
+    // In etcd mode the agent reads pods, namespaces, nodes and owners only: our kinds are in etcd,
+    // node-pool mode or not.
+    for (const values of [ETCD, { ...ETCD, agent: { nodePool: { enabled: true } } }]) {
+      assert.deepEqual(find(render(values), 'ClusterRole', 'ipkeeper-agent').rules, expected.slice(0, 4));
+    }
     // Node-pool mode adds NodePool status.used: the store PUTs the object, then its /status.
     const nodePool = crdFacts.some((c) => c.plural === 'nodepools' && c.status)
       ? [{ apiGroups: ['ipkeeper.io'], resources: ['nodepools', 'nodepools/status'], verbs: ['update'] }]
@@ -213,10 +218,18 @@ describe('RBAC is least privilege: the exact rules', () => {
   });
 
   it('the controller: reads pods and workloads, writes our kinds, NADs, events, its Lease and the one webhook configuration', () => {
-    const expected: Obj[] = [
+    const common: Obj[] = [
       { apiGroups: [''], resources: ['namespaces', 'nodes', 'pods'], verbs: READ },
       ...WORKLOADS,
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+      {
+        apiGroups: ['k8s.cni.cncf.io'],
+        resources: ['network-attachment-definitions'],
+        verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
+      },
+    ];
+    const expected: Obj[] = [
+      ...common,
       {
         apiGroups: ['ipkeeper.io'],
         resources: plurals,
@@ -231,11 +244,6 @@ describe('RBAC is least privilege: the exact rules', () => {
         verbs: ['get', 'update', 'patch'],
       },
       { apiGroups: ['ipkeeper.io'], resources: plurals.map((p) => `${p}/finalizers`), verbs: ['update'] },
-      {
-        apiGroups: ['k8s.cni.cncf.io'],
-        resources: ['network-attachment-definitions'],
-        verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
-      },
       // Its CA into this one configuration's caBundle (GET, then PUT); never create, never another.
       {
         apiGroups: ['admissionregistration.k8s.io'],
@@ -245,7 +253,10 @@ describe('RBAC is least privilege: the exact rules', () => {
       },
     ];
     for (const [name, values] of VALUE_SETS) {
-      assert.deepEqual(find(render(values), 'ClusterRole', 'ipkeeper-controller').rules, expected, name);
+      // In etcd mode our kinds are in etcd (and there is no webhook): nothing of ipkeeper.io, no
+      // webhook configuration.
+      const want = values === ETCD ? common : expected;
+      assert.deepEqual(find(render(values), 'ClusterRole', 'ipkeeper-controller').rules, want, name);
     }
     const role = find(ms, 'Role', 'ipkeeper-controller');
     assert.equal(role.metadata.namespace, 'ipkeeper-system');

@@ -14,6 +14,7 @@ import { call } from '../../src/cli/client.ts';
 import { IpamError } from '../../src/errors.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
+import { chartIdentities, statusAs, type Identities } from './identities.ts';
 import { installCrds, until } from './crds.ts';
 import { socketGet } from '../lib/socket-get.ts';
 import { assertMetricsDocumented } from '../lib/metrics-doc.ts';
@@ -25,6 +26,7 @@ const API = '/apis/ipkeeper.io/v1alpha1';
 describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it', () => {
   let cluster: TestCluster;
   let agent: Agent;
+  let ids: Identities;
   const dir = mkdtempSync(join(tmpdir(), 'ipk-kagent-'));
   const socket = join(dir, 'agent.sock');
 
@@ -55,8 +57,16 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
     } satisfies CniRequest);
 
   before(async () => {
-    cluster = await startTestCluster();
+    cluster = await startTestCluster({ rbac: true });
     await installCrds(cluster);
+    // The agent runs as the chart's service account with the chart's roles; the API server
+    // authorizes by RBAC.
+    ids = await chartIdentities(cluster, {
+      values: {},
+      namespace: 'ipk-seed-system',
+      suffix: `-${process.pid}`,
+      dir,
+    });
     await create('/api/v1/nodes', {
       apiVersion: 'v1',
       kind: 'Node',
@@ -96,7 +106,7 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
       });
     }
     agent = await startAgent({
-      store: `kubernetes:${cluster.kubeconfigPath}`,
+      store: `kubernetes:${ids.agent.kubeconfig}`,
       socket,
       node: NODE,
       logLevel: 'silent',
@@ -107,6 +117,7 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
 
   after(async () => {
     await agent?.close();
+    await ids?.remove();
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -198,5 +209,32 @@ describe('agent in Kubernetes mode: CRDs, informers, CNI as a kubelet drives it'
     } satisfies CniRequest);
     const left = await kubeRequest(cluster, 'GET', `${API}/ipclaims`);
     assert.ok(!left.body.items.some((c: any) => c.spec.containerId === 'k-plain'));
+  });
+
+  it("the chart's agent role holds nothing more: pools, reservations and secrets are refused", async () => {
+    const asAgent = { ...cluster, token: ids.agent.token };
+    assert.equal(await statusAs(cluster, ids.agent.token, `${API}/ippools`), 200, 'it reads pools');
+    const pool = {
+      apiVersion: 'ipkeeper.io/v1alpha1',
+      kind: 'IPPool',
+      metadata: { name: 'agent-made' },
+      spec: { subnet: '10.9.0.0/24', ips: ['10.9.0.10'] },
+    };
+    assert.equal((await kubeRequest(asAgent, 'POST', `${API}/ippools`, pool)).status, 403, 'create a pool');
+    assert.equal(
+      (await kubeRequest(asAgent, 'DELETE', `${API}/reservedips/test-reservedip`)).status,
+      403,
+      'delete a reservation',
+    );
+    assert.equal(
+      await statusAs(cluster, ids.agent.token, `/api/v1/namespaces/${NS}/secrets`),
+      403,
+      'secrets',
+    );
+    assert.equal(
+      await statusAs(cluster, ids.agent.token, `/apis/apps/v1/namespaces/${NS}/replicasets`),
+      403,
+      'list workloads (it GETs owners one by one)',
+    );
   });
 });

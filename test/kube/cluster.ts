@@ -49,6 +49,12 @@ export interface StartOptions {
   controllerManager?: boolean;
   /** Also run kube-scheduler (pods get bound to the Node objects the tests create). */
   scheduler?: boolean;
+  /**
+   * Authorize by RBAC (`--authorization-mode=RBAC`) instead of allowing everything, for tests that
+   * run a component as its service account with the chart's roles (test/kube/identities.ts). The
+   * admin token stays in system:masters. An external cluster authorizes as it is set up.
+   */
+  rbac?: boolean;
 }
 
 const BUILD_SCRIPT = new URL('../../scripts/kube/build.sh', import.meta.url).pathname;
@@ -142,7 +148,7 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
       `--service-account-key-file=${saPub}`,
       `--service-account-signing-key-file=${saKey}`,
       '--api-audiences=https://kubernetes.default.svc',
-      '--authorization-mode=AlwaysAllow',
+      `--authorization-mode=${opts.rbac ? 'RBAC' : 'AlwaysAllow'}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--anonymous-auth=false',
       '--profiling=false',
@@ -521,12 +527,19 @@ function openssl(args: string[]): void {
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (exit ${r.status}): ${r.stderr}`);
 }
 
-function kubeconfigYaml(server: string, ca: Buffer, token: string): string {
+/** A kubeconfig for `server` (verified against `ca`; empty: the system's roots) as the holder of `token`. */
+export function kubeconfigYaml(server: string, ca: Buffer, token: string): string {
   return stringifyYaml({
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [
-      { name: 'ipkeeper-test', cluster: { server, 'certificate-authority-data': ca.toString('base64') } },
+      {
+        name: 'ipkeeper-test',
+        cluster: {
+          server,
+          ...(ca.length > 0 ? { 'certificate-authority-data': ca.toString('base64') } : {}),
+        },
+      },
     ],
     users: [{ name: 'admin', user: { token } }],
     contexts: [{ name: 'ipkeeper-test', context: { cluster: 'ipkeeper-test', user: 'admin' } }],

@@ -2,6 +2,8 @@
  * The controller against a real kube-apiserver: two replicas elect a leader with a Lease, the leader
  * keeps pool status counts and holds deleted pools while claims name them, and the API server itself
  * calls the admission webhook over TLS (the caBundle is the one the controller made and patched in).
+ * The API server authorizes by RBAC and the controllers run as the chart's service account with the
+ * chart's roles (test/kube/identities.ts): what they do here, those roles allow.
  *
  * Safe on a shared cluster (IPKEEPER_TEST_KUBECONFIG): every name carries a random run id, the pools
  * live in a network of their own, the webhook configuration only matches objects labelled with the
@@ -22,6 +24,8 @@ import { pemBlocks, webhookConfigObject } from '../../src/controller/webhook-con
 import { claimName } from '../../src/ipam/engine.ts';
 import { parseAddr } from '../../src/net/addr.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
+import { chartIdentities, type Identities } from './identities.ts';
+import { tempDir } from '../e2e/harness.ts';
 import { installCrds, until } from './crds.ts';
 import { freePorts } from '../lib/ports.ts';
 
@@ -75,6 +79,7 @@ describe('controller against a real API server: leader election, pool status, fi
   const controllers: Controller[] = [];
   const made: string[] = [];
   let webhookPorts: number[] = [];
+  let ids: Identities;
 
   const post = async (path: string, body: any) => {
     const r = await kubeRequest(cluster, 'POST', path, body);
@@ -95,7 +100,7 @@ describe('controller against a real API server: leader election, pool status, fi
   const leaders = () => controllers.filter((c) => c.isLeader());
 
   before(async () => {
-    cluster = await startTestCluster();
+    cluster = await startTestCluster({ rbac: true });
     await installCrds(cluster);
     const ns = await kubeRequest(cluster, 'POST', '/api/v1/namespaces', {
       apiVersion: 'v1',
@@ -103,6 +108,15 @@ describe('controller against a real API server: leader election, pool status, fi
       metadata: { name: NS },
     });
     assert.equal(ns.status, 201, JSON.stringify(ns.body));
+    // The controllers run as the chart's service account, with its roles (the API server authorizes
+    // by RBAC): the webhook configuration they patch is this test's.
+    ids = await chartIdentities(cluster, {
+      values: {},
+      namespace: NS,
+      suffix: `-${RUN}`,
+      dir: tempDir('ctl-ids'),
+      webhookConfig: VWC,
+    });
     webhookPorts = await freePorts(2);
     // The configuration exists before the controllers start (as a Helm chart would install it), with
     // no caBundle: the API server cannot call the webhook until a controller patches its CA in.
@@ -135,7 +149,7 @@ describe('controller against a real API server: leader election, pool status, fi
     for (const [i, id] of ['ctl-a', 'ctl-b'].entries()) {
       controllers.push(
         await runController({
-          kubeconfig: cluster.kubeconfigPath,
+          kubeconfig: ids.controller.kubeconfig,
           namespace: NS,
           id: `${id}-${RUN}`,
           leaseName: LEASE,
@@ -167,6 +181,7 @@ describe('controller against a real API server: leader election, pool status, fi
         await kubeRequest(cluster, 'PATCH', path, { metadata: { finalizers: null } });
       }
     }
+    await ids?.remove();
     if (cluster) await kubeRequest(cluster, 'DELETE', `/api/v1/namespaces/${NS}`);
     await cluster?.stop();
   });
@@ -412,7 +427,7 @@ describe('controller against a real API server: leader election, pool status, fi
         fileURLToPath(new URL('../../bin/ipkeeper.ts', import.meta.url)),
         'controller',
         '--kubeconfig',
-        cluster.kubeconfigPath,
+        ids.controller.kubeconfig,
         '--namespace',
         NS,
         '--id',

@@ -1,10 +1,12 @@
 /**
  * The agent as the chart runs it with `store.etcd.url` set: claims and pools in an etcd cluster of
  * the operator's own, pods, namespaces and nodes read from the Kubernetes cluster the agent runs in
- * (`--in-cluster`). Real etcd and a real kube-apiserver v1.20.2; the agent is the CLI's process,
- * with $KUBECONFIG standing in for the service account it would have in a pod (the same loading
- * order: $KUBECONFIG first). What the Kubernetes side adds is checked by a pod whose annotation
- * picks another pool than the network configuration's.
+ * (`--in-cluster`). Real etcd and a real kube-apiserver v1.20.2 authorizing by RBAC; the agent and
+ * the controller are the CLI's processes, each as its own service account with the roles the chart
+ * renders for etcd mode (test/kube/identities.ts), through $KUBECONFIG / --kubeconfig (the agent's
+ * loading order puts $KUBECONFIG first, as in a pod). What the Kubernetes side adds is checked by a
+ * pod whose annotation picks another pool than the network configuration's; that the roles hold
+ * nothing more, by requests they are refused.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +21,7 @@ import { startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
 import { freePorts } from '../lib/ports.ts';
 import { startEtcdCluster, type EtcdCluster } from '../etcd/cluster.ts';
 import { kubeRequest, startTestCluster, type TestCluster } from './cluster.ts';
+import { chartIdentities, statusAs, type Identities } from './identities.ts';
 import { installCrd, until } from './crds.ts';
 import { loadFixture } from './fixtures/fixtures.ts';
 
@@ -33,6 +36,7 @@ describe(
     let etcd: EtcdCluster;
     let url: string;
     let dir: string;
+    let ids: Identities;
     const agents: AgentProcess[] = [];
 
     const create = async (path: string, body: unknown): Promise<void> => {
@@ -67,7 +71,7 @@ describe(
     };
 
     before(async () => {
-      [kube, etcd] = await Promise.all([startTestCluster(), startEtcdCluster(1)]);
+      [kube, etcd] = await Promise.all([startTestCluster({ rbac: true }), startEtcdCluster(1)]);
       const [nadCrd] = loadFixture('nad-crd.yaml');
       if (
         (
@@ -82,7 +86,12 @@ describe(
       dir = tempDir('etcd-mode');
       url = `${etcd.url}/etcd-mode-${process.pid}/`;
       await create('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
-      await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+      ids = await chartIdentities(kube, {
+        values: { store: { etcd: { url } } },
+        namespace: NS,
+        suffix: `-${process.pid}`,
+        dir,
+      });
       await create(`/api/v1/namespaces/${NS}/serviceaccounts`, {
         apiVersion: 'v1',
         kind: 'ServiceAccount',
@@ -107,6 +116,7 @@ describe(
     });
     after(async () => {
       for (const a of agents) await a.kill('SIGTERM');
+      if (kube?.external) await ids?.remove();
       await Promise.all([etcd?.stopAll(), kube?.stop()]);
     });
 
@@ -117,7 +127,7 @@ describe(
         socket,
         node: NODE,
         extra: ['--in-cluster'],
-        env: { KUBECONFIG: kube.kubeconfigPath },
+        env: { KUBECONFIG: ids.agent.kubeconfig },
       });
       agents.push(agent);
       await ready(socket);
@@ -152,7 +162,7 @@ describe(
           url,
           '--no-webhook',
           '--kubeconfig',
-          kube.kubeconfigPath,
+          ids.controller.kubeconfig,
           '--namespace',
           NS,
           '--lease-name',
@@ -284,6 +294,8 @@ describe(
         await store.close();
         child.kill('SIGTERM');
         assert.equal(await exited, 0, stderr);
+        // Nothing it tried was refused (a refused Event or list is logged, not fatal).
+        assert.doesNotMatch(stderr, /forbidden/i);
       }
     });
 
@@ -293,11 +305,41 @@ describe(
         store: url,
         socket,
         node: NODE,
-        env: { KUBECONFIG: kube.kubeconfigPath },
+        env: { KUBECONFIG: ids.agent.kubeconfig },
       });
       agents.push(agent);
       const r = await add(socket, 'annotated-too');
       assert.match(r.ips[0]?.address ?? '(none)', /^10\.30\.0\.(1\d|20)\/24$/);
+    });
+
+    it("the etcd-mode roles hold nothing more: our kinds, other objects' writes and the webhook configuration are refused", async () => {
+      const ours = '/apis/ipkeeper.io/v1alpha1';
+      const cases: [string, string, number][] = [
+        // What each uses: pods (both), Deployments (the controller lists them; the agent GETs a pod's
+        // owner by name and may not list them, below).
+        [ids.agent.token, `/api/v1/namespaces/${NS}/pods`, 200],
+        [ids.controller.token, '/api/v1/pods', 200],
+        [ids.controller.token, `/apis/apps/v1/namespaces/${NS}/deployments`, 200],
+        // What neither needs with the store in etcd.
+        [ids.agent.token, `${ours}/ipclaims`, 403],
+        [ids.agent.token, `${ours}/ippools`, 403],
+        [ids.agent.token, `/apis/apps/v1/namespaces/${NS}/deployments`, 403],
+        [ids.agent.token, `/api/v1/namespaces/${NS}/secrets`, 403],
+        [ids.controller.token, `${ours}/ippools`, 403],
+        [ids.controller.token, `${ours}/namespaces/${NS}/endpoints`, 403],
+        [
+          ids.controller.token,
+          '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/ipkeeper',
+          403,
+        ],
+        [ids.controller.token, `/api/v1/namespaces/${NS}/secrets`, 403],
+      ];
+      for (const [token, path, want] of cases) {
+        const who = token === ids.agent.token ? ids.agent.account : ids.controller.account;
+        assert.equal(await statusAs(kube, token, path), want, `${who} GET ${path}`);
+      }
+      // And the agents, which read pods, namespaces and nodes all along, were refused nothing.
+      for (const a of agents) assert.doesNotMatch(a.log(), /forbidden/i);
     });
   },
 );
