@@ -15,6 +15,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call } from '../../src/cli/client.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
+import type { IPClaim, VIP } from '../../src/api/kinds.ts';
+import { makeContext } from '../../src/controller/context.ts';
+import { GcReconciler } from '../../src/controller/gc.ts';
+import { VipReconciler } from '../../src/controller/vip.ts';
 import { appPoolName } from '../../src/ipam/app-pool.ts';
 import { openEtcdStore } from '../../src/store/etcd.ts';
 import { startAgent, tempDir, type AgentProcess } from '../e2e/harness.ts';
@@ -46,16 +50,20 @@ describe(
         `${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`,
       );
     };
-    const add = (socket: string, pod: string): Promise<IpamResult> =>
-      call<IpamResult>(socket, 'POST', '/v1/cni/add', {
+    /** The CNI ADD a kubelet would send for `pod` (its real uid, as the leak GC checks it). */
+    const add = async (socket: string, pod: string): Promise<IpamResult> => {
+      const p = await kubeRequest(kube, 'GET', `/api/v1/namespaces/${NS}/pods/${pod}`);
+      assert.equal(p.status, 200, `pod ${pod}`);
+      return call<IpamResult>(socket, 'POST', '/v1/cni/add', {
         command: 'ADD',
         containerId: `c-${pod}`,
         ifName: 'eth0',
         network: 'macvlan-etcd',
         cniVersion: '1.0.0',
-        args: { K8S_POD_NAMESPACE: NS, K8S_POD_NAME: pod, K8S_POD_UID: `uid-${pod}` },
+        args: { K8S_POD_NAMESPACE: NS, K8S_POD_NAME: pod, K8S_POD_UID: p.body.metadata.uid },
         ipam: { type: 'ipkeeper', pools: { ipv4: ['from-netconf'] } },
       } satisfies CniRequest);
+    };
     const ready = async (socket: string): Promise<void> => {
       await call(socket, 'POST', '/v1/apply', {
         objects: [
@@ -310,6 +318,124 @@ describe(
       agents.push(agent);
       const r = await add(socket, 'annotated-too');
       assert.match(r.ips[0]?.address ?? '(none)', /^10\.30\.0\.(1\d|20)\/24$/);
+    });
+
+    it('the leak GC on the etcd store: a pod deleted without its CNI DEL has its claim released from etcd', async () => {
+      const made = await kubeRequest(kube, 'POST', `/api/v1/namespaces/${NS}/pods`, {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'leaked', namespace: NS },
+        spec: {
+          nodeName: NODE,
+          automountServiceAccountToken: false,
+          containers: [{ name: 'c', image: 'nginx' }],
+        },
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body).slice(0, 300));
+      const r = await add(join(dir, 'a.sock'), 'leaked');
+      const ip = r.ips[0]!.address.split('/')[0]!;
+      const store = await openEtcdStore(url);
+      // The controller's GC loop, in process, on the etcd store and as the controller's account.
+      const ctx = await makeContext({ kubeconfig: ids.controller.kubeconfig, store, namespace: NS });
+      const gc = new GcReconciler({ scanIntervalMs: 0, graceMs: 200 });
+      await gc.start(ctx);
+      try {
+        const claims = () => store.list<IPClaim>('ipclaims/');
+        const held = async () => (await claims()).find((c) => c.value.spec.ip === ip);
+        assert.equal((await held())?.value.spec.owner.name, 'leaked');
+        const others = (await claims()).filter((c) => c.value.spec.ip !== ip).map((c) => c.key);
+        assert.ok(others.length > 0, 'the earlier tests left claims of live pods');
+        await until('the pod in the GC', async () => (gc.podSeen(NS, 'leaked') ? true : undefined));
+        const del = await kubeRequest(kube, 'DELETE', `/api/v1/namespaces/${NS}/pods/leaked`, {
+          gracePeriodSeconds: 0,
+        });
+        assert.equal(del.status, 200);
+        await until('the claim released from etcd', async () =>
+          (await held()) === undefined ? true : undefined,
+        );
+        // Only that one: the claims of pods that still exist stay.
+        assert.deepEqual(
+          (await claims()).map((c) => c.key),
+          others,
+        );
+        // And the operator is told, as the controller's account (which may create Events): the pod
+        // is gone, so the event is about its pool (cluster-scoped: its events go to "default").
+        await until('the IPReclaimed event', async () => {
+          const ev = await kubeRequest(kube, 'GET', '/api/v1/namespaces/default/events');
+          return (ev.body.items ?? []).find(
+            (e: { reason: string; message: string; involvedObject: { name: string } }) =>
+              e.reason === 'IPReclaimed' &&
+              e.involvedObject.name === 'from-netconf' &&
+              e.message.includes(`of pod ${NS}/leaked:`),
+          );
+        });
+      } finally {
+        await gc.stop();
+        await store.close();
+      }
+    });
+
+    it('the VIP loop on the etcd store: its status into etcd, its allowed-address-pair pods from the cluster, its address released with it', async () => {
+      const socket = join(dir, 'a.sock');
+      await call(socket, 'POST', '/v1/apply', {
+        objects: [
+          {
+            apiVersion: 'ipkeeper.io/v1alpha1',
+            kind: 'VIP',
+            metadata: { name: 'vip-etcd' },
+            spec: { pool: 'from-annotation', namespace: NS, selector: ['app: aap-etcd'] },
+          },
+        ],
+      });
+      const store = await openEtcdStore(url);
+      // The controller's VIP loop, in process, on the etcd store and as the controller's account.
+      const ctx = await makeContext({ kubeconfig: ids.controller.kubeconfig, store, namespace: NS });
+      const rec = new VipReconciler({ delayMs: 20, orphanGraceMs: 0 });
+      await rec.start(ctx);
+      try {
+        const vip = async () => (await store.get<VIP>('vips/vip-etcd'))?.value;
+        const ready = await until('the VIP ready in etcd', async () => {
+          const v = await vip();
+          return v?.status?.ready === true ? v : undefined;
+        });
+        assert.match(ready.status?.v4ip ?? '', /^10\.31\.0\.(1\d|20)$/);
+        const held = async () =>
+          (await store.list<IPClaim>('ipclaims/')).filter(
+            (c) => c.value.spec.owner.kind === 'VIP' && c.value.spec.owner.name === 'vip-etcd',
+          );
+        assert.deepEqual(
+          (await held()).map((c) => c.value.spec.ip),
+          [ready.status?.v4ip],
+        );
+        // A pod of the VIP's namespace, matching its selector and listing it: bound (read through
+        // the controller's pod informer).
+        const made = await kubeRequest(kube, 'POST', `/api/v1/namespaces/${NS}/pods`, {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: {
+            name: 'aap-etcd',
+            namespace: NS,
+            labels: { app: 'aap-etcd' },
+            annotations: { 'ipkeeper.io/aaps': 'vip-etcd' },
+          },
+          spec: {
+            nodeName: NODE,
+            automountServiceAccountToken: false,
+            containers: [{ name: 'c', image: 'nginx' }],
+          },
+        });
+        assert.equal(made.status, 201, JSON.stringify(made.body).slice(0, 300));
+        await until('the pod in status.pods', async () =>
+          JSON.stringify((await vip())?.status?.pods) === '["aap-etcd"]' ? true : undefined,
+        );
+        await call(socket, 'DELETE', '/v1/objects/vips/vip-etcd');
+        await until('the VIP and its address gone from etcd', async () =>
+          (await vip()) === undefined && (await held()).length === 0 ? true : undefined,
+        );
+      } finally {
+        await rec.stop();
+        await store.close();
+      }
     });
 
     it("the etcd-mode roles hold nothing more: our kinds, other objects' writes and the webhook configuration are refused", async () => {
