@@ -101,9 +101,25 @@ export async function chartIdentities(
     writeFileSync(kubeconfig, kubeconfigYaml(c.server, ca, token), { mode: 0o600 });
     return { account, kubeconfig, token };
   };
+  const agent = await identity('agent');
+  const controller = await identity('controller');
+  // The API server's authorizer learns of new bindings through its own watch: wait until both
+  // accounts' (cluster-wide and namespaced) rules apply before anything runs as them.
+  const leases = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/ipkeeper-rbac-probe`;
+  for (const [id, path, want] of [
+    [agent, '/api/v1/pods?limit=1', 200],
+    [controller, '/api/v1/pods?limit=1', 200],
+    [controller, leases, 404],
+  ] as const) {
+    let got = 0;
+    for (let i = 0; i < 100 && (got = await statusAs(c, id.token, path)) !== want; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(got, want, `${id.account} GET ${path}: the chart's roles do not apply`);
+  }
   return {
-    agent: await identity('agent'),
-    controller: await identity('controller'),
+    agent,
+    controller,
     async remove() {
       for (const path of made) await kubeRequest(c, 'DELETE', path);
     },
