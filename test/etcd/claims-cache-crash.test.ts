@@ -93,7 +93,11 @@ describe('claims cache checkpoints: a restart after SIGKILL', () => {
       const r = readClaimsCache(file, JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!).store);
       return r.ok && r.claims.length === 3 ? true : undefined;
     });
-    assert.match(first.log(), /claims cache checkpoint written/);
+    // The agent logs the checkpoint after the file is in place, and its log comes through a pipe:
+    // the line may trail the file by a moment.
+    await until('the checkpoint in the log', async () =>
+      /claims cache checkpoint written/.test(first.log()) ? true : undefined,
+    );
     await first.kill('SIGKILL');
 
     // While it is down, another agent releases a and takes d.
