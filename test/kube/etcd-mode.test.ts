@@ -32,6 +32,17 @@ import { loadFixture } from './fixtures/fixtures.ts';
 const NODE = 'ipk-etcd-node';
 const NS = 'ipk-etcd-mode';
 
+/** A pod of NS bound to NODE (no kubelet runs it), with these labels and annotations. */
+const podOnNode = (
+  name: string,
+  meta: { labels?: Record<string, string>; annotations?: Record<string, string> } = {},
+) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: NS, ...meta },
+  spec: { nodeName: NODE, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'nginx' }] },
+});
+
 describe(
   'agent with an etcd store, reading pods from Kubernetes (--in-cluster)',
   { timeout: 180_000 },
@@ -106,20 +117,10 @@ describe(
         metadata: { name: 'default', namespace: NS },
       });
       for (const name of ['annotated', 'annotated-too']) {
-        await create(`/api/v1/namespaces/${NS}/pods`, {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: {
-            name,
-            namespace: NS,
-            annotations: { 'ipam.spidernet.io/ippool': '{"ipv4":["from-annotation"]}' },
-          },
-          spec: {
-            nodeName: NODE,
-            automountServiceAccountToken: false,
-            containers: [{ name: 'c', image: 'nginx' }],
-          },
-        });
+        await create(
+          `/api/v1/namespaces/${NS}/pods`,
+          podOnNode(name, { annotations: { 'ipam.spidernet.io/ippool': '{"ipv4":["from-annotation"]}' } }),
+        );
       }
     });
     after(async () => {
@@ -321,16 +322,7 @@ describe(
     });
 
     it('the leak GC on the etcd store: a pod deleted without its CNI DEL has its claim released from etcd', async () => {
-      const made = await kubeRequest(kube, 'POST', `/api/v1/namespaces/${NS}/pods`, {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'leaked', namespace: NS },
-        spec: {
-          nodeName: NODE,
-          automountServiceAccountToken: false,
-          containers: [{ name: 'c', image: 'nginx' }],
-        },
-      });
+      const made = await kubeRequest(kube, 'POST', `/api/v1/namespaces/${NS}/pods`, podOnNode('leaked'));
       assert.equal(made.status, 201, JSON.stringify(made.body).slice(0, 300));
       const r = await add(join(dir, 'a.sock'), 'leaked');
       const ip = r.ips[0]!.address.split('/')[0]!;
@@ -409,21 +401,15 @@ describe(
         );
         // A pod of the VIP's namespace, matching its selector and listing it: bound (read through
         // the controller's pod informer).
-        const made = await kubeRequest(kube, 'POST', `/api/v1/namespaces/${NS}/pods`, {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: {
-            name: 'aap-etcd',
-            namespace: NS,
+        const made = await kubeRequest(
+          kube,
+          'POST',
+          `/api/v1/namespaces/${NS}/pods`,
+          podOnNode('aap-etcd', {
             labels: { app: 'aap-etcd' },
             annotations: { 'ipkeeper.io/aaps': 'vip-etcd' },
-          },
-          spec: {
-            nodeName: NODE,
-            automountServiceAccountToken: false,
-            containers: [{ name: 'c', image: 'nginx' }],
-          },
-        });
+          }),
+        );
         assert.equal(made.status, 201, JSON.stringify(made.body).slice(0, 300));
         await until('the pod in status.pods', async () =>
           JSON.stringify((await vip())?.status?.pods) === '["aap-etcd"]' ? true : undefined,
