@@ -46,13 +46,13 @@ function header(path: string): { store: string; revision: string; written: strin
   return JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!);
 }
 
-/** `store`, counting its reads (scan, list) of every claim. */
+/** `store`, counting its reads (scanText, scan, list) of every claim. */
 function countingClaimReads(store: Store): { store: Store; reads: () => number } {
   let n = 0;
   const counting = new Proxy(store, {
     get(t, k, r) {
       const v = Reflect.get(t, k, r) as unknown;
-      if ((k === 'scan' || k === 'list') && typeof v === 'function') {
+      if ((k === 'scanText' || k === 'scan' || k === 'list') && typeof v === 'function') {
         return (prefix: string, ...rest: unknown[]) => {
           if (prefix === CLAIM_PREFIX) n++;
           return (v as (...x: unknown[]) => unknown).call(t, prefix, ...rest);

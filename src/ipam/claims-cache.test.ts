@@ -13,7 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CLAIMS_CACHE_FORMAT, readClaimsCache, writeClaimsCache } from './claims-cache.ts';
-import { IpamState } from './state.ts';
+import { IpamState, LazyClaim } from './state.ts';
+import { readClaimDigest } from '../store/claim-digest.ts';
+import { encodeValue } from '../store/codec.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { Ipam } from './engine.ts';
 import type { HeldClaim } from './state.ts';
@@ -166,6 +168,42 @@ describe('claims cache file', () => {
       state.claimsOf('net', 'c-10.0.0.7', 'eth0').map((h) => h.key),
       [lazy.key],
     );
+  });
+
+  it('a claim still as its compact stored text (an etcd start) is written whole, and released without parsing', async () => {
+    const c = claim('10.0.0.8');
+    const stored = Buffer.from(`xx${encodeValue(`ipclaims/${c.metadata.name}`, c)}yy`);
+    const digest = readClaimDigest(stored, 2, stored.length - 2);
+    assert.ok(digest);
+    const lazy = new LazyClaim(
+      `ipclaims/${c.metadata.name}`,
+      '4',
+      167772168n,
+      digest,
+      stored,
+      2,
+      stored.length - 2,
+      true,
+    );
+    assert.equal(lazy.text, undefined, 'no whole-claim text to copy');
+    assert.equal(lazy.bytes, undefined);
+    const state = new IpamState();
+    assert.equal(state.putLazy(lazy), true);
+    const f = join(dir, 'g3.json');
+    await writeClaimsCache(f, 's', '9', Array.from(state.claims.values()));
+    const r = readClaimsCache(f, 's');
+    assert.ok(r.ok);
+    assert.deepEqual(r.claims[0]!.claim, c, 'the file holds the whole claim');
+    // A claim still as text leaves the indexes by its digest: no parse.
+    const second = new LazyClaim(lazy.key, '4', 167772168n, digest, stored, 2, stored.length - 2, true);
+    const state2 = new IpamState();
+    state2.putLazy(second);
+    assert.ok(state2.usedSet('net', 4).has(167772168n));
+    assert.equal(state2.remove(second.key, '5'), true);
+    assert.equal(second.unparsed, true);
+    assert.equal(state2.usedSet('net', 4).has(167772168n), false);
+    assert.deepEqual(state2.claimsOf('net', 'c-10.0.0.8', 'eth0'), []);
+    assert.deepEqual(second.claim, c, 'read, it is the whole claim');
   });
 
   it('a failed write leaves the old file as it was, and no temporary file', async () => {

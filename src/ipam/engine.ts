@@ -16,11 +16,13 @@ import {
   StoreError,
   versionNewer,
   type Store,
+  type StoredText,
   type Versioned,
   type WatchEvent,
   type Watcher,
 } from '../store/store.ts';
 import { readClaimsCache, writeClaimsCache, type CacheRead } from './claims-cache.ts';
+import { decodeValue } from '../store/codec.ts';
 import { addrKey, formatValue, parseAddr, type Family } from '../net/addr.ts';
 import { nextFree } from '../net/used-set.ts';
 import type { IntervalSet } from '../net/interval-set.ts';
@@ -207,6 +209,8 @@ export class Ipam {
   private claimsRevision: string | undefined;
   /** The claims cache's revision when the claims came from it, until a resync lists them all. */
   private fileRevision: string | undefined;
+  /** Goes up at every resync: a background parse of the claims an earlier load read stops there. */
+  private loads = 0;
   /** Claims from the file that an ADD has read back from the store (see `heldBy`). */
   private readonly verified = new Set<string>();
   private readonly claimsCacheIntervalMs: number;
@@ -303,7 +307,7 @@ export class Ipam {
     }
     await this.load(cached ? [POOL_PREFIX, RESERVED_PREFIX] : [POOL_PREFIX, RESERVED_PREFIX, CLAIM_PREFIX]);
     this.started = true;
-    if (cached) this.parseCached();
+    this.parseLazy(cached ? 'claims cache' : 'store');
     if (this.tracksRevision && this.claimsCacheIntervalMs > 0) {
       this.checkpointTimer = setInterval(() => this.checkpoint(), this.claimsCacheIntervalMs);
       this.checkpointTimer.unref();
@@ -324,27 +328,28 @@ export class Ipam {
   }
 
   /**
-   * Parses the claims that came from the claims cache as JSON text (`LazyClaim`), a slice at a
-   * time between other work, so that the first pass over every claim (a DEL's VIP bindings, the
-   * reclaimer, the pool page) does not parse them all at once. Stops at a resync (it lists anew).
+   * Parses the claims the cache holds as JSON text (`LazyClaim`: read from the claims cache, or by
+   * the store's `scanText`), a slice at a time between other work, so that the first pass over
+   * every claim (a DEL's VIP bindings, the reclaimer, the pool page) does not parse them all at
+   * once. Stops at a resync (a new load, parsed by a pass of its own).
    */
-  private parseCached(): void {
-    const fileRevision = this.fileRevision;
-    // A resync (the watch reset at once) has listed every claim already.
-    if (fileRevision === undefined) return;
+  private parseLazy(from: 'claims cache' | 'store'): void {
+    const loads = this.loads;
     const t0 = performance.now();
     const it = this.state.claims.values();
     let n = 0;
     const step = (): void => {
-      if (this.fileRevision !== fileRevision) return;
+      if (this.loads !== loads) return;
       const until = performance.now() + PARSE_SLICE_MS;
       for (;;) {
         const r = it.next();
         if (r.done) {
-          this.log.info(
-            { claims: n, ms: Math.round(performance.now() - t0) },
-            'claims from the claims cache parsed',
-          );
+          if (n > 0) {
+            this.log.info(
+              { claims: n, ms: Math.round(performance.now() - t0) },
+              `claims from the ${from} parsed`,
+            );
+          }
           return;
         }
         if (r.value instanceof LazyClaim && r.value.unparsed) {
@@ -470,24 +475,48 @@ export class Ipam {
         this.state.put(e.key, e.value, e.version);
       }
     };
+    // Claims as stored text where the store hands it over: each indexed from its digest and kept
+    // as text (`LazyClaim`), parsed after the start (`parseLazy`); a text the digest reader does
+    // not take is parsed here, as `scan` would have.
+    const putText = (entries: StoredText[]): void => {
+      for (const e of entries) {
+        if (track) this.sawClaims(e.version);
+        this.state.putStored(e, this.decodeText);
+      }
+    };
     const reads = await Promise.allSettled(
       prefixes.map(async (prefix) => {
-        if (this.store.scan) await this.store.scan(prefix, put);
+        if (prefix === CLAIM_PREFIX && this.store.scanText) await this.store.scanText(prefix, putText);
+        else if (this.store.scan) await this.store.scan(prefix, put);
         else put(await this.store.list(prefix));
       }),
     );
     for (const r of reads) if (r.status === 'rejected') throw r.reason;
   }
 
+  /** A stored text's value, as the store's `scan` would have decoded it. */
+  private readonly decodeText = (e: StoredText): unknown => {
+    try {
+      return decodeValue(e.key, e.bytes.toString('utf8', e.start, e.end));
+    } catch (cause) {
+      throw new StoreError(
+        `${this.store.backend} key "${e.key}" holds a value that is not JSON (${e.end - e.start} bytes)`,
+        { retryable: false, cause },
+      );
+    }
+  };
+
   /** After a watch reset: forget and re-list. Allocation waits for it. */
   resync(): Promise<void> {
     this.resyncing ??= (async () => {
       for (;;) {
         try {
+          this.loads++;
           this.state.clear();
           this.claimsRevision = this.fileRevision = undefined;
           this.verified.clear();
           await this.load();
+          this.parseLazy('store');
           return;
         } catch (e) {
           this.log.warn({ err: String(e) }, 'resync failed; retrying');

@@ -10,7 +10,9 @@
  * remembered deletion) is dropped, so an own write applied directly is never undone by a late watch
  * event of an earlier revision.
  */
-import { versionNewer, type Version } from '../store/store.ts';
+import { versionNewer, type StoredText, type Version } from '../store/store.ts';
+import { decodeValue } from '../store/codec.ts';
+import { readClaimDigest } from '../store/claim-digest.ts';
 import { parseAddr, type Family } from '../net/addr.ts';
 import { IntervalSet } from '../net/interval-set.ts';
 import { ClaimTable } from './claim-table.ts';
@@ -42,8 +44,10 @@ export interface ClaimDigest {
 }
 
 /**
- * A claim indexed from its digest and kept as its JSON text until something reads it (the claims
- * cache's start: src/ipam/claims-cache.ts): parsing 100k claims' JSON was most of that start.
+ * A claim indexed from its digest and kept as its JSON text until something reads it: parsing
+ * 100k claims' JSON was most of an agent's start. The text is the whole claim (the claims cache's
+ * start: src/ipam/claims-cache.ts) or, `compact`, its stored form (the etcd store's start:
+ * `Store.scanText`, the digest read by src/store/claim-digest.ts), which `decodeValue` reads.
  */
 export class LazyClaim implements HeldClaim, ClaimDigest {
   readonly key: string;
@@ -60,6 +64,7 @@ export class LazyClaim implements HeldClaim, ClaimDigest {
   #source: Buffer | undefined;
   readonly #start: number;
   readonly #end: number;
+  readonly #compact: boolean;
   #claim: IPClaim | undefined;
 
   constructor(
@@ -70,6 +75,7 @@ export class LazyClaim implements HeldClaim, ClaimDigest {
     source: Buffer,
     start: number,
     end: number,
+    compact = false,
   ) {
     this.key = key;
     this.version = version;
@@ -84,24 +90,26 @@ export class LazyClaim implements HeldClaim, ClaimDigest {
     this.#source = source;
     this.#start = start;
     this.#end = end;
+    this.#compact = compact;
   }
 
   get claim(): IPClaim {
     if (this.#claim === undefined) {
-      this.#claim = JSON.parse(this.text as string) as IPClaim;
+      const text = this.#source?.toString('utf8', this.#start, this.#end) as string;
+      this.#claim = (this.#compact ? decodeValue(this.key, text) : JSON.parse(text)) as IPClaim;
       this.#source = undefined;
     }
     return this.#claim;
   }
 
-  /** The claim's JSON text until it is parsed (to write it again as it was read). */
+  /** The whole claim's JSON text until it is parsed (to write it again as it was read); undefined for a compact one. */
   get text(): string | undefined {
-    return this.#source?.toString('utf8', this.#start, this.#end);
+    return this.#compact ? undefined : this.#source?.toString('utf8', this.#start, this.#end);
   }
 
-  /** The claim's JSON as UTF-8 bytes (a view, not a copy) until it is parsed. */
+  /** The whole claim's JSON as UTF-8 bytes (a view, not a copy) until it is parsed; undefined for a compact one. */
   get bytes(): Buffer | undefined {
-    return this.#source?.subarray(this.#start, this.#end);
+    return this.#compact ? undefined : this.#source?.subarray(this.#start, this.#end);
   }
 
   /** Whether the JSON is still unparsed. */
@@ -318,6 +326,23 @@ export class IpamState {
     return this.index(held, held);
   }
 
+  /**
+   * A claim as its stored text (`Store.scanText`): indexed from its digest and kept as text
+   * (`LazyClaim`) when the digest reader takes it (src/store/claim-digest.ts), else decoded by
+   * `decode` and put. Returns whether it changed anything.
+   */
+  putStored(e: StoredText, decode: (e: StoredText) => unknown): boolean {
+    const d = readClaimDigest(e.bytes, e.start, e.end);
+    if (d === undefined) return this.put(e.key, decode(e), e.version);
+    let value: bigint;
+    try {
+      value = parseAddr(d.ip).value;
+    } catch {
+      return false; // as `putClaim` skips a claim whose address does not parse
+    }
+    return this.index(new LazyClaim(e.key, e.version, value, d, e.bytes, e.start, e.end, true), d);
+  }
+
   private index(held: HeldClaim, s: ClaimDigest): boolean {
     const key = held.key;
     const prev = this.claims.putIfNewer(held);
@@ -341,7 +366,8 @@ export class IpamState {
 
   /** Takes a claim out of the indexes (used set, attachments, pool counts); `claims` is the caller's. */
   private dropIndexes(held: HeldClaim): void {
-    const s = held.claim.spec;
+    // A claim still as text is dropped by its digest, without parsing it.
+    const s: ClaimDigest = held instanceof LazyClaim ? held : held.claim.spec;
     this.usedSet(s.network, s.family).delete(held.value);
     if (s.cniNetwork !== undefined && s.containerId !== undefined && s.ifName !== undefined) {
       const list = this.byContainer.get(s.containerId);

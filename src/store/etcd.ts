@@ -61,6 +61,7 @@ import type {
   CreateResult,
   DeleteManyResult,
   Store,
+  StoredText,
   Version,
   Versioned,
   WatchEvent,
@@ -522,7 +523,7 @@ export class EtcdStore implements Store {
   /** Every entry under `prefix` at one revision: the pages of `scan`, collected. */
   async list<T>(prefix: string): Promise<Versioned<T>[]> {
     let out: Versioned<T>[] = [];
-    await this.pages<T>(
+    await this.pages<Versioned<T>>(
       prefix,
       (page) => {
         for (const e of page) out.push(e);
@@ -542,7 +543,12 @@ export class EtcdStore implements Store {
    * scan converges either way (the engine's `load`).
    */
   async scan<T>(prefix: string, onPage: (entries: Versioned<T>[]) => void): Promise<void> {
-    await this.pages(prefix, onPage, () => {});
+    await this.pages<Versioned<T>>(prefix, onPage, () => {});
+  }
+
+  /** `scan` with each value as its stored text (see `Store.scanText`): nothing parsed here. */
+  async scanText(prefix: string, onPage: (entries: StoredText[]) => void): Promise<void> {
+    await this.pages(prefix, onPage, () => {}, toText);
   }
 
   /**
@@ -551,10 +557,17 @@ export class EtcdStore implements Store {
    * Pages are read with `rangeBytes` and decoded by `etcd-wire.ts`, not by the etcd3 client (see
    * there). `onRestart` is called before a scan starts over (after a compaction).
    */
-  private async pages<T>(
+  private async pages<E = Versioned<unknown>>(
     prefix: string,
-    onPage: (entries: Versioned<T>[]) => void,
+    onPage: (entries: E[]) => void,
     onRestart: () => void,
+    entry: (
+      key: string,
+      bytes: Buffer,
+      start: number,
+      end: number,
+      version: string,
+    ) => E = toVersioned as never,
   ): Promise<void> {
     this.check();
     const start = Buffer.from(this.prefix + prefix);
@@ -609,12 +622,11 @@ export class EtcdStore implements Store {
             this.check();
           }
           const end = Math.min(res.count, first + this.scanSliceKeys);
-          const entries: Versioned<T>[] = new Array<Versioned<T>>(end - first);
+          const entries: E[] = new Array<E>(end - first);
           for (let i = first; i < end; i++) {
             const j = i * 4;
             const key = bytes.toString('utf8', spans[j]! + skip, spans[j + 1]);
-            const value = parseValue<T>(key, bytes, spans[j + 2]!, spans[j + 3]!);
-            entries[i - first] = { key, value, version: modRevisions[i]! };
+            entries[i - first] = entry(key, bytes, spans[j + 2]!, spans[j + 3]!, modRevisions[i]!);
           }
           onPage(entries);
         }
@@ -1148,6 +1160,16 @@ interface WatchStream {
 }
 
 /** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
+/** A page entry, its value parsed (`list`, `scan`). */
+function toVersioned(key: string, bytes: Buffer, start: number, end: number, version: string): Versioned {
+  return { key, value: parseValue(key, bytes, start, end), version };
+}
+
+/** A page entry as its stored text (`scanText`). */
+function toText(key: string, bytes: Buffer, start: number, end: number, version: string): StoredText {
+  return { key, version, bytes, start, end };
+}
+
 function parseValue<T>(key: string, bytes: Buffer, start = 0, end = bytes.length): T {
   try {
     return decodeValue(key, bytes.toString('utf8', start, end)) as T;

@@ -61,6 +61,15 @@ export type CasResult<T = unknown> =
   /** `current` is what is stored now, or undefined when the key is gone. */
   | { ok: false; current: Versioned<T> | undefined };
 
+/** One entry as its stored text: UTF-8 bytes `start`..`end` of `bytes` (see `Store.scanText`). */
+export interface StoredText {
+  key: string;
+  version: Version;
+  bytes: Buffer;
+  start: number;
+  end: number;
+}
+
 export type WatchEvent<T = unknown> =
   | { type: 'put'; key: string; value: T; version: Version }
   | { type: 'delete'; key: string; version: Version };
@@ -96,6 +105,14 @@ export interface Store {
    * An exception from `onPage` ends the scan and is passed through as it is.
    */
   scan?<T>(prefix: string, onPage: (entries: Versioned<T>[]) => void): Promise<void>;
+  /**
+   * `scan`, handing each entry over as its stored text (UTF-8 JSON as `codec.ts` wrote it) instead
+   * of its decoded value, for a reader that decodes only what it needs: the engine's start reads a
+   * claim's digest (`claim-digest.ts`) and parses the rest when something reads it. The bytes are
+   * a view into the page as received (not a copy); keeping one keeps its page. Optional: the etcd
+   * backend has it.
+   */
+  scanText?(prefix: string, onPage: (entries: StoredText[]) => void): Promise<void>;
   /** Create-if-absent. Exactly one of several concurrent callers gets `created: true`. */
   create<T>(key: string, value: T): Promise<CreateResult<T>>;
   /**
