@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { IpamError } from '../errors.ts';
-import { parseManifests } from './convert.ts';
+import { parseManifests } from './manifests.ts';
 import { validateObject } from './validate.ts';
 
 export const SEED_002_VIPS = `apiVersion: kubeovn.io/v1

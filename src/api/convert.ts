@@ -13,9 +13,9 @@
  * | cilium.io/v2 CiliumNode (spec.ipam.pool, CRD-backed mode) | NodePool     |
  *
  * Conversion keeps every field we understand and refuses a field we do not (naming it), so nothing
- * a user wrote is silently dropped.
+ * a user wrote is silently dropped. Reading the text itself is `manifests.ts` (it loads the YAML
+ * parser, which what only needs the converters does not).
  */
-import { parseAllDocuments } from 'yaml';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, type AnyObject } from './kinds.ts';
 import { convertSpiderMultusConfig } from './convert-netconfig.ts';
@@ -211,31 +211,4 @@ export function convertObject(doc: unknown): Converted {
   }
   const name = isObj(doc.metadata) ? String(doc.metadata.name) : '?';
   return { object: conv(doc), from: `${kind} ${name} (${apiVersion})` };
-}
-
-/**
- * Parses YAML (one or many documents, `---` separated) or JSON text into converted objects. `List`
- * kinds are flattened. Empty documents are skipped.
- * @throws IpamError INVALID_OBJECT on a YAML syntax error (with line and column) or a bad document.
- */
-export function parseManifests(text: string, source = 'input'): Converted[] {
-  const docs = parseAllDocuments(text, { prettyErrors: true });
-  const out: Converted[] = [];
-  const push = (v: unknown): void => {
-    if (v === null || v === undefined) return;
-    if (isObj(v) && v.kind === 'List' && Array.isArray(v.items)) {
-      v.items.forEach(push);
-      return;
-    }
-    out.push(convertObject(v));
-  };
-  for (const d of Array.isArray(docs) ? docs : [docs]) {
-    if (d.errors.length > 0) {
-      throw new IpamError('INVALID_OBJECT', `${source}: ${d.errors[0]?.message ?? 'invalid YAML'}`, {
-        source,
-      });
-    }
-    push(d.toJS());
-  }
-  return out;
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { allCrds, crdsYaml } from './crd.ts';
 import { KINDS } from './kinds.ts';
+import { SCHEMAS, schemaOf } from './schemas.ts';
 
 it('deploy/crds/ipkeeper.io.yaml is what `ipkeeper crds` prints (regenerate: node scripts/gen-docs.ts)', () => {
   assert.equal(
@@ -64,4 +65,12 @@ it('Subnet, Endpoint, NodePool and VIP show what `kubectl get` users look for', 
       assert.ok(s, `${crd.metadata.name} column ${col.name}: ${col.jsonPath} is not in the schema`);
     }
   }
+});
+
+it("every kind's hasStatus says whether its schema has a status, and every kind has a schema", () => {
+  for (const info of Object.values(KINDS)) {
+    const props = (schemaOf(info) as { properties?: Record<string, unknown> }).properties ?? {};
+    assert.equal(info.hasStatus, props.status !== undefined, info.kind);
+  }
+  assert.deepEqual(Object.keys(SCHEMAS).sort(), Object.keys(KINDS).sort());
 });

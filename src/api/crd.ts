@@ -12,6 +12,7 @@
 import { stringify } from 'yaml';
 import type { TSchema } from 'typebox';
 import { GROUP, KINDS, VERSION, type KindInfo } from './kinds.ts';
+import { schemaOf } from './schemas.ts';
 
 type Json = Record<string, unknown>;
 
@@ -137,8 +138,9 @@ const COLUMNS: Record<string, Column[]> = {
   ],
 };
 
-export function crdFor(info: KindInfo): Json {
-  const schema = toStructural(info.schema as TSchema);
+/** The CRD of a kind, from its schema (`schemaOf(info)` unless given: a test's own kind). */
+export function crdFor(info: KindInfo, kindSchema: TSchema = schemaOf(info)): Json {
+  const schema = toStructural(kindSchema);
   const props = schema.properties as Json;
   props.metadata = { type: 'object' };
   props.apiVersion = { type: 'string' };
@@ -241,7 +243,7 @@ export function keyValueCrd(): Record<string, unknown> {
 }
 
 export function allCrds(): Json[] {
-  return [...Object.values(KINDS).map(crdFor), keyValueCrd()];
+  return [...Object.values(KINDS).map((info) => crdFor(info)), keyValueCrd()];
 }
 
 /** Every CRD as one multi-document YAML stream. */

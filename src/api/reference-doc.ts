@@ -9,9 +9,11 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Command, Option } from 'commander';
-import { API_VERSION, KINDS, LABEL_PATTERN, LabelSelector, NAME_PATTERN, type KindInfo } from './kinds.ts';
+import { API_VERSION, KINDS, LABEL_PATTERN, NAME_PATTERN, type KindInfo } from './kinds.ts';
+import { LabelSelector, schemaOf } from './schemas.ts';
 import { ANNOTATIONS, OBJECT_KEYS, type AnnotationInfo } from './annotations.ts';
-import { CONVERTERS, parseManifests } from './convert.ts';
+import { CONVERTERS } from './convert.ts';
+import { parseManifests } from './manifests.ts';
 
 /** One example manifest per user-applied kind; each must pass `validateObject` (tested). */
 export const KIND_EXAMPLES: Record<string, string> = {
@@ -290,7 +292,7 @@ function kindSection(info: KindInfo): string[] {
     '',
     ...table(
       ['field', 'type', 'required', 'description', 'constraints'],
-      schemaFields(info.schema, info).map((r) => [
+      schemaFields(schemaOf(info), info).map((r) => [
         code(r.path),
         r.type,
         r.required ? 'yes' : '',

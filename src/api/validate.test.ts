@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { IpamError } from '../errors.ts';
 import { API_VERSION, resolveKind } from './kinds.ts';
 import { objectErrors, validateObject } from './validate.ts';
-import { parseManifests } from './convert.ts';
+import { parseManifests } from './manifests.ts';
 
 const pool = (spec: Record<string, unknown>, name = 'p') => ({
   apiVersion: API_VERSION,

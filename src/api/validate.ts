@@ -20,6 +20,7 @@ import {
   type ReservedIP,
   type VIP,
 } from './kinds.ts';
+import { schemaOf } from './schemas.ts';
 import { nodePoolSemantics, vipSemantics } from './validate-vip.ts';
 import { networkConfigSemantics } from './validate-netconfig.ts';
 
@@ -61,13 +62,13 @@ function schemaErrors(kind: string, obj: unknown): FieldError[] {
   if (!info) return [{ field: 'kind', value: kind, message: 'unknown kind' }];
   let validator = compiled.get(kind);
   if (!validator) {
-    validator = Schema.Compile(info.schema);
+    validator = Schema.Compile(schemaOf(info));
     compiled.set(kind, validator);
   }
   if (validator.Check(obj)) return [];
   const out: FieldError[] = [];
   const seen = new Set<string>();
-  for (const e of Schema.Errors(info.schema, obj)[1]) {
+  for (const e of Schema.Errors(schemaOf(info), obj)[1]) {
     // `additionalProperties: false` is reported twice by TypeBox (once per extra key); keep the
     // per-key one, which names the field.
     if (e.keyword === 'boolean') {

@@ -10,7 +10,7 @@
  * pairs) — never stored in the Endpoint, whose writer rebuilds its spec on every ADD.
  */
 import { Option, type Command } from 'commander';
-import { stringify } from 'yaml';
+import { yamlText } from './yaml-out.ts';
 import { IpamError } from '../errors.ts';
 import { resolveKind } from '../api/kinds.ts';
 import type { ClaimDescription, PoolDescription } from '../agent/ui/inspect.ts';
@@ -182,7 +182,7 @@ export async function describeEndpointWithVips(socket: string, ref: string, form
   );
   const vips = vipsOfPod(await listVips(socket), ns, name);
   if (format === 'json') console.log(JSON.stringify({ ...d, vips }, null, 2));
-  else if (format === 'yaml') console.log(stringify({ ...d, vips }).trimEnd());
+  else if (format === 'yaml') console.log(await yamlText({ ...d, vips }));
   else console.log(`${formatEndpoint(d)}\n\n${fields([['VIPs', formatPodVips(vips)]])}`);
 }
 
@@ -214,7 +214,7 @@ Examples:
           `/v1/objects/${kind === 'VIP' ? 'vips' : 'nodepools'}/${encodeURIComponent(name)}`,
         );
         if (o.output === 'json') console.log(JSON.stringify(obj, null, 2));
-        else if (o.output === 'yaml') console.log(stringify(obj).trimEnd());
+        else if (o.output === 'yaml') console.log(await yamlText(obj));
         else console.log(kind === 'VIP' ? describeVip(obj) : describeNodePool(obj));
         return;
       }
@@ -231,7 +231,7 @@ Examples:
         `/v1/describe/${path}/${encodeURIComponent(name)}`,
       );
       if (o.output === 'json') console.log(JSON.stringify(d, null, 2));
-      else if (o.output === 'yaml') console.log(stringify(d).trimEnd());
+      else if (o.output === 'yaml') console.log(await yamlText(d));
       else
         console.log(
           kind === 'IPPool' ? formatPool(d as PoolDescription) : formatClaims(d as ClaimDescription),

@@ -6,10 +6,10 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { stringify } from 'yaml';
+import { yamlText } from './yaml-out.ts';
 import { isIpamError, IpamError } from '../errors.ts';
 import { DEFAULT_SOCKET } from '../cni/protocol.ts';
-import { CONVERTERS, parseManifests } from '../api/convert.ts';
+import { CONVERTERS } from '../api/convert.ts';
 import {
   resolveKind,
   KINDS,
@@ -65,9 +65,9 @@ function kindOrFail(word: string): string {
   return info.kind;
 }
 
-function print(obj: unknown, output: string): void {
+async function print(obj: unknown, output: string): Promise<void> {
   if (output === 'json') console.log(JSON.stringify(obj, null, 2));
-  else console.log(stringify(obj).trimEnd());
+  else console.log(await yamlText(obj));
 }
 
 function table(kind: string, items: AnyObject[], wide: boolean, usage: PoolUsage[]): string {
@@ -502,6 +502,7 @@ export function buildCli(): Command {
       // (bad input changes nothing), so only reading is counted; the agent's part is timed.
       await withProgress({ label: 'apply', phase: 'reading', force: o.progress === true }, async (p) => {
         const sources = o.filename.flatMap(readSource);
+        const { parseManifests } = await import('../api/manifests.ts');
         p.stage('files parsed', sources.length);
         const objects = sources.flatMap(({ text, source }) => {
           const docs = parseManifests(text, source);
@@ -550,7 +551,7 @@ export function buildCli(): Command {
         ? [await call<AnyObject>(socket, 'GET', `/v1/objects/${info?.plural}/${one}`)]
         : (await call<{ items: AnyObject[] }>(socket, 'GET', `/v1/objects/${info?.plural}`)).items;
       if (o.output === 'json' || o.output === 'yaml') {
-        print(name ? items[0] : { apiVersion: 'v1', kind: 'List', items }, o.output);
+        await print(name ? items[0] : { apiVersion: 'v1', kind: 'List', items }, o.output);
         return;
       }
       const usage = kind === 'IPPool' ? await call<PoolUsage[]>(socket, 'GET', '/v1/usage') : [];
@@ -595,7 +596,7 @@ export function buildCli(): Command {
     .addHelpText('after', '\nExamples:\n  ipkeeper usage\n  ipkeeper usage -o json')
     .action(async (o: { socket?: string; output: string }) => {
       const usage = await call<PoolUsage[]>(socketOf(o), 'GET', '/v1/usage');
-      if (o.output === 'json') return print(usage, 'json');
+      if (o.output === 'json') return await print(usage, 'json');
       const bar = (p: PoolUsage): string => {
         const width = 20;
         const n = p.total === 0 ? 0 : Math.round(((p.used + p.reserved) / p.total) * width);

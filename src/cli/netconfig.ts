@@ -6,10 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { parseManifests } from '../api/convert.ts';
 import type { NetworkConfig } from '../api/kinds.ts';
-import { validateObject } from '../api/validate.ts';
 import { IpamError } from '../errors.ts';
 import { renderTable } from './table.ts';
 
@@ -23,6 +20,9 @@ export async function renderNetconfigs(
   source: string,
 ): Promise<{ yaml: string; notes: string[] }> {
   const { renderNad, renderNotes } = await import('../controller/netconfig.ts');
+  const { validateObject } = await import('../api/validate.ts');
+  const { parseManifests } = await import('../api/manifests.ts');
+  const { stringify } = await import('yaml');
   const converted = parseManifests(text, source);
   if (converted.length === 0) throw new IpamError('INVALID_OBJECT', `${source}: no objects found`);
   const docs: string[] = [];

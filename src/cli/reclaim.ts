@@ -6,7 +6,7 @@
  * unless --force. Also `ipkeeper describe endpoint NS/NAME` (`describeEndpoint`, called by describe.ts).
  */
 import { Option, type Command } from 'commander';
-import { stringify } from 'yaml';
+import { yamlText } from './yaml-out.ts';
 import { IpamError } from '../errors.ts';
 import type { Endpoint } from '../api/kinds.ts';
 import type { EndpointDescription, ReclaimReport } from '../ipam/endpoint.ts';
@@ -105,9 +105,9 @@ export function registerReclaim(program: Command): void {
     );
   const output = () =>
     new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text');
-  const show = (r: ReclaimReport, format: string): void => {
+  const show = async (r: ReclaimReport, format: string): Promise<void> => {
     if (format === 'json') console.log(JSON.stringify(r, null, 2));
-    else if (format === 'yaml') console.log(stringify(r).trimEnd());
+    else if (format === 'yaml') console.log(await yamlText(r));
     else console.log(formatReclaim(r));
   };
   reclaim
@@ -126,7 +126,7 @@ export function registerReclaim(program: Command): void {
         endpoint: ref,
         force: o.force === true,
       });
-      show(r, o.output);
+      await show(r, o.output);
     });
   reclaim
     .command('ip')
@@ -149,7 +149,7 @@ export function registerReclaim(program: Command): void {
         force: o.force === true,
         ...(o.network ? { network: o.network } : {}),
       });
-      show(r, o.output);
+      await show(r, o.output);
     });
 }
 
@@ -171,6 +171,6 @@ export async function describeEndpoint(socket: string, ref: string, format: stri
     `/v1/endpoints/${encodeURIComponent(m[1] as string)}/${encodeURIComponent(m[2] as string)}`,
   );
   if (format === 'json') console.log(JSON.stringify(d, null, 2));
-  else if (format === 'yaml') console.log(stringify(d).trimEnd());
+  else if (format === 'yaml') console.log(await yamlText(d));
   else console.log(formatEndpoint(d));
 }

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseManifests } from '../api/convert.ts';
+import { parseManifests } from '../api/manifests.ts';
 import { API_VERSION, type NetworkConfig } from '../api/kinds.ts';
 import { objectErrors, validateObject } from '../api/validate.ts';
 import { parseNetConf } from '../cni/config.ts';

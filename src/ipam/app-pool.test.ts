@@ -4,7 +4,7 @@ import { IpamError } from '../errors.ts';
 import { IntervalSet } from '../net/interval-set.ts';
 import { API_VERSION, type IPPool, type Subnet } from '../api/kinds.ts';
 import { objectErrors } from '../api/validate.ts';
-import { parseManifests } from '../api/convert.ts';
+import { parseManifests } from '../api/manifests.ts';
 import { IpamState } from './state.ts';
 import { choosePools } from './choose.ts';
 import type { PodInfo } from './cluster-view.ts';

@@ -12,7 +12,6 @@ import type { Store } from '../store/store.ts';
 import { mutate } from '../store/retry.ts';
 import { formatValue } from '../net/addr.ts';
 import { KINDS, storeKey, type AnyObject, type IPPool, type KindInfo, type VIP } from '../api/kinds.ts';
-import { validateObject } from '../api/validate.ts';
 import { compilePool, type CompiledPool } from './pools.ts';
 import type { Ipam } from './engine.ts';
 import {
@@ -136,6 +135,8 @@ export class ObjectService {
    * @throws IpamError INVALID_OBJECT (nothing written) for any invalid object or unsafe change.
    */
   async apply(objects: unknown[]): Promise<ApplyOutcome[]> {
+    // Loaded on first use: the validator (TypeBox's schemas) is left out of the agent's start.
+    const { validateObject } = await import('../api/validate.ts');
     const valid = objects.map((o) => validateObject<AnyObject>(o));
     for (const o of valid) {
       if (!this.info(o.kind).userApplied) {

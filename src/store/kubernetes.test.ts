@@ -57,14 +57,15 @@ const TEST_THING: KindInfo = {
   singular: 'testthing',
   shortNames: [],
   namespaced: true,
-  schema: Type.Object({
-    apiVersion: Type.Literal(API_VERSION),
-    kind: Type.Literal('TestThing'),
-    metadata: Type.Object({ name: Type.String() }),
-    spec: Type.Object({ n: Type.Integer() }),
-  }),
+  hasStatus: false,
   userApplied: false,
 };
+const TEST_THING_SCHEMA = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('TestThing'),
+  metadata: Type.Object({ name: Type.String() }),
+  spec: Type.Object({ n: Type.Integer() }),
+});
 
 let cluster: TestCluster | undefined;
 const clusterOf = (): TestCluster => {
@@ -96,7 +97,8 @@ before(async () => {
     (d) => d.toJSON() as Record<string, any>,
   );
   assert.ok(docs.length >= 3, 'deploy/crds has the CRDs of our kinds');
-  for (const crd of [...docs, keyValueCrd(), crdFor(TEST_THING)]) await installCrd(cluster, crd);
+  for (const crd of [...docs, keyValueCrd(), crdFor(TEST_THING, TEST_THING_SCHEMA)])
+    await installCrd(cluster, crd);
 });
 
 after(async () => {

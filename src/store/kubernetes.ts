@@ -811,12 +811,11 @@ const KEYVALUE: Resource = {
 };
 
 function resourceOf(info: KindInfo): Resource {
-  const props = (info.schema as { properties?: Json }).properties ?? {};
   return {
     plural: info.plural,
     kind: info.kind,
     namespaced: info.namespaced,
-    hasStatus: props.status !== undefined,
+    hasStatus: info.hasStatus,
     generic: false,
   };
 }

@@ -15,7 +15,7 @@ import { AppPoolReconciler } from '../../src/controller/app-pools.ts';
 import { startWorkloadCache, type WorkloadCache } from '../../src/cluster/workloads.ts';
 import { openKubernetesStore } from '../../src/store/kubernetes.ts';
 import type { Store } from '../../src/store/store.ts';
-import { parseManifests } from '../../src/api/convert.ts';
+import { parseManifests } from '../../src/api/manifests.ts';
 import { validateObject } from '../../src/api/validate.ts';
 import { API_VERSION, type AnyObject, type IPClaim, type IPPool, type Subnet } from '../../src/api/kinds.ts';
 import { addrKey, formatValue, parseAddr } from '../../src/net/addr.ts';

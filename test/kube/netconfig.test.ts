@@ -9,7 +9,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { parseManifests } from '../../src/api/convert.ts';
+import { parseManifests } from '../../src/api/manifests.ts';
 import { makeContext, type ControllerContext } from '../../src/controller/context.ts';
 import { NetworkConfigReconciler } from '../../src/controller/netconfig.ts';
 import { openKubernetesStore } from '../../src/store/kubernetes.ts';

@@ -14,7 +14,7 @@ import { startAgent, type Agent } from '../../src/agent/server.ts';
 import { call } from '../../src/cli/client.ts';
 import { IpamError } from '../../src/errors.ts';
 import type { CniRequest, IpamResult } from '../../src/cni/protocol.ts';
-import { parseManifests } from '../../src/api/convert.ts';
+import { parseManifests } from '../../src/api/manifests.ts';
 import { validateObject } from '../../src/api/validate.ts';
 import type { NodePool } from '../../src/api/kinds.ts';
 import { SEED_004_CILIUM_NODE } from '../../src/api/convert-vip.test.ts';

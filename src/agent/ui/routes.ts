@@ -28,9 +28,7 @@ import { StoreError } from '../../store/store.ts';
 import type { CniRequest, IpamResult } from '../../cni/protocol.ts';
 import { NodeLeaseSource } from '../../ipam/reclaim.ts';
 import { buildMap, parseAt, type PoolMapPage } from './map.ts';
-import { runCheck } from './check.ts';
 import { parseReleaseItems, releaseClaims } from './release.ts';
-import { describeClaim, describePool } from './inspect.ts';
 import { PAGE_CSP, PAGE_HTML } from './page.ts';
 import type { UiHub } from './hub.ts';
 
@@ -223,6 +221,9 @@ export function registerUi(app: FastifyInstance, hub: UiHub, opts: { withApi: bo
   hookCni(app, hub);
   app.get('/v1/check', async (_request, reply) => {
     try {
+      // Loaded on first use, as below: they validate objects, and the validator (TypeBox's
+      // schemas) is left out of the agent's start.
+      const { runCheck } = await import('./check.ts');
       return await runCheck(hub.store, { agent: hub.node, now: hub.now, nodeDeadMs: hub.nodeDeadMs });
     } catch (e) {
       return sendError(reply, e);
@@ -247,6 +248,7 @@ export function registerUi(app: FastifyInstance, hub: UiHub, opts: { withApi: bo
   });
   app.get('/v1/describe/ippools/:name', async (request, reply) => {
     try {
+      const { describePool } = await import('./inspect.ts');
       return describePool(hub.ipam.state, (request.params as { name: string }).name);
     } catch (e) {
       return sendError(reply, e);
@@ -256,6 +258,7 @@ export function registerUi(app: FastifyInstance, hub: UiHub, opts: { withApi: bo
     try {
       const leases = new NodeLeaseSource(hub.store, { now: hub.now }, hub.nodeDeadMs);
       await leases.refresh();
+      const { describeClaim } = await import('./inspect.ts');
       return describeClaim(hub.ipam.state, (request.params as { ip: string }).ip, (c) => leases.why(c));
     } catch (e) {
       return sendError(reply, e);
