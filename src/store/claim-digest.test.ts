@@ -1,31 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { API_VERSION, type IPClaim } from '../api/kinds.ts';
+import { SAMPLE_CLAIM_KEY, sampleClaim } from '../../test/lib/sample-claim.ts';
 import { readClaimDigest, type StoredClaimDigest } from './claim-digest.ts';
 import { encodeValue } from './codec.ts';
 
-const KEY = 'ipclaims/default.10.6.0.7';
-
-function claim(): IPClaim {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'IPClaim',
-    metadata: { name: 'default.10.6.0.7' },
-    spec: {
-      network: 'default',
-      ip: '10.6.0.7',
-      family: 4,
-      pool: 'p',
-      owner: { kind: 'Pod', namespace: 'ns', name: 'web-0', uid: 'u-1' },
-      cniNetwork: 'macvlan',
-      containerId: 'c'.repeat(64),
-      ifName: 'eth0',
-      node: 'n1',
-      createdAt: '2026-01-01T00:00:00.000Z',
-    },
-  };
-}
+const KEY = SAMPLE_CLAIM_KEY;
+const claim = sampleClaim;
 
 /** The digest of `text` read from the middle of a buffer that holds other bytes around it. */
 function digestOf(text: string | Buffer, before = '{"x":"', after = '"}'): StoredClaimDigest | undefined {
