@@ -169,6 +169,10 @@ export class IpamState {
    */
   private readonly byContainer = new Map<string, Attachment[]>();
   private readonly byPool = new Map<string, number>();
+  /** The set `usedSet` found last, and for which network and family (most claims share them). */
+  private lastNetwork: string | undefined;
+  private lastFamily: Family | undefined;
+  private lastUsed: UsedSet | undefined;
   /**
    * Deleted pool and reservation keys and the revision of their deletion, so a late put of an older
    * revision is dropped (claims keep theirs in `claims`).
@@ -393,6 +397,7 @@ export class IpamState {
     this.reservations.clear();
     this.claims.clear();
     this.used.clear();
+    this.lastNetwork = this.lastFamily = this.lastUsed = undefined;
     this.byContainer.clear();
     this.byPool.clear();
     this.tombstones.clear();
@@ -402,9 +407,13 @@ export class IpamState {
   // ---- queries ---------------------------------------------------------------------------------
 
   usedSet(network: string, family: Family): UsedSet {
+    if (network === this.lastNetwork && family === this.lastFamily) return this.lastUsed!;
     const k = `${network}/${family}`;
     let s = this.used.get(k);
     if (!s) this.used.set(k, (s = new UsedSet(family)));
+    this.lastNetwork = network;
+    this.lastFamily = family;
+    this.lastUsed = s;
     return s;
   }
 
