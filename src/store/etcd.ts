@@ -523,7 +523,7 @@ export class EtcdStore implements Store {
   /** Every entry under `prefix` at one revision: the pages of `scan`, collected. */
   async list<T>(prefix: string): Promise<Versioned<T>[]> {
     let out: Versioned<T>[] = [];
-    await this.pages<Versioned<T>>(
+    await this.pages(
       prefix,
       (page) => {
         for (const e of page) out.push(e);
@@ -531,6 +531,7 @@ export class EtcdStore implements Store {
       () => {
         out = [];
       },
+      toVersioned<T>,
     );
     return out;
   }
@@ -543,7 +544,7 @@ export class EtcdStore implements Store {
    * scan converges either way (the engine's `load`).
    */
   async scan<T>(prefix: string, onPage: (entries: Versioned<T>[]) => void): Promise<void> {
-    await this.pages<Versioned<T>>(prefix, onPage, () => {});
+    await this.pages(prefix, onPage, () => {}, toVersioned<T>);
   }
 
   /** `scan` with each value as its stored text (see `Store.scanText`): nothing parsed here. */
@@ -555,19 +556,14 @@ export class EtcdStore implements Store {
    * Pages through the prefix at one revision (the first page's), `listPageKeys` keys a page. Each
    * page is its own call, with its own deadline and retries, so a prefix of any size can be read.
    * Pages are read with `rangeBytes` and decoded by `etcd-wire.ts`, not by the etcd3 client (see
-   * there). `onRestart` is called before a scan starts over (after a compaction).
+   * there). `onRestart` is called before a scan starts over (after a compaction). `entry` makes each
+   * page entry: its value parsed (`toVersioned`) or as its text (`toText`).
    */
-  private async pages<E = Versioned<unknown>>(
+  private async pages<E>(
     prefix: string,
     onPage: (entries: E[]) => void,
     onRestart: () => void,
-    entry: (
-      key: string,
-      bytes: Buffer,
-      start: number,
-      end: number,
-      version: string,
-    ) => E = toVersioned as never,
+    entry: (key: string, bytes: Buffer, start: number, end: number, version: string) => E,
   ): Promise<void> {
     this.check();
     const start = Buffer.from(this.prefix + prefix);
@@ -1159,10 +1155,15 @@ interface WatchStream {
   cancel(): void;
 }
 
-/** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
 /** A page entry, its value parsed (`list`, `scan`). */
-function toVersioned(key: string, bytes: Buffer, start: number, end: number, version: string): Versioned {
-  return { key, value: parseValue(key, bytes, start, end), version };
+function toVersioned<T>(
+  key: string,
+  bytes: Buffer,
+  start: number,
+  end: number,
+  version: string,
+): Versioned<T> {
+  return { key, value: parseValue<T>(key, bytes, start, end), version };
 }
 
 /** A page entry as its stored text (`scanText`). */
@@ -1170,6 +1171,7 @@ function toText(key: string, bytes: Buffer, start: number, end: number, version:
   return { key, version, bytes, start, end };
 }
 
+/** @throws StoreError (not retryable) when the stored bytes are not JSON: someone else wrote them. */
 function parseValue<T>(key: string, bytes: Buffer, start = 0, end = bytes.length): T {
   try {
     return decodeValue(key, bytes.toString('utf8', start, end)) as T;
