@@ -60,15 +60,16 @@ function show(v: unknown): string {
 function schemaErrors(kind: string, obj: unknown): FieldError[] {
   const info = KINDS[kind];
   if (!info) return [{ field: 'kind', value: kind, message: 'unknown kind' }];
+  const schema = schemaOf(info);
   let validator = compiled.get(kind);
   if (!validator) {
-    validator = Schema.Compile(schemaOf(info));
+    validator = Schema.Compile(schema);
     compiled.set(kind, validator);
   }
   if (validator.Check(obj)) return [];
   const out: FieldError[] = [];
   const seen = new Set<string>();
-  for (const e of Schema.Errors(schemaOf(info), obj)[1]) {
+  for (const e of Schema.Errors(schema, obj)[1]) {
     // `additionalProperties: false` is reported twice by TypeBox (once per extra key); keep the
     // per-key one, which names the field.
     if (e.keyword === 'boolean') {
