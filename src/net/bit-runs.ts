@@ -25,9 +25,13 @@
  * windows), each lookup at a random place is two binary searches among the pool's thousands of
  * runs, whose unpredictable branches made a 90%-full /16 run at 0.48× a /28 (172 against 82 ns per
  * cycle of these four operations on numbers; `UsedSet` adds its own ~70 ns). Here the same lookups
- * are a directory read and a few word operations: 51–59 ns for the /28, 52–58 for the /16 and
- * 94–123 for a /8, whose 2 MB of bitmaps at 90% outgrow the CPU's L2 cache — when the released
- * addresses are ones the cache holds, the /8 runs as fast as the /28 (scratch, 2026-12-07).
+ * are a directory read and a few word operations: 51–59 ns for the /28, 52–58 for the /16. The
+ * run lists of chunk indexes are read only where the directory cannot answer: `ceil` past the end
+ * of a chunk looks at the next chunk through the directory first. (It went straight to the lists'
+ * binary searches. In the bench's 90%-full /8, where each release takes the first used address
+ * after one of 4,096 random points and so widens the hole there to hundreds of addresses, 37% of
+ * the lookups went that way: that, not the 2 MB of bitmaps, held the /8 at 0.48× the /28; 0.70×
+ * since. Scratch `.scratch/set9.ts`, 2026-12-07.)
  *
  * Memory: a bitmap chunk costs 128 bytes of slab, 4 of count and (per 2^20 addresses touched) a 4 KB
  * directory leaf, so a dense pool costs about a bit per address and scattered claims at most ~140
@@ -386,7 +390,10 @@ export class BitRuns {
     } else if (this.#full.has(c)) {
       return v;
     }
-    // The first member of the next chunk that has one.
+    // The first member of the next chunk that has one: mostly the very next chunk, a bitmap, found
+    // through the directory without the run lists' binary searches.
+    const k1 = this.#slot(c + 1);
+    if (k1 >= 0) return (c + 1) * CHUNK + nextOne(this.#bits, k1 * WORDS, 0);
     const p = this.#bitmaps.ceil(c + 1);
     const f = this.#full.ceil(c + 1);
     if (p === undefined) return f === undefined ? undefined : f * CHUNK;
