@@ -28,10 +28,12 @@
  * are a directory read and a few word operations: 51–59 ns for the /28, 52–58 for the /16. The
  * run lists of chunk indexes are read only where the directory cannot answer: `ceil` past the end
  * of a chunk looks at the next chunk through the directory first. (It went straight to the lists'
- * binary searches. In the bench's 90%-full /8, where each release takes the first used address
- * after one of 4,096 random points and so widens the hole there to hundreds of addresses, 37% of
- * the lookups went that way: that, not the 2 MB of bitmaps, held the /8 at 0.48× the /28; 0.70×
- * since. Scratch `.scratch/set9.ts`, 2026-12-07.)
+ * binary searches. The bench's set cycle once released the first used address after one of 4,096
+ * fixed random points, which widened the holes there to hundreds of addresses in a 90%-full /8, and
+ * 37% of its lookups went that way: that, not the 2 MB of bitmaps, held that /8 at 0.48× the /28;
+ * 0.70× after this change. Releasing uniformly chosen addresses, as the bench does now and pods do,
+ * the /8 runs at 0.85–0.88× the /28 with every one of its bitmaps in use. Scratch
+ * `.scratch/set9.ts`, 2026-12-07.)
  *
  * Memory: a bitmap chunk costs 128 bytes of slab, 4 of count and (per 2^20 addresses touched) a 4 KB
  * directory leaf, so a dense pool costs about a bit per address and scattered claims at most ~140
