@@ -709,6 +709,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       }
       xs.push(((cpuMs() - c0) * 1e6) / n);
     }
+    // x is read so that the draws are not optimized away; it is never -1.
     return x === -1n ? NaN : median(xs) * (b.counts.draws / b.counts.cycles);
   };
   const draw4 = drawNs(sets.get('contiguous 10.0.0.0/8')!);
