@@ -55,6 +55,12 @@ interface SizeCase {
 const FILL_16 = 58_981;
 /** The /28 again, with as many claims as the /16 held in another pool: the claim count without the pool size. */
 const BALLASTED = '/28+59k';
+/**
+ * The /28's IPv6 twin: as few addresses (15 usable) and as many claims (13), so that the /64
+ * against it is the pool size alone, as the /16 against the /28 is; the family's cost is this row
+ * against the /28. A row to compare with, no goal of its own.
+ */
+const IPV6_TWIN = '/124';
 const BALLAST_POOL = 'bench-ballast';
 const BALLAST_SUBNET = '10.200.0.0/16';
 export const CASES: SizeCase[] = [
@@ -63,6 +69,7 @@ export const CASES: SizeCase[] = [
   { label: '/16', subnet: '10.6.0.0/16', family: 4, fill: FILL_16 },
   { label: '/8', subnet: '10.0.0.0/8', family: 4, fill: FILL_16 },
   { label: '/64', subnet: 'fd00:6::/64', family: 6, fill: FILL_16 },
+  { label: IPV6_TWIN, subnet: 'fd00:7::/124', family: 6, fill: 13 },
 ];
 /** The /28 as an agent runs it (endpoint versions kept): one engine row, no goal of its own. */
 const REMEMBERED = '/28 (endpoints kept)';
@@ -204,7 +211,7 @@ class Fifo {
 }
 
 const cid = (label: string, n: number): string =>
-  `${label === '/64' ? 'b' : 'a'}${n.toString(16)}`.padStart(64, '0');
+  `${label === '/64' ? 'b' : label === IPV6_TWIN ? 'c' : 'a'}${n.toString(16)}`.padStart(64, '0');
 
 interface Bench {
   label: string;
@@ -648,6 +655,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   ): void => {
     const anchor = median(res.get('/28')!);
     const ballasted = median(res.get(BALLASTED)!);
+    const twin = median(res.get(IPV6_TWIN)!);
     for (const c of cases) {
       const xs = res.get(c.label)!;
       const m = median(xs);
@@ -655,13 +663,17 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
         ? `${c.fill} held + ${c.ballast.toLocaleString('en-US')} in another pool`
         : `${c.fill.toLocaleString('en-US')} held`;
       // The /28 again with something changed: a row to compare with, no goal of its own.
-      const variant = c.label === BALLASTED || c.label === REMEMBERED;
-      const size = variant ? '/28' : c.label;
+      const variant = c.label === BALLASTED || c.label === REMEMBERED || c.label === IPV6_TWIN;
+      const size = c.label === IPV6_TWIN ? '/124' : variant ? '/28' : c.label;
       const figure = `${what}, ${size} (${held}${c.remember ? ', endpoints kept: the agent default' : ''})`;
       const l = withLatency ? lat.get(c.label)! : undefined;
       const parts: string[] = [];
       if (c.label === BALLASTED)
         parts.push('diagnostic: the /28 with as many claims in the cache as the /16');
+      else if (c.label === IPV6_TWIN)
+        parts.push(
+          'diagnostic: the /28’s IPv6 twin (15 usable addresses, 13 held), so that this row against the /28 is the family’s cost without the pool size',
+        );
       else if (c.label === REMEMBERED)
         parts.push(
           'the DEL deletes the endpoint at the version its ADD wrote, without reading it; the rows above read it, as for a pod added before the agent started',
@@ -669,6 +681,8 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       else if (c.label !== '/28') {
         // Against the /28 holding as many claims: the pool size alone, without the claim count.
         parts.push(`${(m / ballasted).toFixed(2)}× the /28 with as many claims`);
+        // The /64 against the IPv6 /124: the pool size alone within the family.
+        if (c.label === '/64') parts.push(`${(m / twin).toFixed(2)}× the IPv6 /124`);
       }
       if (l) parts.push(`cycle p50 ${median(l).toFixed(1)} µs, p99 ${p99(l).toFixed(1)} µs (wall)`);
       const detail = parts.length > 0 ? parts.join('; ') : undefined;
@@ -801,7 +815,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
 
   notes.push(
     'One engine cycle: ADD a new pod through `Ipam.add`, then DEL the oldest pod holding an address through `Ipam.release` (FIFO churn at a steady fill), on the memory store, awaited one at a time.',
-    `Fill: the /28 holds 13 of its 14 addresses and the /16 holds ${FILL_16.toLocaleString('en-US')} claims (90% of 65,534), placed at random. A 90% full /8 (15 million claims) or /64 (1.7e19) cannot be held, so the /8 and /64 hold the same ${FILL_16.toLocaleString('en-US')} real claims, scattered at random over their first 65,536 addresses; the UsedSet+nextFree rows show the true 90% case for every size. The “/28 + ${FILL_16.toLocaleString('en-US')} in another pool” row is the /28 with as many claims in the engine's cache as the /16 (another pool in the same network, never touched by the cycles): comparing the larger pools with it separates the pool size from the number of claims held, which the “× the /28 with as many claims” detail does.`,
+    `Fill: the /28 holds 13 of its 14 addresses and the /16 holds ${FILL_16.toLocaleString('en-US')} claims (90% of 65,534), placed at random. A 90% full /8 (15 million claims) or /64 (1.7e19) cannot be held, so the /8 and /64 hold the same ${FILL_16.toLocaleString('en-US')} real claims, scattered at random over their first 65,536 addresses; the UsedSet+nextFree rows show the true 90% case for every size. The “/28 + ${FILL_16.toLocaleString('en-US')} in another pool” row is the /28 with as many claims in the engine's cache as the /16 (another pool in the same network, never touched by the cycles): comparing the larger pools with it separates the pool size from the number of claims held, which the “× the /28 with as many claims” detail does. The /124 row is the /28’s IPv6 twin (13 of its 15 addresses held): against the /28 it is what the family costs; the /64 against it (its “× the IPv6 /124” detail) is the pool size alone within IPv6.`,
     `One UsedSet+nextFree cycle: take the first free address after the cursor (\`nextFree\`), mark it used (\`add\`), move the cursor past it, then release a used address chosen uniformly (random addresses of the pool drawn until \`has\` says used, then \`delete\`) — the operations the engine’s ADD and DEL make, with a release anywhere in the pool as a DEL of any pod. The draws cost every size alike, except that a /64’s address takes two 32-bit draws and bigint arithmetic where the others take one: measured alone in this run, ${draw4.toFixed(0)} ns per release for the IPv4 pools and ${draw6.toFixed(0)} ns for the /64. (Until 2026-12-07 the release took the first used address after one of 4,096 fixed random points, through \`ceil\`, which the engine never calls; releases at fixed points widened the holes there to hundreds of addresses in the /8, a set no allocation pattern makes.)`,
     'The “ordered run store alone” row runs the /64’s cycle on the structure under it, one `NumberRuns` of plain doubles (a single 2^52-address window: no window segments, no bigint at the boundary), interleaved with the set rows: a release anywhere in a space too large for a bitmap leaves one more run, kept in order for `nextFree` and `ceil`, and this row is what that costs with nothing of `UsedSet` around it.',
     `Throughput is per CPU-second of the benchmark process (GC threads included), median of ${rounds} interleaved rounds of ~${roundCpuMs} ms CPU each; cycle latencies are wall-clock and include preemption by other processes.`,
