@@ -478,6 +478,7 @@ function netBench(
   };
 }
 
+const RUN_STORE = 'run store alone';
 /**
  * The /64's cycle on its ordered run store alone: one `NumberRuns` of plain doubles (a single 2^52
  * window, so no window segments and no bigint), 90% used from its start, the cursor's next free
@@ -504,7 +505,6 @@ function runStoreBench(rand: () => number): Bench & { runs: NumberRuns } {
     },
   };
 }
-const RUN_STORE = 'run store alone';
 
 /**
  * Runs the benches interleaved: `rounds` rounds, each bench for about `roundCpuMs` of CPU per round
@@ -662,7 +662,8 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
       const held = c.ballast
         ? `${c.fill} held + ${c.ballast.toLocaleString('en-US')} in another pool`
         : `${c.fill.toLocaleString('en-US')} held`;
-      // The /28 again with something changed: a row to compare with, no goal of its own.
+      // The /28 changed in one respect (ballast, endpoint memory, the family): a row to compare
+      // with, no goal of its own.
       const variant = c.label === BALLASTED || c.label === REMEMBERED || c.label === IPV6_TWIN;
       const size = c.label === IPV6_TWIN ? '/124' : variant ? '/28' : c.label;
       const figure = `${what}, ${size} (${held}${c.remember ? ', endpoints kept: the agent default' : ''})`;
