@@ -427,7 +427,7 @@ function scatter(first: bigint, span: bigint, rand: () => number): { first: bigi
   return out;
 }
 
-function netBench(
+export function netBench(
   subnet: string,
   pattern: 'contiguous' | 'scattered',
   rand: () => number,

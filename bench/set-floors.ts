@@ -19,8 +19,7 @@
  *   node bench/set-floors.ts --keys 300000 --rounds 3
  */
 import { parseArgs } from 'node:util';
-import { IntervalSet } from '../src/net/interval-set.ts';
-import { UsedSet, nextFree } from '../src/net/used-set.ts';
+import { netBench } from './engine.ts';
 import { cpuMs, prng } from './lib.ts';
 
 const { values } = parseArgs({
@@ -38,24 +37,9 @@ const rand = prng(42);
 const SPACE = 2 ** 52;
 const CYCLES = 1_000_000;
 
-// The bench's /28 cycle (bench/engine.ts netBench): nextFree after the cursor, add, then release a
+// The bench's /28 cycle, as `npm run bench` runs it: nextFree after the cursor, add, then release a
 // used address drawn uniformly.
-const first = 0x0a06a881n;
-const span = 14n;
-const allowed = IntervalSet.of(4, [{ first, last: first + span - 1n }]);
-const used = UsedSet.of(4, [{ first, last: first + (span * 9n) / 10n - 1n }]);
-let cursor28 = first;
-const spanNum = Number(span);
-function anchor(n: number): void {
-  for (let i = 0; i < n; i++) {
-    const v = nextFree(allowed, used, cursor28)!;
-    used.add(v);
-    cursor28 = v + 1n;
-    let q = first + BigInt(Math.floor(rand() * spanNum));
-    while (!used.has(q)) q = first + BigInt(Math.floor(rand() * spanNum));
-    used.delete(q);
-  }
-}
+const anchor = netBench('10.6.168.128/28', 'contiguous', rand);
 
 // Unordered: the holes in a table with room for every hole the rounds make (load <= 1/2).
 const TABLE_BITS = Math.ceil(Math.log2(2 * ROUNDS * CYCLES + 1));
@@ -135,7 +119,7 @@ console.log(
   `cycles/CPU-s, ${CYCLES.toLocaleString('en-US')} cycles per figure; ratio to the /28 of the same round; lookups in ${KEYS.toLocaleString('en-US')} sorted keys`,
 );
 for (let r = 1; r <= ROUNDS; r++) {
-  const a = rate(() => anchor(CYCLES));
+  const a = rate(() => void anchor.run(CYCLES));
   const u = rate(() => unordered(CYCLES));
   const s = rate(() => lookups(CYCLES, false));
   const e = rate(() => lookups(CYCLES, true));
