@@ -486,7 +486,7 @@ const RUN_STORE = 'run store alone';
  * costs net of everything `UsedSet` adds around the runs: releases spread over a space too large
  * for a bitmap leave one run per release, kept in order for `nextFree` and `ceil`.
  */
-function runStoreBench(rand: () => number): Bench & { runs: NumberRuns } {
+export function runStoreBench(rand: () => number): Bench & { runs: NumberRuns } {
   const SPAN = 2 ** 52;
   const runs = NumberRuns.fromRuns([{ first: 0, last: SPAN * 0.9 - 1 }]);
   let cursor = 0;

@@ -1,7 +1,8 @@
 /**
  * The whole test suite: `npm test`. Installs missing system packages, type-checks, lints, then runs
- * every `*.test.ts` under src/ and test/ with node's test runner. Fails when any test fails, when the
- * run counts zero tests, or when the type check, lint or formatting check (prettier) fails. Pass file paths to run only those.
+ * every `*.test.ts` under src/, test/ and bench/ with node's test runner. Fails when any test fails,
+ * when the run counts zero tests, or when the type check, lint or formatting check (prettier) fails.
+ * Pass file paths to run only those.
  *
  * Env: IPKEEPER_TEST_KUBECONFIG=path runs the Kubernetes-mode tests against that cluster instead of
  * the locally built kube-apiserver.
@@ -54,7 +55,7 @@ if (only.length === 0) {
   }
 }
 
-const files = only.length > 0 ? only : [...findTests(join(root, 'src')), ...findTests(join(root, 'test'))];
+const files = only.length > 0 ? only : ['src', 'test', 'bench'].flatMap((dir) => findTests(join(root, dir)));
 if (files.length === 0) {
   console.error('[test] no test files found');
   process.exit(1);
