@@ -60,7 +60,7 @@ const timed = (): Timed => ({ ms: [], planeCpu: [], agentCpu: [], peakRss: [] })
 
 type ListMode = 'paged' | 'cached' | 'metadata';
 
-/** The Accept header of a metadata-only answer (the server-side form `kubectl get` can ask for). */
+/** The Accept header of a metadata-only answer (what client-go's metadata informers ask for). */
 const METADATA_ONLY = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
 
 /**
@@ -367,7 +367,7 @@ export async function run(opts: SectionOptions): Promise<{ rows: Row[]; notes: s
   ];
   const notes = [
     `One control plane on this machine: etcd (one member, data on tmpfs) and kube-apiserver v1.20.2 built from Debian's source package (scripts/kube/build.sh), as the Kubernetes-mode tests run it; the CRDs of deploy/crds installed. ${count} IPClaims are written once, shaped as the engine writes them, all on the agent's node, scattered over ${SUBNET}.`,
-    `The agent is the image's bundle, with its Node flags (\`AGENT_NODE_FLAGS\`), and \`--store kubernetes:KUBECONFIG\`, as the chart runs it (there it reads the in-cluster configuration); ready is \`/readyz\` answering. It starts its watches, reads pools, reservations and claims from the API server's watch cache (\`KubernetesStore.scan\`, moving a watch back when the cache's revision is older; the claims as ${SCAN_SHARDS} LISTs at once by their \`${SHARD_LABEL}\` label, plus one for claims without it, so the API server encodes them on more than one core), and starts its pod, namespace and node informers. ${runs} runs of each after one warm-up start; the agent's start, the paged LIST and the cached LIST alternate.`,
+    `The agent is the image's bundle, with its Node flags (\`AGENT_NODE_FLAGS\`), and \`--store kubernetes:KUBECONFIG\`, as the chart runs it (there it reads the in-cluster configuration); ready is \`/readyz\` answering. It starts its watches, reads pools, reservations and claims from the API server's watch cache (\`KubernetesStore.scan\`, moving a watch back when the cache's revision is older; the claims as ${SCAN_SHARDS} LISTs at once by their \`${SHARD_LABEL}\` label, plus one for claims without it, so the API server encodes them on more than one core), and starts its pod, namespace and node informers. ${runs} runs of each after one warm-up start; the agent's starts and the paged, cached and metadata-only LISTs alternate.`,
     `From its claims cache: the same agent with \`--claims-cache FILE\` (as the chart runs it), the file written by its previous clean stop (SIGTERM); it reads the claims from the file (indexing them from its digest line, each claim's JSON parsed after ready in 5 ms slices), lists only pools and reservations, and watches claims from the file's revision (src/ipam/claims-cache.ts). Ready does not wait for that watch's first events: a stale file cannot give an address twice (the claim's create decides; a repeated ADD reads its claims back), and a revision the API server no longer has resets to the full LIST. A node's first start, a crash (no clean stop since the file) or a file older than the API server's watch history starts as the row above.`,
     'The LIST rows are the API server alone: a keep-alive HTTPS client in the bench process that parses each page and nothing else. The metadata-only LIST asks for `PartialObjectMetadataList` (the API server drops every spec and status before encoding; the managedFields stay, v1.20 records them on every create).',
   ];
