@@ -22,7 +22,10 @@ export interface Machine {
   loadEnd: number[];
 }
 
-/** A section starts once at most this share of the CPUs was busy over `QUIET_WINDOW_MS`, or after `QUIET_MAX_MS`. */
+/**
+ * A section starts once at most this share of the CPUs was busy over `QUIET_WINDOW_MS`, or after
+ * `QUIET_MAX_MS` (`settle` in run.ts); the report says how long each waited.
+ */
 export const QUIET_BUSY = 0.1;
 export const QUIET_WINDOW_MS = 500;
 export const QUIET_MAX_MS = 30_000;
